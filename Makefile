@@ -1,0 +1,140 @@
+# meshd — one Makefile builds everything into build/ (no hand-run steps).
+#
+#   make                 release build of every binary into build/
+#   make MODE=debug      -O0 build into build/debug/
+#   make MODE=asan       ASan+UBSan build into build/asan/
+#   make deps            installs the Debian packages the build and tests need
+#   make test            deps + build + unit tests + e2e tests (needs root)
+#   make demo            a small mesh in network namespaces, ending with meshd-ctl status
+#   make bench           meshd side by side with HAProxy and nginx (wrk, loopback)
+
+MODE   ?= release
+BUILD_ROOT ?= build
+WERROR ?= 1
+CXX    ?= g++
+
+ifeq ($(MODE),release)
+  OUT       := $(BUILD_ROOT)
+  MODEFLAGS := -O2 -DNDEBUG
+else ifeq ($(MODE),debug)
+  OUT       := $(BUILD_ROOT)/debug
+  MODEFLAGS := -O0
+else ifeq ($(MODE),asan)
+  OUT       := $(BUILD_ROOT)/asan
+  MODEFLAGS := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+  $(error MODE must be release, debug or asan, not '$(MODE)')
+endif
+
+VERSION  := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
+GIT_REV  := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wformat=2 -Wno-missing-field-initializers
+ifeq ($(WERROR),1)
+  WARN   += -Werror
+endif
+CXXFLAGS := -std=c++23 -g $(MODEFLAGS) $(WARN) -pthread -Isrc -I. \
+            -DMESHD_VERSION='"$(VERSION)"' -DMESHD_GIT_REV='"$(GIT_REV)"'
+LDFLAGS  := -pthread $(filter -fsanitize=%,$(MODEFLAGS))
+LIBS     := -luring
+
+# Library code: everything under src/ except the mains in src/cmd/.
+LIB_SRCS   := $(shell find src -name '*.cc' -not -path 'src/cmd/*' | sort)
+GEN_SRCS   := $(OUT)/gen/iptables_templates.cc
+INIT_SRCS  := $(shell find init -name '*.cc' -not -name 'main.cc' 2>/dev/null | sort)
+CTL_SRCS   := $(shell find ctl -name '*.cc' -not -name 'main.cc' 2>/dev/null | sort)
+TEST_SRCS  := $(shell find tests/unit -name '*.cc' | sort)
+
+obj = $(patsubst %.cc,$(OUT)/obj/%.o,$(1))
+LIB_OBJS   := $(call obj,$(LIB_SRCS))
+INIT_OBJS  := $(call obj,$(INIT_SRCS)) $(OUT)/obj/gen/iptables_templates.o
+CTL_OBJS   := $(call obj,$(CTL_SRCS))
+TEST_OBJS  := $(call obj,$(TEST_SRCS))
+
+BINS := $(OUT)/meshd $(OUT)/meshd-init $(OUT)/meshd-ctl
+
+.PHONY: all deps test unit e2e demo bench clean compdb
+all: $(BINS) $(OUT)/unit-tests compile_commands.json
+
+$(OUT)/libmeshd.a: $(LIB_OBJS)
+	@mkdir -p $(@D)
+	ar rcs $@ $^
+
+$(OUT)/meshd: $(call obj,src/cmd/meshd.cc) $(OUT)/libmeshd.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/meshd-init: $(call obj,init/main.cc) $(INIT_OBJS) $(OUT)/libmeshd.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/meshd-ctl: $(call obj,ctl/main.cc) $(CTL_OBJS) $(INIT_OBJS) $(OUT)/libmeshd.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/unit-tests: $(TEST_OBJS) $(INIT_OBJS) $(CTL_OBJS) $(OUT)/libmeshd.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+# The rule templates in iptables/ are compiled into meshd-init, so that the
+# binary works alone in a pod init container; --templates DIR overrides them.
+$(OUT)/gen/iptables_templates.cc: $(wildcard iptables/*.rules) Makefile
+	@mkdir -p $(@D)
+	@{ echo '// generated from iptables/*.rules by the Makefile; do not edit'; \
+	   echo '#include "init/templates.h"'; echo 'namespace meshd::init {'; \
+	   echo 'const std::vector<EmbeddedTemplate>& embedded_templates() {'; \
+	   echo '  static const std::vector<EmbeddedTemplate> all = {'; \
+	   for f in $(sort $(wildcard iptables/*.rules)); do \
+	     printf '    {"%s", R"meshd(' "$$(basename $$f)"; cat $$f; echo ')meshd"},'; done; \
+	   echo '  };'; echo '  return all;'; echo '}'; echo '}  // namespace meshd::init'; } > $@
+
+$(OUT)/obj/gen/%.o: $(OUT)/gen/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
+
+$(OUT)/obj/%.o: %.cc
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)
+
+# compile_commands.json for editors and clang-tidy, written from the same
+# flags the build uses (no extra tool needed).
+compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS)
+	@{ echo '['; sep=''; for f in $(LIB_SRCS) src/cmd/meshd.cc init/main.cc ctl/main.cc $(INIT_SRCS) $(CTL_SRCS) $(TEST_SRCS); do \
+	  printf '%s{"directory":"%s","file":"%s","command":"%s %s -c %s"}\n' "$$sep" "$(CURDIR)" "$$f" "$(CXX)" "$$(echo '$(CXXFLAGS)' | sed 's/"/\\"/g')" "$$f"; sep=','; done; echo ']'; } > $@
+
+# Debian packages for the build, the tests, the demo and the benchmark.
+# Idempotent and quiet when everything is already there.
+DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
+            protobuf-compiler catch2 iptables iproute2 util-linux procps \
+            python3 python3-pytest python3-pytest-timeout \
+            wrk haproxy nginx libnginx-mod-stream
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "make deps: installing $$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
+	    { echo "make deps: apt-get install failed (are you root?)" >&2; exit 1; }; \
+	fi
+
+unit: deps $(OUT)/unit-tests
+	$(OUT)/unit-tests
+
+PYTEST := /usr/bin/python3 -m pytest -q -p no:cacheprovider
+
+e2e: deps $(BINS)
+	MESHD_BUILD=$(CURDIR)/$(OUT) $(PYTEST) tests/e2e
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	$(OUT)/unit-tests
+	MESHD_BUILD=$(CURDIR)/$(OUT) $(PYTEST) tests/e2e
+
+demo: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	MESHD_BUILD=$(CURDIR)/$(OUT) /usr/bin/python3 tests/e2e/demo.py
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	MESHD_BUILD=$(CURDIR)/$(OUT) sh bench/run.sh
+
+clean:
+	rm -rf build compile_commands.json

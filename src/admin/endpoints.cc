@@ -1,0 +1,172 @@
+#include "admin/endpoints.h"
+
+#include <unistd.h>
+
+#include "base/json.h"
+#include "metrics/process.h"
+#include "metrics/prometheus.h"
+
+namespace meshd::admin {
+
+using metrics::Direction;
+using metrics::TcpError;
+
+metrics::DirectionTotals totals(const ProxyView& view, Direction d) {
+  metrics::DirectionTotals t;
+  for (const auto* w : view.workers) {
+    const auto& s = w->dir[static_cast<int>(d)];
+    t.opened += s.opened.get();
+    for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) t.closed[i] += s.closed[i].get();
+    for (int i = 0; i < static_cast<int>(metrics::RefuseReason::kCount); ++i) t.refused[i] += s.refused[i].get();
+    t.read_bytes += s.read_bytes.get();
+    t.write_bytes += s.write_bytes.get();
+  }
+  return t;
+}
+
+namespace {
+struct PoolTotals {
+  uint64_t buffers_in_use = 0;
+  uint64_t connections_live = 0;
+};
+PoolTotals pool_totals(const ProxyView& view) {
+  PoolTotals p;
+  for (const auto* w : view.workers) {
+    p.buffers_in_use += w->buffers_in_use.get();
+    p.connections_live += w->connections_live.get();
+  }
+  return p;
+}
+uint64_t buffer_pool_bytes(const ProxyView& view) {
+  return static_cast<uint64_t>(view.config->buffer_size) * view.config->buffers_per_thread * view.workers.size();
+}
+}  // namespace
+
+std::string render_metrics(const ProxyView& view) {
+  metrics::PrometheusWriter w;
+  metrics::DirectionTotals t[2] = {totals(view, Direction::kInbound), totals(view, Direction::kOutbound)};
+  const Direction dirs[2] = {Direction::kInbound, Direction::kOutbound};
+
+  w.family("tcp_open_total", "counter", "TCP connections accepted and opened by the proxy.");
+  for (int i = 0; i < 2; ++i) w.sample("tcp_open_total", {{"direction", direction_name(dirs[i])}}, t[i].opened);
+
+  w.family("tcp_close_total", "counter",
+           "TCP connections closed; classification is success when both sides ended cleanly, else error says why.");
+  for (int i = 0; i < 2; ++i) {
+    for (int e = 0; e < static_cast<int>(TcpError::kCount); ++e) {
+      auto err = static_cast<TcpError>(e);
+      if (err == TcpError::kNone)
+        w.sample("tcp_close_total", {{"direction", direction_name(dirs[i])}, {"classification", "success"}},
+                 t[i].closed[e]);
+      else
+        w.sample("tcp_close_total",
+                 {{"direction", direction_name(dirs[i])}, {"classification", "failure"}, {"error", tcp_error_name(err)}},
+                 t[i].closed[e]);
+    }
+  }
+
+  w.family("tcp_open_connections", "gauge", "TCP connections open now.");
+  for (int i = 0; i < 2; ++i) w.sample("tcp_open_connections", {{"direction", direction_name(dirs[i])}}, t[i].open());
+
+  w.family("tcp_refused_total", "counter", "Accepted TCP connections refused (reset) before being opened.");
+  for (int i = 0; i < 2; ++i)
+    for (int r = 0; r < static_cast<int>(metrics::RefuseReason::kCount); ++r)
+      w.sample("tcp_refused_total",
+               {{"direction", direction_name(dirs[i])},
+                {"reason", refuse_reason_name(static_cast<metrics::RefuseReason>(r))}},
+               t[i].refused[r]);
+
+  w.family("tcp_read_bytes_total", "counter", "Bytes read from the connecting side (what the client sent).");
+  for (int i = 0; i < 2; ++i) w.sample("tcp_read_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].read_bytes);
+  w.family("tcp_write_bytes_total", "counter", "Bytes written to the connecting side (what the client received).");
+  for (int i = 0; i < 2; ++i)
+    w.sample("tcp_write_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].write_bytes);
+
+  PoolTotals pool = pool_totals(view);
+  w.family("meshd_buffer_pool_bytes", "gauge", "Receive buffer memory mapped for all workers (the ceiling).");
+  w.sample("meshd_buffer_pool_bytes", {}, buffer_pool_bytes(view));
+  w.family("meshd_buffer_bytes_in_use", "gauge", "Receive buffer memory holding bytes not yet forwarded.");
+  w.sample("meshd_buffer_bytes_in_use", {}, pool.buffers_in_use * view.config->buffer_size);
+  w.family("meshd_connection_objects", "gauge", "Connection objects in use, open or closing.");
+  w.sample("meshd_connection_objects", {}, pool.connections_live);
+
+  metrics::ProcessStats p = metrics::read_process_stats();
+  w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  w.sample("process_resident_memory_bytes", {}, p.rss_bytes);
+  w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+  w.sample("process_virtual_memory_bytes", {}, p.virtual_bytes);
+  w.family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+  w.sample("process_cpu_seconds_total", {}, p.cpu_seconds);
+  w.family("process_open_fds", "gauge", "Open file descriptors.");
+  w.sample("process_open_fds", {}, p.open_fds);
+  w.family("process_max_fds", "gauge", "Limit on open file descriptors.");
+  w.sample("process_max_fds", {}, p.max_fds);
+  w.family("process_start_time_seconds", "gauge", "Start time of the process since the epoch in seconds.");
+  w.sample("process_start_time_seconds", {}, metrics::start_time_seconds());
+  w.family("meshd_build_info", "gauge", "meshd's version; the value is always 1.");
+  w.sample("meshd_build_info", {{"version", MESHD_VERSION}, {"git_rev", MESHD_GIT_REV}}, uint64_t{1});
+  w.family("meshd_threads", "gauge", "Worker threads.");
+  w.sample("meshd_threads", {}, static_cast<uint64_t>(view.workers.size()));
+  return w.str();
+}
+
+std::string render_status(const ProxyView& view) {
+  JsonWriter j;
+  j.begin_object();
+  j.field("version", MESHD_VERSION).field("git_rev", MESHD_GIT_REV);
+  j.field("pid", static_cast<int64_t>(getpid()));
+  j.field("uptime_seconds", metrics::uptime_seconds());
+  j.field("state", view.draining->load() ? "draining" : (view.ready->load() ? "serving" : "starting"));
+  j.field("threads", static_cast<uint64_t>(view.workers.size()));
+  j.key("listeners").begin_array();
+  for (const auto& l : *view.listeners) {
+    j.begin_object().field("name", l.name).field("address", l.address.str());
+    j.field("direction", metrics::direction_name(l.direction));
+    if (l.kind == proxy::ListenerKind::kForward) j.field("target", l.target.str());
+    j.end_object();
+  }
+  j.end_array();
+  j.key("directions").begin_object();
+  for (Direction d : {Direction::kInbound, Direction::kOutbound}) {
+    auto t = totals(view, d);
+    j.key(metrics::direction_name(d)).begin_object();
+    j.field("open", t.open()).field("opened_total", t.opened).field("closed_total", t.closed_total());
+    j.field("refused_total", t.refused_total());
+    j.field("read_bytes_total", t.read_bytes).field("write_bytes_total", t.write_bytes);
+    j.end_object();
+  }
+  j.end_object();
+  PoolTotals pool = pool_totals(view);
+  auto p = metrics::read_process_stats();
+  j.key("memory").begin_object();
+  j.field("rss_bytes", p.rss_bytes);
+  j.field("buffer_bytes_in_use", pool.buffers_in_use * view.config->buffer_size);
+  j.field("buffer_pool_bytes", buffer_pool_bytes(view));
+  j.end_object();
+  const auto& c = *view.config;
+  j.key("config").begin_object();
+  j.field("connect_timeout_ms", c.connect_timeout_ms).field("idle_timeout_ms", c.idle_timeout_ms);
+  j.field("drain_timeout_ms", c.drain_timeout_ms).field("max_connections", static_cast<uint64_t>(c.max_connections));
+  j.field("buffer_size", static_cast<uint64_t>(c.buffer_size));
+  j.field("buffers_per_thread", static_cast<uint64_t>(c.buffers_per_thread));
+  j.field("inbound_target", c.inbound_target == config::InboundTarget::kLoopback ? "loopback" : "original");
+  j.field("proxy_uid", static_cast<uint64_t>(c.proxy_uid));
+  j.end_object();
+  j.end_object();
+  return j.take() + "\n";
+}
+
+Handler make_handler(const ProxyView& view) {
+  return [view](std::string_view path) -> Response {
+    if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(view)};
+    if (path == "/status.json") return {200, "application/json", render_status(view)};
+    if (path == "/live") return {200, "text/plain; charset=utf-8", "live\n"};
+    if (path == "/ready") {
+      if (view.ready->load() && !view.draining->load()) return {200, "text/plain; charset=utf-8", "ready\n"};
+      return {503, "text/plain; charset=utf-8", view.draining->load() ? "draining\n" : "starting\n"};
+    }
+    return {404, "text/plain; charset=utf-8", "not found; try /metrics /ready /live /status.json\n"};
+  };
+}
+
+}  // namespace meshd::admin

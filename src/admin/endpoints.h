@@ -1,0 +1,30 @@
+// What the admin endpoint serves about a running proxy: /metrics in the
+// Prometheus text format, /status.json for meshd-ctl status, /ready, /live.
+#pragma once
+
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "admin/server.h"
+#include "config/config.h"
+#include "metrics/tcp_stats.h"
+#include "proxy/listener.h"
+
+namespace meshd::admin {
+
+// A read-only view of the proxy, valid for the process's lifetime.
+struct ProxyView {
+  const config::Config* config = nullptr;
+  const std::vector<proxy::ListenerSpec>* listeners = nullptr;
+  std::vector<const metrics::WorkerStats*> workers;
+  const std::atomic<bool>* ready = nullptr;
+  const std::atomic<bool>* draining = nullptr;
+};
+
+metrics::DirectionTotals totals(const ProxyView& view, metrics::Direction d);
+std::string render_metrics(const ProxyView& view);
+std::string render_status(const ProxyView& view);
+Handler make_handler(const ProxyView& view);
+
+}  // namespace meshd::admin

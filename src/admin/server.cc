@@ -1,0 +1,192 @@
+#include "admin/server.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "base/log.h"
+#include "io/socket.h"
+
+namespace meshd::admin {
+namespace {
+
+const char* reason(int status) {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+  }
+}
+
+std::string render(const Response& r, bool head_only) {
+  std::string out = "HTTP/1.1 " + std::to_string(r.status) + " " + reason(r.status) + "\r\n";
+  out += "Content-Type: " + r.content_type + "\r\n";
+  out += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
+  out += "Connection: close\r\n\r\n";
+  if (!head_only) out += r.body;
+  return out;
+}
+
+uint64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+
+struct Client {
+  int fd = -1;
+  uint64_t deadline = 0;
+  std::string in;
+  std::string out;
+  size_t sent = 0;
+};
+
+}  // namespace
+
+RequestLine parse_request_head(std::string_view head) noexcept {
+  RequestLine r;
+  auto eol = head.find("\r\n");
+  std::string_view line = head.substr(0, eol);
+  auto sp1 = line.find(' ');
+  auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != line.npos) {
+    r.error = 400;
+    return r;
+  }
+  std::string_view method = line.substr(0, sp1);
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") {
+    r.error = version.starts_with("HTTP/") ? 505 : 400;
+    return r;
+  }
+  if (target.empty() || target.front() != '/') {
+    r.error = 400;
+    return r;
+  }
+  if (target.size() > 1024) {
+    r.error = 414;
+    return r;
+  }
+  for (char c : target)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f) {
+      r.error = 400;
+      return r;
+    }
+  if (method == "HEAD")
+    r.head = true;
+  else if (method != "GET") {
+    r.error = 405;
+    return r;
+  }
+  r.path = std::string(target.substr(0, target.find('?')));
+  return r;
+}
+
+Server::~Server() {
+  stop();
+  io::close_fd(listen_fd_);
+  io::close_fd(stop_fd_);
+}
+
+Result<void> Server::bind(const SocketAddr& addr) noexcept {
+  auto fd = io::listen_tcp(addr, false, 64);
+  if (!fd) return std::unexpected(fd.error());
+  listen_fd_ = *fd;
+  stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (stop_fd_ < 0) return fail_errno();
+  return {};
+}
+
+void Server::start(Handler handler) {
+  handler_ = std::move(handler);
+  thread_ = std::thread([this] { serve(); });
+}
+
+void Server::stop() {
+  if (!thread_.joinable()) return;
+  uint64_t one = 1;
+  ssize_t ignored = ::write(stop_fd_, &one, sizeof one);
+  (void)ignored;
+  thread_.join();
+}
+
+void Server::serve() {
+  std::vector<Client> clients;
+  std::vector<pollfd> fds;
+  while (true) {
+    fds.clear();
+    fds.push_back({stop_fd_, POLLIN, 0});
+    // At the client limit, stop accepting until one finishes: the backlog
+    // holds the rest.
+    fds.push_back({static_cast<int>(clients.size()) < kMaxClients ? listen_fd_ : -1, POLLIN, 0});
+    for (auto& c : clients) fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+    int n = poll(fds.data(), fds.size(), 500);
+    if (n < 0 && errno != EINTR) break;
+    if (fds[0].revents) break;
+    uint64_t now = now_ms();
+    if (fds[1].revents & POLLIN) {
+      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) clients.push_back({fd, now + kClientTimeoutMs, {}, {}, 0});
+    }
+    for (size_t i = 0; i + 2 < fds.size(); ++i) {
+      Client& c = clients[i];
+      short ev = fds[i + 2].revents;
+      if (ev & (POLLIN | POLLHUP | POLLERR)) {
+        if (c.out.empty()) {
+          char buf[4096];
+          ssize_t r = recv(c.fd, buf, sizeof buf, 0);
+          if (r <= 0) {
+            c.deadline = 0;  // closed or failed: drop it
+            continue;
+          }
+          c.in.append(buf, static_cast<size_t>(r));
+          auto end = c.in.find("\r\n\r\n");
+          if (end != std::string::npos) {
+            RequestLine req = parse_request_head(std::string_view(c.in).substr(0, end + 2));
+            Response resp;
+            if (req.error != 0) {
+              resp.status = req.error;
+              resp.body = std::string(reason(req.error)) + "\n";
+            } else {
+              resp = handler_(req.path);
+            }
+            c.out = render(resp, req.head);
+          } else if (c.in.size() > kMaxRequestHead) {
+            Response resp{431, "text/plain; charset=utf-8", "request head too large\n"};
+            c.out = render(resp, false);
+          }
+        } else if (ev & (POLLHUP | POLLERR)) {
+          c.deadline = 0;
+        }
+      }
+      if (!c.out.empty() && (ev & POLLOUT)) {
+        ssize_t w = send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+        if (w < 0 && errno != EAGAIN) c.deadline = 0;
+        if (w > 0) c.sent += static_cast<size_t>(w);
+        if (c.sent == c.out.size()) c.deadline = 0;
+      }
+    }
+    // Finished, failed and timed-out clients leave together.
+    std::erase_if(clients, [now](Client& c) {
+      if (c.deadline > now) return false;
+      io::close_fd(c.fd);
+      return true;
+    });
+  }
+  for (auto& c : clients) io::close_fd(c.fd);
+}
+
+}  // namespace meshd::admin

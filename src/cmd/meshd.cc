@@ -1,0 +1,228 @@
+// meshd: the proxy. Reads its configuration, binds every listener once per
+// worker (SO_REUSEPORT), gives up root, starts one worker thread per core
+// and the admin thread, then waits for SIGTERM to drain.
+#include <grp.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "admin/endpoints.h"
+#include "admin/server.h"
+#include "base/log.h"
+#include "config/config.h"
+#include "io/socket.h"
+#include "metrics/process.h"
+#include "proxy/worker.h"
+
+extern char** environ;
+
+namespace meshd {
+namespace {
+
+[[noreturn]] void die(int code, const std::string& message) {
+  fprintf(stderr, "meshd: %s\n", message.c_str());
+  exit(code);
+}
+
+std::vector<int> usable_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int i = 0; i < CPU_SETSIZE; ++i)
+      if (CPU_ISSET(i, &set)) cpus.push_back(i);
+  return cpus;
+}
+
+void raise_fd_limit() {
+  // Each proxied connection holds two descriptors; the default soft limit
+  // (1024) would cap meshd at a few hundred connections.
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+std::vector<proxy::ListenerSpec> listener_specs(const config::Config& c) {
+  std::vector<proxy::ListenerSpec> specs;
+  for (const auto& a : c.outbound_listen)
+    specs.push_back({"outbound", proxy::ListenerKind::kOutbound, metrics::Direction::kOutbound, a, {}});
+  for (const auto& a : c.inbound_listen)
+    specs.push_back({"inbound", proxy::ListenerKind::kInbound, metrics::Direction::kInbound, a, {}});
+  for (const auto& f : c.forwards)
+    specs.push_back({"forward", proxy::ListenerKind::kForward, metrics::Direction::kOutbound, f.listen, f.target});
+  return specs;
+}
+
+// The built-in listener lists name IPv6 addresses too; a host without IPv6
+// cannot bind them, which is no reason to refuse to proxy IPv4.
+bool optional_listener(const config::Config& c, const proxy::ListenerSpec& spec, int err) {
+  bool is_default = (spec.kind == proxy::ListenerKind::kOutbound && c.outbound_listen_is_default) ||
+                    (spec.kind == proxy::ListenerKind::kInbound && c.inbound_listen_is_default);
+  return is_default && spec.address.is_v6() && (err == EADDRNOTAVAIL || err == EAFNOSUPPORT);
+}
+
+void drop_privileges(const config::Config& c) {
+  if (geteuid() != 0) {
+    if (geteuid() != c.proxy_uid)
+      LOG_WARN("meshd",
+               "running as uid %u, not the proxy uid %u that the redirect rules exclude: if meshd-init's rules are "
+               "installed, meshd's own upstream connections will be redirected back to it",
+               geteuid(), c.proxy_uid);
+    return;
+  }
+  gid_t gid = c.proxy_uid;
+  if (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(c.proxy_uid) != 0)
+    die(1, "cannot switch to proxy uid " + std::to_string(c.proxy_uid) + ": " + strerror(errno));
+  LOG_INFO("meshd", "switched to uid %u (proxy-uid)", c.proxy_uid);
+}
+
+int run(int argc, char** argv) {
+  metrics::mark_start_time();
+  auto loaded = config::load(argc, argv, environ);
+  if (!loaded) die(2, loaded.error());
+  if (loaded->action == config::Action::kHelp) {
+    fputs(config::help_text().c_str(), stdout);
+    return 0;
+  }
+  if (loaded->action == config::Action::kVersion) {
+    printf("meshd %s (%s)\n", MESHD_VERSION, MESHD_GIT_REV);
+    return 0;
+  }
+  static const config::Config config = loaded->config;
+  log::set_level(config.log_level);
+  raise_fd_limit();
+
+  // Signals are taken synchronously by the main thread (sigwait below);
+  // threads started from here inherit the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const unsigned n = config.threads;
+  std::vector<int> cpus = usable_cpus();
+  static proxy::Shared shared;
+  shared.config = &config;
+  auto stats = std::make_unique<metrics::WorkerStats[]>(n);
+  std::vector<std::unique_ptr<proxy::Worker>> workers;
+  for (unsigned i = 0; i < n; ++i) {
+    int cpu = cpus.empty() ? -1 : cpus[i % cpus.size()];
+    workers.push_back(std::make_unique<proxy::Worker>(i, n > 1 ? cpu : -1, &shared, &stats[i]));
+  }
+
+  // Bind everything before starting anything, so that a taken port or a bad
+  // address fails start-up with one line instead of a half-running proxy.
+  static std::vector<proxy::ListenerSpec> specs;
+  for (auto& spec : listener_specs(config)) {
+    std::vector<int> fds;
+    int err = 0;
+    for (unsigned i = 0; i < n && err == 0; ++i) {
+      auto fd = io::listen_tcp(spec.address, true, 4096);
+      if (fd)
+        fds.push_back(*fd);
+      else
+        err = fd.error().value;
+    }
+    if (err != 0) {
+      for (int fd : fds) io::close_fd(fd);
+      if (optional_listener(config, spec, err)) {
+        LOG_WARN("meshd", "skipping %s listener %s: %s", spec.name.c_str(), spec.address.str().c_str(), strerror(err));
+        continue;
+      }
+      die(1, "cannot listen on " + spec.address.str() + " (" + spec.name + "): " + strerror(err));
+    }
+    if (n > 1) {
+      if (auto r = io::steer_by_cpu(fds[0], n); !r)
+        LOG_WARN("meshd", "cannot steer connections by CPU on %s: %s", spec.address.str().c_str(), r.error().what());
+    }
+    specs.push_back(spec);
+    for (unsigned i = 0; i < n; ++i) workers[i]->add_listener(&specs.back(), fds[i]);
+  }
+  // specs must not reallocate after workers hold pointers into it.
+  specs.shrink_to_fit();
+
+  static std::atomic<bool> ready{false};
+  static std::atomic<bool> draining{false};
+  admin::Server admin_server;
+  if (config.admin) {
+    if (auto r = admin_server.bind(*config.admin); !r)
+      die(1, "cannot listen on " + config.admin->str() + " (admin): " + r.error().what());
+  }
+
+  drop_privileges(config);
+
+  std::vector<std::thread> threads;
+  std::vector<std::atomic<int>> init_result(n);
+  std::atomic<unsigned> finished{0};
+  for (auto& r : init_result) r.store(-1);
+  for (unsigned i = 0; i < n; ++i) {
+    threads.emplace_back([&, i] {
+      auto r = workers[i]->init();
+      init_result[i].store(r ? 0 : r.error().value);
+      init_result[i].notify_all();
+      if (r) workers[i]->run();
+      finished.fetch_add(1);
+    });
+  }
+  for (unsigned i = 0; i < n; ++i) {
+    init_result[i].wait(-1);
+    int err = init_result[i].load();
+    if (err != 0) {
+      std::string why = strerror(err);
+      if (err == EPERM || err == ENOSYS)
+        why += " (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)";
+      for (auto& w : workers) w->command(proxy::Worker::Command::kStopNow);
+      for (auto& t : threads) t.join();
+      die(1, "cannot start worker " + std::to_string(i) + ": io_uring: " + why);
+    }
+  }
+
+  admin::ProxyView view;
+  view.config = &config;
+  view.listeners = &specs;
+  for (unsigned i = 0; i < n; ++i) view.workers.push_back(&stats[i]);
+  view.ready = &ready;
+  view.draining = &draining;
+  if (config.admin) admin_server.start(admin::make_handler(view));
+  ready.store(true);
+
+  std::string where;
+  for (const auto& s : specs) where += " " + s.name + "=" + s.address.str();
+  LOG_INFO("meshd", "meshd %s serving with %u threads:%s%s", MESHD_VERSION, n, where.c_str(),
+           config.admin ? (" admin=" + config.admin->str()).c_str() : "");
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  LOG_INFO("meshd", "%s: draining (up to %llu ms)", strsignal(sig),
+           static_cast<unsigned long long>(config.drain_timeout_ms));
+  draining.store(true);
+  for (auto& w : workers) w->command(proxy::Worker::Command::kDrain);
+  // A second signal cuts the drain short.
+  while (finished.load() < n) {
+    timespec ts{0, 100'000'000};
+    if (sigtimedwait(&signals, nullptr, &ts) > 0) {
+      LOG_INFO("meshd", "second signal: closing what is still open");
+      for (auto& w : workers) w->command(proxy::Worker::Command::kStopNow);
+    }
+  }
+  for (auto& t : threads) t.join();
+  admin_server.stop();
+  LOG_INFO("meshd", "stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace meshd
+
+int main(int argc, char** argv) { return meshd::run(argc, argv); }

@@ -1,0 +1,354 @@
+#include "config/config.h"
+
+#include <sched.h>
+
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "base/parse.h"
+
+namespace meshd::config {
+namespace {
+
+// One value as written, with where it came from, for error messages.
+struct Raw {
+  std::string text;
+  std::string origin;  // "--threads", "MESHD_THREADS", "meshd.conf:4"
+};
+using RawValues = std::map<std::string, std::vector<Raw>>;
+
+using Apply = Parsed<bool> (*)(Config&, const std::vector<Raw>&);
+
+struct Setting {
+  const char* name;
+  const char* hint;
+  const char* default_text;
+  const char* help;
+  bool repeatable;
+  Apply apply;
+};
+
+std::string where(const Raw& r) { return r.origin + " '" + r.text + "'"; }
+
+Parsed<bool> error(const Raw& r, const std::string& why) { return invalid("invalid " + where(r) + ": " + why); }
+
+Parsed<std::vector<SocketAddr>> addr_list(const Raw& r) {
+  std::vector<SocketAddr> out;
+  if (r.text == "off") return out;
+  for (const auto& item : split_list(r.text)) {
+    auto a = SocketAddr::parse(item);
+    if (!a) return invalid("invalid " + where(r) + ": " + a.error());
+    out.push_back(*a);
+  }
+  if (out.empty()) return invalid("invalid " + where(r) + ": expected IP:PORT[,IP:PORT...] or off");
+  return out;
+}
+
+template <uint64_t Min, uint64_t Max>
+Parsed<bool> set_u32(uint32_t* field, const Raw& r) {
+  auto v = parse_u64(r.text);
+  if (!v) return error(r, v.error());
+  if (*v < Min || *v > Max)
+    return error(r, "must be between " + std::to_string(Min) + " and " + std::to_string(Max));
+  *field = static_cast<uint32_t>(*v);
+  return true;
+}
+
+Parsed<bool> set_duration(uint64_t* field, const Raw& r, bool zero_ok) {
+  if (zero_ok && (r.text == "off" || r.text == "0")) {
+    *field = 0;
+    return true;
+  }
+  auto v = parse_duration_ms(r.text);
+  if (!v) return error(r, v.error());
+  if (*v == 0) return error(r, zero_ok ? "use 'off' to disable" : "must be more than zero");
+  *field = *v;
+  return true;
+}
+
+const Setting kSettings[] = {
+    {"outbound-listen", "ADDR[,ADDR]", "127.0.0.1:4140,[::1]:4140",
+     "where redirected outbound connections arrive ('off' to disable)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto l = addr_list(v.back());
+       if (!l) return invalid(l.error());
+       c.outbound_listen = *l;
+       c.outbound_listen_is_default = false;
+       return true;
+     }},
+    {"inbound-listen", "ADDR[,ADDR]", "0.0.0.0:4143,[::]:4143",
+     "where redirected inbound connections arrive ('off' to disable)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto l = addr_list(v.back());
+       if (!l) return invalid(l.error());
+       c.inbound_listen = *l;
+       c.inbound_listen_is_default = false;
+       return true;
+     }},
+    {"forward", "LISTEN=TARGET", "",
+     "explicit forwarding: accept on LISTEN, connect to TARGET (repeatable; comma-separated in a variable)", true,
+     [](Config& c, const std::vector<Raw>& values) -> Parsed<bool> {
+       c.forwards.clear();
+       for (const auto& r : values) {
+         for (const auto& item : split_list(r.text)) {
+           auto eq = item.find('=');
+           if (eq == std::string::npos) return error(r, "expected LISTEN=TARGET, e.g. 127.0.0.1:9000=10.0.0.5:80");
+           auto listen = SocketAddr::parse(item.substr(0, eq));
+           if (!listen) return error(r, "listen address " + listen.error());
+           auto target = SocketAddr::parse(item.substr(eq + 1));
+           if (!target) return error(r, "target " + target.error());
+           if (target->is_unspecified()) return error(r, "target must be a concrete address, not a wildcard");
+           c.forwards.push_back({*listen, *target});
+         }
+       }
+       return true;
+     }},
+    {"admin", "ADDR", "127.0.0.1:4191", "admin endpoint: /metrics /ready /live /status.json ('off' to disable)",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (v.back().text == "off") {
+         c.admin.reset();
+         return true;
+       }
+       auto a = SocketAddr::parse(v.back().text);
+       if (!a) return error(v.back(), a.error());
+       c.admin = *a;
+       return true;
+     }},
+    {"threads", "N", "the CPUs this process may use", "worker threads, one io_uring each", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       uint32_t n = 0;
+       auto r = set_u32<1, 256>(&n, v.back());
+       c.threads = n;
+       return r;
+     }},
+    {"connect-timeout", "DURATION", "3s", "how long an upstream connect may take", false,
+     [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.connect_timeout_ms, v.back(), false); }},
+    {"idle-timeout", "DURATION", "1h", "close a connection with no bytes either way for this long ('off': never)",
+     false,
+     [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.idle_timeout_ms, v.back(), true); }},
+    {"drain-timeout", "DURATION", "30s", "on SIGTERM, how long open connections may take to finish", false,
+     [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.drain_timeout_ms, v.back(), false); }},
+    {"max-connections", "N", "20000", "open connections at most; further ones are refused (reset) and counted",
+     false,
+     [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 10'000'000>(&c.max_connections, v.back()); }},
+    {"buffer-size", "SIZE", "16KiB", "size of one receive buffer", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto s = parse_size(v.back().text);
+       if (!s) return error(v.back(), s.error());
+       if (*s < 1024 || *s > (1u << 20)) return error(v.back(), "must be between 1KiB and 1MiB");
+       c.buffer_size = static_cast<uint32_t>(*s);
+       return true;
+     }},
+    {"buffers-per-thread", "N", "256",
+     "receive buffers per worker (a power of two); bounds memory whatever the connection count", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto r = set_u32<2, 32768>(&c.buffers_per_thread, v.back());
+       if (!r) return r;
+       if ((c.buffers_per_thread & (c.buffers_per_thread - 1)) != 0) return error(v.back(), "must be a power of two");
+       return true;
+     }},
+    {"inbound-target", "loopback|original", "loopback",
+     "inbound connections go to the application on loopback at the original port, or to the original address",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (v.back().text == "loopback")
+         c.inbound_target = InboundTarget::kLoopback;
+       else if (v.back().text == "original")
+         c.inbound_target = InboundTarget::kOriginal;
+       else
+         return error(v.back(), "expected 'loopback' or 'original'");
+       return true;
+     }},
+    {"proxy-uid", "UID", "2102",
+     "started as root, meshd switches to this UID after binding, so that the redirect rules (which exclude it) "
+     "never send its own connections back to it",
+     false,
+     [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 4'294'967'294u>(&c.proxy_uid, v.back()); }},
+    {"log-level", "LEVEL", "info", "debug, info, warn or error", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (!log::parse_level(v.back().text.c_str(), &c.log_level))
+         return error(v.back(), "expected debug, info, warn or error");
+       return true;
+     }},
+};
+
+const Setting* find_setting(std::string_view name) {
+  for (const auto& s : kSettings)
+    if (name == s.name) return &s;
+  return nullptr;
+}
+
+std::string env_name(std::string_view setting) {
+  std::string out = "MESHD_";
+  for (char c : setting) out += c == '-' ? '_' : static_cast<char>(toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+Parsed<bool> read_file(const std::string& path, RawValues* out) {
+  std::ifstream in(path);
+  if (!in) return invalid("cannot read config file '" + path + "': " + strerror(errno));
+  std::string line;
+  int lineno = 0;
+  while (std::getline(in, line)) {
+    ++lineno;
+    auto t = trim(line);
+    if (t.empty() || t.front() == '#') continue;
+    std::string origin = path + ":" + std::to_string(lineno);
+    auto eq = t.find('=');
+    if (eq == std::string_view::npos) return invalid(origin + ": expected 'setting = value', got '" + std::string(t) + "'");
+    std::string name(trim(t.substr(0, eq)));
+    std::string value(trim(t.substr(eq + 1)));
+    const Setting* s = find_setting(name);
+    if (s == nullptr) return invalid(origin + ": unknown setting '" + name + "'");
+    if (!s->repeatable) (*out)[name].clear();
+    (*out)[name].push_back({value, origin + " " + name});
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string help_text() {
+  std::ostringstream o;
+  o << "usage: meshd [--setting value ...]\n\n"
+       "meshd is the meshd service mesh's proxy: it forwards the TCP connections that\n"
+       "meshd-init's redirect rules send to it (outbound and inbound), and those of\n"
+       "--forward listeners, and counts them on the admin endpoint.\n\n"
+       "Each setting is also read from the config file (--config FILE, lines of\n"
+       "'setting = value') and from the environment (MESHD_SETTING_NAME); flags win\n"
+       "over the environment, which wins over the file.\n\n"
+       "  --config FILE          config file to read first (MESHD_CONFIG)\n";
+  for (const auto& s : kSettings) {
+    std::string left = std::string("--") + s.name + " " + s.hint;
+    o << "  " << left;
+    for (size_t i = left.size(); i < 21; ++i) o << ' ';
+    o << "  " << s.help;
+    if (s.default_text[0] != '\0') o << " (default: " << s.default_text << ")";
+    o << "\n";
+  }
+  o << "  --help                 this text\n"
+       "  --version              print the version\n";
+  return o.str();
+}
+
+Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) {
+  Loaded out;
+  RawValues file_values, env_values, flag_values;
+  std::string config_file;
+
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      out.action = Action::kHelp;
+      return out;
+    }
+    if (arg == "--version") {
+      out.action = Action::kVersion;
+      return out;
+    }
+    if (!arg.starts_with("--")) return invalid("unexpected argument '" + std::string(arg) + "' (see --help)");
+    std::string name(arg.substr(2));
+    std::string value;
+    if (auto eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name.resize(eq);
+    } else {
+      if (i + 1 >= argc) return invalid("--" + name + " needs a value (see --help)");
+      value = argv[++i];
+    }
+    if (name == "config") {
+      config_file = value;
+      continue;
+    }
+    const Setting* s = find_setting(name);
+    if (s == nullptr) return invalid("unknown flag --" + name + " (see --help)");
+    if (!s->repeatable) flag_values[name].clear();
+    flag_values[name].push_back({value, "--" + name});
+  }
+
+  for (const char* const* e = envp; e != nullptr && *e != nullptr; ++e) {
+    std::string_view kv = *e;
+    if (!kv.starts_with("MESHD_")) continue;
+    auto eq = kv.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string var(kv.substr(0, eq));
+    std::string value(kv.substr(eq + 1));
+    if (var == "MESHD_CONFIG") {
+      if (config_file.empty()) config_file = value;
+      continue;
+    }
+    const Setting* found = nullptr;
+    for (const auto& s : kSettings)
+      if (env_name(s.name) == var) found = &s;
+    // Other tools' variables share the prefix (MESHD_BUILD, MESHD_ADMIN for
+    // meshd-ctl): only names of our settings are read.
+    if (found == nullptr) continue;
+    env_values[found->name] = {{value, var}};
+  }
+
+  if (!config_file.empty()) {
+    auto r = read_file(config_file, &file_values);
+    if (!r) return invalid(r.error());
+    out.config.config_file = config_file;
+  }
+
+  // Defaults are written in the table's own syntax and applied through the
+  // same parsers, so what --help shows is what runs.
+  Config& c = out.config;
+  for (const auto& s : kSettings) {
+    const std::vector<Raw>* chosen = nullptr;
+    if (auto it = flag_values.find(s.name); it != flag_values.end())
+      chosen = &it->second;
+    else if (auto it2 = env_values.find(s.name); it2 != env_values.end())
+      chosen = &it2->second;
+    else if (auto it3 = file_values.find(s.name); it3 != file_values.end())
+      chosen = &it3->second;
+    if (chosen != nullptr) {
+      auto r = s.apply(c, *chosen);
+      if (!r) return invalid(r.error());
+    }
+  }
+  if (!flag_values.contains("outbound-listen") && !env_values.contains("outbound-listen") &&
+      !file_values.contains("outbound-listen")) {
+    c.outbound_listen = {*SocketAddr::parse("127.0.0.1:4140"), *SocketAddr::parse("[::1]:4140")};
+    c.outbound_listen_is_default = true;
+  }
+  if (!flag_values.contains("inbound-listen") && !env_values.contains("inbound-listen") &&
+      !file_values.contains("inbound-listen")) {
+    c.inbound_listen = {*SocketAddr::parse("0.0.0.0:4143"), *SocketAddr::parse("[::]:4143")};
+    c.inbound_listen_is_default = true;
+  }
+  if (!flag_values.contains("admin") && !env_values.contains("admin") && !file_values.contains("admin"))
+    c.admin = *SocketAddr::parse("127.0.0.1:4191");
+  if (c.threads == 0) {
+    cpu_set_t set;
+    c.threads = sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<unsigned>(CPU_COUNT(&set)) : 1;
+    if (c.threads == 0) c.threads = 1;
+  }
+
+  // Cross-setting checks: two listeners on one address would steal each
+  // other's connections.
+  std::vector<std::pair<SocketAddr, std::string>> seen;
+  auto claim = [&](const SocketAddr& a, const std::string& what) -> Parsed<bool> {
+    for (const auto& [addr, owner] : seen)
+      if (addr == a) return invalid("address " + a.str() + " is used twice: by " + owner + " and by " + what);
+    seen.emplace_back(a, what);
+    return true;
+  };
+  for (const auto& a : c.outbound_listen)
+    if (auto r = claim(a, "outbound-listen"); !r) return invalid(r.error());
+  for (const auto& a : c.inbound_listen)
+    if (auto r = claim(a, "inbound-listen"); !r) return invalid(r.error());
+  for (const auto& f : c.forwards)
+    if (auto r = claim(f.listen, "forward"); !r) return invalid(r.error());
+  if (c.admin)
+    if (auto r = claim(*c.admin, "admin"); !r) return invalid(r.error());
+  if (c.outbound_listen.empty() && c.inbound_listen.empty() && c.forwards.empty())
+    return invalid("nothing to do: outbound-listen and inbound-listen are off and no --forward is given");
+  return out;
+}
+
+}  // namespace meshd::config

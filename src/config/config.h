@@ -1,0 +1,63 @@
+// meshd's configuration: defaults, then a config file (--config), then
+// MESHD_* environment variables, then flags; a later source replaces the
+// whole value an earlier one gave for the same setting.
+//
+// One table of settings serves all three sources, --help and /status.json,
+// so a setting is named, parsed and checked in exactly one place.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/addr.h"
+#include "base/log.h"
+#include "base/result.h"
+
+namespace meshd::config {
+
+struct ForwardRule {
+  SocketAddr listen;
+  SocketAddr target;
+};
+
+enum class InboundTarget { kLoopback, kOriginal };
+
+struct Config {
+  std::vector<SocketAddr> outbound_listen;
+  std::vector<SocketAddr> inbound_listen;
+  // The built-in listener lists include IPv6 addresses; on a host without
+  // IPv6 those are skipped with a warning instead of failing start-up.
+  bool outbound_listen_is_default = true;
+  bool inbound_listen_is_default = true;
+  std::vector<ForwardRule> forwards;
+  std::optional<SocketAddr> admin;
+  unsigned threads = 0;  // 0 until resolved: the CPUs this process may use
+  uint64_t connect_timeout_ms = 3000;
+  uint64_t idle_timeout_ms = 3'600'000;  // 0: never
+  uint64_t drain_timeout_ms = 30'000;
+  uint32_t max_connections = 20'000;
+  uint32_t buffer_size = 16 * 1024;
+  uint32_t buffers_per_thread = 256;
+  InboundTarget inbound_target = InboundTarget::kLoopback;
+  uint32_t proxy_uid = 2102;
+  log::Level log_level = log::Level::kInfo;
+  std::string config_file;
+};
+
+// What the command line asked for.
+enum class Action { kRun, kHelp, kVersion };
+
+struct Loaded {
+  Action action = Action::kRun;
+  Config config;
+};
+
+// argv/envp as main() got them. The error names the setting, the source
+// (flag, variable or file line) and the value.
+Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp);
+
+std::string help_text();
+
+}  // namespace meshd::config

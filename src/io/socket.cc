@@ -1,0 +1,70 @@
+#include "io/socket.h"
+
+#include <linux/filter.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+namespace meshd::io {
+
+Result<int> listen_tcp(const SocketAddr& addr, bool reuseport, int backlog) noexcept {
+  int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return fail_errno();
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    int e = errno;
+    ::close(fd);
+    return fail(e);
+  }
+  // An IPv6 wildcard listener takes IPv6 only: IPv4 has its own listener,
+  // so the original destination is always read with the right family.
+  if (addr.is_v6()) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, addr.sa(), addr.len()) < 0 || ::listen(fd, backlog) < 0) {
+    int e = errno;
+    ::close(fd);
+    return fail(e);
+  }
+  return fd;
+}
+
+Result<void> steer_by_cpu(int listen_fd, unsigned count) noexcept {
+  sock_filter code[] = {
+      {BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_CPU)},
+      {BPF_ALU | BPF_MOD | BPF_K, 0, 0, count},
+      {BPF_RET | BPF_A, 0, 0, 0},
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+  if (setsockopt(listen_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) < 0) return fail_errno();
+  return {};
+}
+
+Result<int> tcp_socket(int family) noexcept {
+  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return fail_errno();
+  return fd;
+}
+
+void set_nodelay(int fd) noexcept {
+  // The application already chose how to batch its writes; a proxy that
+  // adds Nagle's delay on top only adds latency.
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void set_reset_on_close(int fd) noexcept {
+  linger l{1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
+Result<SocketAddr> local_addr(int fd) noexcept {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return fail_errno();
+  return SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
+void close_fd(int fd) noexcept {
+  if (fd >= 0) ::close(fd);
+}
+
+}  // namespace meshd::io

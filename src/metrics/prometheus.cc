@@ -1,0 +1,73 @@
+#include "metrics/prometheus.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace meshd::metrics {
+
+void PrometheusWriter::family(std::string_view name, std::string_view type, std::string_view help) {
+  out_ += "# HELP ";
+  out_ += name;
+  out_ += ' ';
+  // HELP text escapes only backslash and newline.
+  for (char c : help) {
+    if (c == '\\')
+      out_ += "\\\\";
+    else if (c == '\n')
+      out_ += "\\n";
+    else
+      out_ += c;
+  }
+  out_ += "\n# TYPE ";
+  out_ += name;
+  out_ += ' ';
+  out_ += type;
+  out_ += '\n';
+}
+
+void PrometheusWriter::labels(std::initializer_list<Label> labels) {
+  if (labels.size() == 0) return;
+  out_ += '{';
+  bool first = true;
+  for (const auto& [k, v] : labels) {
+    if (!first) out_ += ',';
+    first = false;
+    out_ += k;
+    out_ += "=\"";
+    for (char c : v) {
+      if (c == '\\')
+        out_ += "\\\\";
+      else if (c == '"')
+        out_ += "\\\"";
+      else if (c == '\n')
+        out_ += "\\n";
+      else
+        out_ += c;
+    }
+    out_ += '"';
+  }
+  out_ += '}';
+}
+
+void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label> l, uint64_t value) {
+  out_ += name;
+  labels(l);
+  out_ += ' ';
+  out_ += std::to_string(value);
+  out_ += '\n';
+}
+
+void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label> l, double value) {
+  out_ += name;
+  labels(l);
+  char buf[40];
+  if (std::isnan(value))
+    snprintf(buf, sizeof buf, " NaN\n");
+  else if (std::isinf(value))
+    snprintf(buf, sizeof buf, value > 0 ? " +Inf\n" : " -Inf\n");
+  else
+    snprintf(buf, sizeof buf, " %.17g\n", value);
+  out_ += buf;
+}
+
+}  // namespace meshd::metrics

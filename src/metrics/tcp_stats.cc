@@ -1,0 +1,40 @@
+#include "metrics/tcp_stats.h"
+
+namespace meshd::metrics {
+
+const char* direction_name(Direction d) noexcept { return d == Direction::kInbound ? "inbound" : "outbound"; }
+
+const char* tcp_error_name(TcpError e) noexcept {
+  switch (e) {
+    case TcpError::kNone: return "none";
+    case TcpError::kClientReset: return "client_reset";
+    case TcpError::kUpstreamReset: return "upstream_reset";
+    case TcpError::kConnectRefused: return "connect_refused";
+    case TcpError::kConnectTimeout: return "connect_timeout";
+    case TcpError::kConnectUnreachable: return "connect_unreachable";
+    case TcpError::kConnectError: return "connect_error";
+    case TcpError::kIdleTimeout: return "idle_timeout";
+    case TcpError::kNoOriginalDst: return "no_original_dst";
+    case TcpError::kShutdown: return "shutdown";
+    case TcpError::kCount: break;
+  }
+  return "unknown";
+}
+
+const char* refuse_reason_name(RefuseReason r) noexcept {
+  return r == RefuseReason::kMaxConnections ? "max_connections" : "unknown";
+}
+
+uint64_t DirectionTotals::closed_total() const noexcept {
+  uint64_t n = 0;
+  for (uint64_t c : closed) n += c;
+  return n;
+}
+
+uint64_t DirectionTotals::refused_total() const noexcept {
+  uint64_t n = 0;
+  for (uint64_t c : refused) n += c;
+  return n;
+}
+
+}  // namespace meshd::metrics

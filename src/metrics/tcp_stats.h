@@ -1,0 +1,74 @@
+// Per-worker TCP counters: written by the one worker that owns them, read by
+// the admin thread when it renders /metrics or /status.json.
+//
+// Each counter has a single writer, so increments are a relaxed load and
+// store (no locked instruction on the hot path); the reader sums workers.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace meshd::metrics {
+
+enum class Direction : uint8_t { kInbound = 0, kOutbound = 1 };
+inline constexpr int kDirections = 2;
+const char* direction_name(Direction d) noexcept;
+
+// Why a connection ended. kNone is success: both sides closed cleanly.
+enum class TcpError : uint8_t {
+  kNone = 0,
+  kClientReset,         // the accepted side reset or failed
+  kUpstreamReset,       // the upstream side reset or failed
+  kConnectRefused,      // upstream refused the connection
+  kConnectTimeout,      // upstream did not answer within connect-timeout
+  kConnectUnreachable,  // no route to the upstream
+  kConnectError,        // any other connect failure
+  kIdleTimeout,         // no bytes either way for idle-timeout
+  kNoOriginalDst,       // accepted connection was not redirected: nowhere to send it
+  kShutdown,            // still open when the drain deadline passed
+  kCount,
+};
+const char* tcp_error_name(TcpError e) noexcept;
+
+// Why an accepted connection was refused before it was opened.
+enum class RefuseReason : uint8_t { kMaxConnections = 0, kCount };
+const char* refuse_reason_name(RefuseReason r) noexcept;
+
+class Counter {
+ public:
+  void add(uint64_t n) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  void inc() noexcept { add(1); }
+  uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+struct DirectionStats {
+  Counter opened;
+  Counter closed[static_cast<int>(TcpError::kCount)];
+  Counter refused[static_cast<int>(RefuseReason::kCount)];
+  Counter read_bytes;   // read from the accepted (client) side
+  Counter write_bytes;  // written to the accepted (client) side
+};
+
+struct WorkerStats {
+  DirectionStats dir[kDirections];
+  Counter buffers_in_use;  // receive buffers lent out of the ring right now
+  Counter connections_live;  // connection objects held (open or closing)
+  DirectionStats& of(Direction d) noexcept { return dir[static_cast<int>(d)]; }
+};
+
+// Sums over all workers, as plain numbers.
+struct DirectionTotals {
+  uint64_t opened = 0;
+  uint64_t closed[static_cast<int>(TcpError::kCount)] = {};
+  uint64_t refused[static_cast<int>(RefuseReason::kCount)] = {};
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
+  uint64_t closed_total() const noexcept;
+  uint64_t refused_total() const noexcept;
+  uint64_t open() const noexcept { return opened - closed_total(); }
+};
+
+}  // namespace meshd::metrics

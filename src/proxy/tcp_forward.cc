@@ -1,0 +1,203 @@
+#include "proxy/tcp_forward.h"
+
+#include "io/ring.h"
+#include "io/socket.h"
+#include "proxy/worker.h"
+
+namespace meshd::proxy {
+
+using metrics::TcpError;
+
+TcpForward::TcpForward() noexcept
+    : connect_op_(this, kConnect),
+      recv_op_{{this, kRecv, kFromClient}, {this, kRecv, kFromUpstream}},
+      send_op_{{this, kSend, kFromClient}, {this, kSend, kFromUpstream}},
+      shutdown_op_{{this, kShutdown, kFromClient}, {this, kShutdown, kFromUpstream}} {}
+
+void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction direction) noexcept {
+  worker_ = worker;
+  client_fd_ = client_fd;
+  upstream_fd_ = -1;
+  direction_ = direction;
+  half_[0] = RelayHalf();
+  half_[1] = RelayHalf();
+  waiting_buffer_ = 0;
+  closing_ = false;
+  released_ = false;
+  error_ = TcpError::kNone;
+  connecting_ = false;
+}
+
+void TcpForward::connect(const SocketAddr& target) noexcept {
+  target_ = target;
+  auto fd = io::tcp_socket(target.family());
+  if (!fd) {
+    close(TcpError::kConnectError, true, false);
+    return;
+  }
+  upstream_fd_ = *fd;
+  io::set_nodelay(client_fd_);
+  io::set_nodelay(upstream_fd_);
+  connecting_ = true;
+  worker_->track_connecting(this);
+  io_uring_sqe* s = worker_->ring().sqe();
+  io_uring_prep_connect(s, upstream_fd_, target_.sa(), target_.len());
+  io::Ring::bind(s, connect_op_);
+}
+
+bool TcpForward::in_flight() const noexcept {
+  return connect_op_.in_flight || recv_op_[0].in_flight || recv_op_[1].in_flight || send_op_[0].in_flight ||
+         send_op_[1].in_flight || shutdown_op_[0].in_flight || shutdown_op_[1].in_flight;
+}
+
+void TcpForward::on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept {
+  Half h = static_cast<Half>(op.index);
+  switch (op.kind) {
+    case kConnect: on_connect(cqe.res); break;
+    case kRecv: on_recv(h, cqe); break;
+    case kSend: on_send(h, cqe.res); break;
+    case kShutdown:
+      if (!closing_) run(h, half_[h].on_shutdown(cqe.res));
+      break;
+  }
+  if (closing_) maybe_release();
+}
+
+static TcpError connect_error(int res) noexcept {
+  switch (-res) {
+    case ECONNREFUSED: return TcpError::kConnectRefused;
+    case ETIMEDOUT:
+    case ECANCELED: return TcpError::kConnectTimeout;
+    case EHOSTUNREACH:
+    case ENETUNREACH: return TcpError::kConnectUnreachable;
+    default: return TcpError::kConnectError;
+  }
+}
+
+void TcpForward::on_connect(int res) noexcept {
+  if (closing_) return;
+  connecting_ = false;
+  if (res < 0) {
+    // The client sees a reset, as it would have seen a refusal without the
+    // proxy: a clean FIN would read as an empty but successful exchange.
+    close(connect_error(res), true, false);
+    return;
+  }
+  worker_->track_active(this);
+  run(kFromClient, half_[kFromClient].start());
+  run(kFromUpstream, half_[kFromUpstream].start());
+}
+
+void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
+  int buffer = RelayHalf::kNoBuffer;
+  if (cqe.flags & IORING_CQE_F_BUFFER) {
+    buffer = static_cast<int>(cqe.flags >> IORING_CQE_BUFFER_SHIFT);
+    worker_->buffer_taken(buffer);
+  }
+  if (closing_) {
+    if (buffer != RelayHalf::kNoBuffer) worker_->give_back(buffer);
+    return;
+  }
+  worker_->touch(this);
+  if (cqe.res > 0) {
+    auto& stats = worker_->stats().of(direction_);
+    if (h == kFromClient) stats.read_bytes.add(static_cast<uint64_t>(cqe.res));
+  }
+  run(h, half_[h].on_recv(cqe.res, buffer));
+}
+
+void TcpForward::on_send(Half h, int res) noexcept {
+  if (closing_) return;
+  worker_->touch(this);
+  if (res > 0 && h == kFromUpstream) worker_->stats().of(direction_).write_bytes.add(static_cast<uint64_t>(res));
+  int released = RelayHalf::kNoBuffer;
+  Step step = half_[h].on_send(res, &released);
+  if (released != RelayHalf::kNoBuffer) worker_->give_back(released);
+  run(h, step);
+}
+
+void TcpForward::run(Half h, Step step) noexcept {
+  if (closing_) return;
+  io::Ring& ring = worker_->ring();
+  switch (step) {
+    case Step::kRecv: {
+      io_uring_sqe* s = ring.sqe();
+      io_uring_prep_recv(s, source_fd(h), nullptr, worker_->buffer_size(), 0);
+      s->flags |= IOSQE_BUFFER_SELECT;
+      s->buf_group = worker_->buffer_group();
+      io::Ring::bind(s, recv_op_[h]);
+      break;
+    }
+    case Step::kSend: {
+      io_uring_sqe* s = ring.sqe();
+      const RelayHalf& half = half_[h];
+      io_uring_prep_send(s, dest_fd(h), worker_->buffer_data(half.buffer()) + half.offset(), half.remaining(),
+                         MSG_NOSIGNAL);
+      io::Ring::bind(s, send_op_[h]);
+      break;
+    }
+    case Step::kShutdown: {
+      io_uring_sqe* s = ring.sqe();
+      io_uring_prep_shutdown(s, dest_fd(h), SHUT_WR);
+      io::Ring::bind(s, shutdown_op_[h]);
+      break;
+    }
+    case Step::kWaitBuffer:
+      waiting_buffer_ |= static_cast<uint8_t>(1u << h);
+      worker_->wait_for_buffer(this);
+      break;
+    case Step::kDone:
+      if (half_[0].done() && half_[1].done()) close(TcpError::kNone, false, false);
+      break;
+    case Step::kFailSource:
+      // The side we read from failed: reset the side we write to.
+      close(h == kFromClient ? TcpError::kClientReset : TcpError::kUpstreamReset, h == kFromUpstream,
+            h == kFromClient);
+      break;
+    case Step::kFailDest:
+      close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, h == kFromClient,
+            h == kFromUpstream);
+      break;
+  }
+}
+
+void TcpForward::buffers_available() noexcept {
+  uint8_t waiting = waiting_buffer_;
+  waiting_buffer_ = 0;
+  for (uint8_t h = 0; h < 2; ++h)
+    if (waiting & (1u << h)) run(static_cast<Half>(h), Step::kRecv);
+}
+
+void TcpForward::close(TcpError error, bool reset_client, bool reset_upstream) noexcept {
+  if (closing_) return;
+  closing_ = true;
+  error_ = error;
+  wait_link.unlink();
+  timer_link.unlink();
+  if (reset_client) io::set_reset_on_close(client_fd_);
+  if (reset_upstream && upstream_fd_ >= 0) io::set_reset_on_close(upstream_fd_);
+  // Closing an fd does not cancel io_uring operations on it (the ring holds
+  // its own reference to the file): cancel explicitly, then wait for each
+  // operation's completion before the memory is reused.
+  if (in_flight()) {
+    worker_->ring().cancel_fd(client_fd_);
+    if (upstream_fd_ >= 0) worker_->ring().cancel_fd(upstream_fd_);
+  }
+  maybe_release();
+}
+
+void TcpForward::maybe_release() noexcept {
+  if (!closing_ || released_ || in_flight()) return;
+  released_ = true;
+  for (auto& half : half_) {
+    int b = half.take_buffer();
+    if (b != RelayHalf::kNoBuffer) worker_->give_back(b);
+  }
+  io::close_fd(client_fd_);
+  io::close_fd(upstream_fd_);
+  client_fd_ = upstream_fd_ = -1;
+  worker_->stats().of(direction_).closed[static_cast<int>(error_)].inc();
+  worker_->release(this);
+}
+
+}  // namespace meshd::proxy

@@ -1,0 +1,80 @@
+// TcpForward: one proxied connection, from the upstream connect to the last
+// byte, as two RelayHalfs over two sockets.
+//
+// Life: the worker accepted `client` and chose `target` -> connect (the
+// worker's sweep enforces connect-timeout) -> both halves relay -> each
+// half's end of stream shuts the other socket's write side -> when both are
+// done, both sockets close. A failure on either side resets the other, so a
+// peer's RST crosses the proxy as an RST. Every Op in flight is accounted
+// for: teardown cancels them and the object is released only after their
+// last completion (liburing's proxy.c discipline).
+#pragma once
+
+#include <cstdint>
+
+#include "base/addr.h"
+#include "base/intrusive_list.h"
+#include "io/op.h"
+#include "metrics/tcp_stats.h"
+#include "proxy/relay.h"
+
+struct io_uring_cqe;
+
+namespace meshd::proxy {
+
+class Worker;
+
+class TcpForward final : public io::OpOwner {
+ public:
+  enum OpKind : uint8_t { kConnect, kRecv, kSend, kShutdown };
+  enum Half : uint8_t { kFromClient = 0, kFromUpstream = 1 };
+
+  TcpForward() noexcept;
+  TcpForward(const TcpForward&) = delete;
+  TcpForward& operator=(const TcpForward&) = delete;
+
+  // Takes ownership of an accepted socket.
+  void adopt(Worker* worker, int client_fd, metrics::Direction direction) noexcept;
+  // Starts connecting to target.
+  void connect(const SocketAddr& target) noexcept;
+  // Ends the connection: resets the sockets named, cancels what is in flight.
+  void close(metrics::TcpError error, bool reset_client, bool reset_upstream) noexcept;
+
+  void on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept override;
+  // The buffer ring has buffers again: retry the halves that ran dry.
+  void buffers_available() noexcept;
+
+  bool connecting() const noexcept { return connecting_; }
+  bool closing() const noexcept { return closing_; }
+  uint64_t deadline_ms = 0;  // connect deadline, then last activity
+  ListLink timer_link;       // in the worker's connecting or idle list
+  ListLink wait_link;        // in the worker's list of connections out of buffers
+
+ private:
+  void on_connect(int res) noexcept;
+  void on_recv(Half h, const io_uring_cqe& cqe) noexcept;
+  void on_send(Half h, int res) noexcept;
+  void run(Half h, Step step) noexcept;
+  void maybe_release() noexcept;
+  int source_fd(Half h) const noexcept { return h == kFromClient ? client_fd_ : upstream_fd_; }
+  int dest_fd(Half h) const noexcept { return h == kFromClient ? upstream_fd_ : client_fd_; }
+  bool in_flight() const noexcept;
+
+  Worker* worker_ = nullptr;
+  int client_fd_ = -1;
+  int upstream_fd_ = -1;
+  metrics::Direction direction_ = metrics::Direction::kOutbound;
+  SocketAddr target_;
+  RelayHalf half_[2];
+  io::Op connect_op_;
+  io::Op recv_op_[2];
+  io::Op send_op_[2];
+  io::Op shutdown_op_[2];
+  uint8_t waiting_buffer_ = 0;  // bit per half
+  bool connecting_ = false;
+  bool closing_ = false;
+  bool released_ = true;  // back in the worker's pool
+  metrics::TcpError error_ = metrics::TcpError::kNone;
+};
+
+}  // namespace meshd::proxy

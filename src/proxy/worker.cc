@@ -1,0 +1,197 @@
+#include "proxy/worker.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "base/log.h"
+#include "io/socket.h"
+#include "proxy/target.h"
+
+namespace meshd::proxy {
+
+using metrics::TcpError;
+
+namespace {
+uint64_t monotonic_ms() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
+}
+// The loop wakes at least this often to run its timer sweep.
+constexpr unsigned kTickMs = 100;
+}  // namespace
+
+Worker::Worker(unsigned index, int cpu, Shared* shared, metrics::WorkerStats* stats) noexcept
+    : index_(index), cpu_(cpu), shared_(shared), stats_(stats), wake_op_(this, 0) {}
+
+Worker::~Worker() { io::close_fd(wake_fd_); }
+
+void Worker::add_listener(const ListenerSpec* spec, int fd) {
+  listeners_.push_back(std::make_unique<Listener>(this, spec, fd));
+}
+
+Result<void> Worker::init() noexcept {
+  if (cpu_ >= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu_, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) return fail_errno();
+  if (auto r = ring_.init(4096); !r) return r;
+  const config::Config& c = *shared_->config;
+  if (auto r = buffers_.init(ring_.raw(), 0, c.buffers_per_thread, c.buffer_size); !r) return r;
+  return {};
+}
+
+void Worker::command(Command c) noexcept {
+  pending_.store(c, std::memory_order_release);
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+void Worker::arm_wakeup() noexcept {
+  io_uring_sqe* s = ring_.sqe();
+  io_uring_prep_read(s, wake_fd_, &wake_value_, sizeof wake_value_, 0);
+  io::Ring::bind(s, wake_op_);
+}
+
+void Worker::on_complete(io::Op&, const io_uring_cqe&) noexcept {
+  handle_command();
+  if (pending_.load(std::memory_order_acquire) != Command::kStopNow) arm_wakeup();
+}
+
+void Worker::handle_command() noexcept {
+  Command c = pending_.load(std::memory_order_acquire);
+  if (c == Command::kNone) return;
+  if (!draining_) {
+    draining_ = true;
+    drain_deadline_ms_ = now_ms_ + shared_->config->drain_timeout_ms;
+    for (auto& l : listeners_) l->stop();
+  }
+  if (c == Command::kStopNow) drain_deadline_ms_ = now_ms_;
+}
+
+void Worker::run() noexcept {
+  now_ms_ = monotonic_ms();
+  arm_wakeup();
+  for (auto& l : listeners_) l->arm();
+  while (!finished()) {
+    ring_.run_once(kTickMs);
+    now_ms_ = monotonic_ms();
+    sweep();
+  }
+  if (wake_op_.in_flight) ring_.cancel_op(wake_op_);
+  io_uring_submit(ring_.raw());
+}
+
+bool Worker::finished() const noexcept {
+  if (!draining_ || live_ != 0) return false;
+  for (const auto& l : listeners_)
+    if (!l->stopped()) return false;
+  return true;
+}
+
+void Worker::sweep() noexcept {
+  while (TcpForward* c = connecting_.front()) {
+    if (c->deadline_ms > now_ms_) break;
+    c->close(TcpError::kConnectTimeout, true, false);
+  }
+  uint64_t idle = shared_->config->idle_timeout_ms;
+  if (idle != 0) {
+    while (TcpForward* c = idle_.front()) {
+      if (c->deadline_ms + idle > now_ms_) break;
+      c->close(TcpError::kIdleTimeout, false, false);
+    }
+  }
+  if (draining_ && now_ms_ >= drain_deadline_ms_ && live_ != 0) {
+    // Past the drain deadline: what is still open is cut, and says so.
+    connecting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
+    idle_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
+    buffer_waiters_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
+  }
+  if (!draining_)
+    for (auto& l : listeners_)
+      if (l->needs_rearm()) l->arm();
+}
+
+TcpForward* Worker::take_connection() noexcept {
+  if (!free_.empty()) {
+    TcpForward* c = free_.back();
+    free_.pop_back();
+    return c;
+  }
+  all_.push_back(std::make_unique<TcpForward>());
+  return all_.back().get();
+}
+
+void Worker::accepted(Listener& listener, int fd) noexcept {
+  const ListenerSpec& spec = listener.spec();
+  auto& stats = stats_->of(spec.direction);
+  if (draining_) {
+    io::close_fd(fd);
+    return;
+  }
+  // One atomic per accepted connection, so the limit holds across workers.
+  uint32_t open = shared_->open_connections.fetch_add(1, std::memory_order_relaxed);
+  if (open >= shared_->config->max_connections) {
+    shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+    stats.refused[static_cast<int>(metrics::RefuseReason::kMaxConnections)].inc();
+    io::set_reset_on_close(fd);
+    io::close_fd(fd);
+    return;
+  }
+  stats.opened.inc();
+  ++live_;
+  stats_->connections_live.inc();
+  TcpForward* c = take_connection();
+  c->adopt(this, fd, spec.direction);
+  auto target = choose_target(spec, fd, *shared_->config);
+  if (!target) {
+    // Not redirected (someone dialled the proxy port itself): there is no
+    // destination to forward to, and forwarding to ourselves would loop.
+    c->close(TcpError::kNoOriginalDst, true, false);
+    return;
+  }
+  c->connect(*target);
+}
+
+void Worker::track_connecting(TcpForward* c) noexcept {
+  c->deadline_ms = now_ms_ + shared_->config->connect_timeout_ms;
+  connecting_.push_back(c);
+}
+
+void Worker::track_active(TcpForward* c) noexcept {
+  c->deadline_ms = now_ms_;
+  idle_.push_back(c);
+}
+
+void Worker::touch(TcpForward* c) noexcept {
+  // Moving to the back keeps the idle list ordered by last activity.
+  if (c->deadline_ms != now_ms_) {
+    c->deadline_ms = now_ms_;
+    idle_.push_back(c);
+  }
+}
+
+void Worker::release(TcpForward* c) noexcept {
+  free_.push_back(c);
+  --live_;
+  stats_->connections_live.add(static_cast<uint64_t>(-1));
+  shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Worker::buffer_taken(int) noexcept { stats_->buffers_in_use.inc(); }
+
+void Worker::give_back(int id) noexcept {
+  buffers_.give_back(static_cast<uint16_t>(id));
+  stats_->buffers_in_use.add(static_cast<uint64_t>(-1));
+  if (TcpForward* c = buffer_waiters_.pop_front()) c->buffers_available();
+}
+
+}  // namespace meshd::proxy

@@ -1,0 +1,93 @@
+// Worker: one thread, one io_uring, its own listeners, buffers and
+// connections (shared-nothing, HAProxy's per-thread loop). A connection
+// lives and dies on the worker that accepted it.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <vector>
+
+#include "base/intrusive_list.h"
+#include "config/config.h"
+#include "io/buffer_ring.h"
+#include "io/op.h"
+#include "io/ring.h"
+#include "metrics/tcp_stats.h"
+#include "proxy/listener.h"
+#include "proxy/tcp_forward.h"
+
+namespace meshd::proxy {
+
+// What all workers share: read-only settings and a few process-wide atomics
+// touched once per connection, never per byte.
+struct Shared {
+  const config::Config* config = nullptr;
+  std::atomic<uint32_t> open_connections{0};
+};
+
+class Worker final : public io::OpOwner {
+ public:
+  enum class Command : uint8_t { kNone, kDrain, kStopNow };
+
+  Worker(unsigned index, int cpu, Shared* shared, metrics::WorkerStats* stats) noexcept;
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Called before the thread starts: this worker's socket for a listener.
+  void add_listener(const ListenerSpec* spec, int fd);
+  // On the worker's own thread: sets up the ring and buffers.
+  Result<void> init() noexcept;
+  // Runs until drained (or stopped) after a command.
+  void run() noexcept;
+  // From any thread.
+  void command(Command c) noexcept;
+
+  // For listeners and connections of this worker.
+  io::Ring& ring() noexcept { return ring_; }
+  metrics::WorkerStats& stats() noexcept { return *stats_; }
+  uint32_t buffer_size() const noexcept { return buffers_.size(); }
+  uint16_t buffer_group() const noexcept { return buffers_.group(); }
+  char* buffer_data(int id) noexcept { return buffers_.data(static_cast<uint16_t>(id)); }
+  void buffer_taken(int id) noexcept;
+  void give_back(int id) noexcept;
+  void wait_for_buffer(TcpForward* c) noexcept { buffer_waiters_.push_back(c); }
+  void accepted(Listener& listener, int fd) noexcept;
+  void track_connecting(TcpForward* c) noexcept;
+  void track_active(TcpForward* c) noexcept;
+  void touch(TcpForward* c) noexcept;
+  void release(TcpForward* c) noexcept;
+
+  void on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept override;
+
+ private:
+  void arm_wakeup() noexcept;
+  void handle_command() noexcept;
+  void sweep() noexcept;
+  bool finished() const noexcept;
+  TcpForward* take_connection() noexcept;
+
+  unsigned index_;
+  int cpu_;
+  Shared* shared_;
+  metrics::WorkerStats* stats_;
+  io::Ring ring_;
+  io::BufferRing buffers_;
+  std::vector<std::unique_ptr<Listener>> listeners_;
+  std::vector<std::unique_ptr<TcpForward>> all_;  // every connection object ever made
+  std::vector<TcpForward*> free_;
+  uint32_t live_ = 0;  // connection objects in use (open or closing)
+  IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline
+  IntrusiveList<TcpForward, &TcpForward::timer_link> idle_;        // by last activity
+  IntrusiveList<TcpForward, &TcpForward::wait_link> buffer_waiters_;
+  uint64_t now_ms_ = 0;
+  uint64_t drain_deadline_ms_ = 0;
+  bool draining_ = false;
+
+  int wake_fd_ = -1;
+  uint64_t wake_value_ = 0;
+  io::Op wake_op_;
+  std::atomic<Command> pending_{Command::kNone};
+};
+
+}  // namespace meshd::proxy
