@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""The applications of the e2e tests: a server and clients that know nothing
+of meshd. They run inside the test's network namespaces (ip netns exec) and
+talk plain TCP to plain IPs and ports; meshd must be invisible to them.
+
+Server protocol: the client's first line names what it wants.
+  ECHO              echo every byte until EOF, then close
+  SINK              read until EOF, then answer "<sha256> <count>" and close
+  SOURCE <n> <seed> send n deterministic bytes, then close
+  WHO               answer "<peer address> <local address>" and close
+  RESET             close with an RST (SO_LINGER 0)
+Clients print one JSON object on stdout.
+"""
+import asyncio
+import hashlib
+import json
+import random
+import resource
+import socket
+import struct
+import sys
+import time
+
+
+def raise_fd_limit():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def payload(n, seed):
+    return random.Random(seed).randbytes(n)
+
+
+async def handle(reader, writer):
+    try:
+        line = (await reader.readline()).decode().split()
+        if not line:
+            return
+        cmd = line[0]
+        if cmd == "ECHO":
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                writer.write(data)
+                await writer.drain()
+        elif cmd == "SINK":
+            h, count = hashlib.sha256(), 0
+            while True:
+                data = await reader.read(1 << 20)
+                if not data:
+                    break
+                h.update(data)
+                count += len(data)
+            writer.write(f"{h.hexdigest()} {count}\n".encode())
+            await writer.drain()
+        elif cmd == "SOURCE":
+            n, seed = int(line[1]), int(line[2])
+            data = payload(n, seed)
+            for i in range(0, n, 1 << 20):
+                writer.write(data[i:i + (1 << 20)])
+                await writer.drain()
+        elif cmd == "WHO":
+            peer = writer.get_extra_info("peername")
+            local = writer.get_extra_info("sockname")
+            writer.write(f"{peer[0]} {local[0]}\n".encode())
+            await writer.drain()
+        elif cmd == "RESET":
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve(port, family):
+    host = "::" if family == "6" else "0.0.0.0"
+    server = await asyncio.start_server(handle, host, port, backlog=4096, reuse_address=True)
+    print("ready", flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+def connect(host, port, timeout=10):
+    return socket.create_connection((host, port), timeout=timeout)
+
+
+def client_upload(host, port, n, seed):
+    data = payload(n, seed)
+    s = connect(host, port)
+    s.sendall(b"SINK\n" + data)
+    s.shutdown(socket.SHUT_WR)  # half-close: the answer must still arrive
+    answer = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    digest, count = answer.decode().split()
+    return {"sha256": digest, "count": int(count), "expected_sha256": hashlib.sha256(data).hexdigest(),
+            "expected_count": n, "sent_bytes": n + 5}
+
+
+def client_download(host, port, n, seed, pause_after=0, pause_seconds=0.0):
+    s = connect(host, port, timeout=30)
+    s.sendall(f"SOURCE {n} {seed}\n".encode())
+    h, count, paused = hashlib.sha256(), 0, False
+    while True:
+        if pause_after and not paused and count >= pause_after:
+            print(json.dumps({"paused": count}), flush=True)  # the test samples memory now
+            time.sleep(pause_seconds)
+            paused = True
+        chunk = s.recv(1 << 16 if pause_after and not paused else 1 << 20)
+        if not chunk:
+            break
+        h.update(chunk)
+        count += len(chunk)
+    return {"sha256": h.hexdigest(), "count": count,
+            "expected_sha256": hashlib.sha256(payload(n, seed)).hexdigest(), "expected_count": n}
+
+
+def client_who(host, port):
+    s = connect(host, port)
+    s.sendall(b"WHO\n")
+    peer, local = s.makefile().readline().split()
+    return {"peer": peer, "local": local}
+
+
+def client_outcome(host, port, command):
+    """Connects, sends a command, and reports how the connection ended."""
+    start = time.monotonic()
+    try:
+        s = connect(host, port)
+        s.settimeout(10)
+        if command:
+            s.sendall(command.encode() + b"\n")
+        data = s.recv(4096)
+        outcome = "data" if data else "eof"
+    except ConnectionResetError:
+        outcome = "reset"
+    except ConnectionRefusedError:
+        outcome = "refused"
+    except socket.timeout:
+        outcome = "timeout"
+    return {"outcome": outcome, "seconds": time.monotonic() - start}
+
+
+async def one_echo(host, port, i, hold):
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 20)
+    msg = f"hello {i} ".encode() * 20
+    writer.write(b"ECHO\n" + msg)
+    await writer.drain()
+    if hold:
+        await asyncio.sleep(hold)  # keep every connection open at once
+    got = await asyncio.wait_for(reader.readexactly(len(msg)), 30)
+    writer.close()
+    return got == msg
+
+
+async def client_many(host, port, count, hold):
+    results = await asyncio.gather(*(one_echo(host, port, i, hold) for i in range(count)), return_exceptions=True)
+    ok = sum(1 for r in results if r is True)
+    errors = sorted({type(r).__name__ for r in results if r is not True})
+    return {"ok": ok, "failed": count - ok, "errors": errors}
+
+
+def client_hold(host, port, seconds):
+    """Opens an echo connection, holds it idle, then checks it still works."""
+    s = connect(host, port, timeout=seconds + 10)
+    s.sendall(b"ECHO\nping")
+    first = s.recv(4)
+    time.sleep(seconds)
+    try:
+        s.sendall(b"pong")
+        second = s.recv(4)
+    except OSError as e:
+        second = type(e).__name__.encode()
+    return {"first": first.decode(), "second": second.decode(errors="replace")}
+
+
+def http_get(url):
+    import urllib.request
+    import urllib.error
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": e.read().decode()}
+
+
+def main():
+    raise_fd_limit()
+    mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "serve":
+        asyncio.run(serve(int(args[0]), args[1] if len(args) > 1 else "4"))
+        return
+    if mode == "upload":
+        out = client_upload(args[0], int(args[1]), int(args[2]), int(args[3]))
+    elif mode == "download":
+        out = client_download(args[0], int(args[1]), int(args[2]), int(args[3]),
+                              int(args[4]) if len(args) > 4 else 0, float(args[5]) if len(args) > 5 else 0)
+    elif mode == "who":
+        out = client_who(args[0], int(args[1]))
+    elif mode == "outcome":
+        out = client_outcome(args[0], int(args[1]), args[2] if len(args) > 2 else "")
+    elif mode == "many":
+        out = asyncio.run(client_many(args[0], int(args[1]), int(args[2]), float(args[3])))
+    elif mode == "hold":
+        out = client_hold(args[0], int(args[1]), float(args[2]))
+    elif mode == "get":
+        out = http_get(args[0])
+    else:
+        sys.exit(f"apps.py: unknown mode {mode}")
+    print(json.dumps(out), flush=True)
+
+
+if __name__ == "__main__":
+    main()

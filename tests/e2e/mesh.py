@@ -1,0 +1,193 @@
+"""A small mesh on one machine, for the e2e tests and for `make demo`.
+
+Each "host" is a network namespace joined to the other by a veth pair, with
+meshd-init's real iptables rules and a real meshd inside. Everything started
+here is tracked and stopped by its pid, and every namespace is deleted, also
+when a test fails.
+"""
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BUILD = os.environ.get("MESHD_BUILD", os.path.join(HERE, "..", "..", "build"))
+APPS = os.path.join(HERE, "apps.py")
+PYTHON = "/usr/bin/python3"
+PROXY_UID = 2102
+_counter = itertools.count()
+
+
+def binary(name):
+    path = os.path.join(BUILD, name)
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"{path} is missing: run make first (or set MESHD_BUILD)")
+    return path
+
+
+def run(cmd, check=True, timeout=30, **kw):
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return r
+
+
+class Netns:
+    """A network namespace: a test's private host."""
+
+    def __init__(self, role):
+        self.name = f"meshd-{role}-{os.getpid()}-{next(_counter)}"
+        self.procs = []
+        run(["ip", "netns", "add", self.name])
+        self.exec(["ip", "link", "set", "lo", "up"])
+
+    def cmd(self, argv):
+        return ["ip", "netns", "exec", self.name] + argv
+
+    def exec(self, argv, check=True, timeout=60):
+        return run(self.cmd(argv), check=check, timeout=timeout)
+
+    def spawn(self, argv, **kw):
+        p = subprocess.Popen(self.cmd(argv), stdout=kw.pop("stdout", subprocess.PIPE),
+                             stderr=kw.pop("stderr", subprocess.PIPE), text=True, **kw)
+        self.procs.append(p)
+        return p
+
+    def app(self, *args, timeout=120):
+        """Runs an apps.py client here and returns its JSON answer."""
+        r = self.exec([PYTHON, APPS] + [str(a) for a in args], timeout=timeout)
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    def close(self):
+        for p in self.procs:
+            stop(p)
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+
+
+def stop(p, sig=signal.SIGKILL, timeout=10):
+    """Stops a process we started, by its pid."""
+    if p.poll() is None:
+        try:
+            p.send_signal(sig)
+            p.wait(timeout=timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            p.kill()
+            p.wait(timeout=5)
+    return p.returncode
+
+
+def wait_for(predicate, timeout=10, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Host:
+    """A namespace with an address, the redirect rules and a meshd."""
+
+    def __init__(self, role, v4, v6):
+        self.ns = Netns(role)
+        self.v4, self.v6 = v4, v6
+        self.meshd = None
+        self.apps = {}
+
+    def install_rules(self, ipv6=False, extra=()):
+        argv = [binary("meshd-init")] + (["--ipv6"] if ipv6 else []) + list(extra)
+        return self.ns.exec(argv)
+
+    def start_meshd(self, *flags):
+        self.meshd = self.ns.spawn([binary("meshd"), "--log-level", "warn"] + list(flags))
+        wait_for(lambda: self.meshd.poll() is not None or self.ready(), 10, "meshd to be ready")
+        if self.meshd.poll() is not None:
+            raise RuntimeError(f"meshd exited {self.meshd.returncode}: {self.meshd.stderr.read()}")
+        return self.meshd
+
+    def ready(self, admin="127.0.0.1:4191"):
+        r = self.ns.exec([PYTHON, APPS, "get", f"http://{admin}/ready"], check=False, timeout=10)
+        return r.returncode == 0 and '"status": 200' in r.stdout
+
+    def serve(self, port, family="4"):
+        p = self.ns.spawn([PYTHON, APPS, "serve", str(port), family])
+        line = p.stdout.readline()
+        if line.strip() != "ready":
+            raise RuntimeError(f"app server on port {port} did not start: {p.stderr.read()}")
+        self.apps[port] = p
+        return p
+
+    def metrics(self, admin="127.0.0.1:4191"):
+        """The proxy's /metrics as {'name{labels}': value}."""
+        out = self.ns.app("get", f"http://{admin}/metrics")
+        assert out["status"] == 200, out
+        return parse_metrics(out["body"])
+
+    def status(self, admin="127.0.0.1:4191"):
+        out = self.ns.app("get", f"http://{admin}/status.json")
+        assert out["status"] == 200, out
+        return json.loads(out["body"])
+
+    def meshd_rss(self):
+        with open(f"/proc/{self.meshd.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise AssertionError("no VmRSS for meshd")
+
+    def close(self):
+        self.ns.close()
+
+
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r"^(\S+?)(\{.*\})? (\S+)$", line)
+        if m:
+            out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def link(a, b):
+    """Joins two hosts with a veth pair and gives each its addresses."""
+    va, vb = f"veth{os.getpid() % 10000}a{next(_counter)}", f"veth{os.getpid() % 10000}b{next(_counter)}"
+    run(["ip", "link", "add", va, "type", "veth", "peer", "name", vb])
+    run(["ip", "link", "set", va, "netns", a.ns.name])
+    run(["ip", "link", "set", vb, "netns", b.ns.name])
+    for host, dev in ((a, va), (b, vb)):
+        host.ns.exec(["ip", "addr", "add", f"{host.v4}/24", "dev", dev])
+        host.ns.exec(["ip", "-6", "addr", "add", f"{host.v6}/64", "dev", dev, "nodad"])
+        host.ns.exec(["ip", "link", "set", dev, "up"])
+
+
+class Pair:
+    """Two meshed hosts, 'client' and 'server', on one link."""
+
+    def __init__(self, ipv6=False, meshd_flags=(), init_flags=()):
+        self.client = self.server = None
+        try:
+            self.client = Host("client", "10.77.0.1", "fd77::1")
+            self.server = Host("server", "10.77.0.2", "fd77::2")
+            link(self.client, self.server)
+            for h in (self.client, self.server):
+                h.install_rules(ipv6=ipv6, extra=init_flags)
+                h.start_meshd(*meshd_flags)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self):
+        for h in (self.client, self.server):
+            if h is not None:
+                h.close()
+
+
+if __name__ == "__main__":
+    sys.exit("mesh.py is a library for the e2e tests and demo.py")
