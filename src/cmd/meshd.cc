@@ -21,6 +21,7 @@
 #include "io/socket.h"
 #include "metrics/process.h"
 #include "proxy/worker.h"
+#include "version.h"
 
 extern char** environ;
 
@@ -123,7 +124,7 @@ int run(int argc, char** argv) {
 
   // Bind everything before starting anything, so that a taken port or a bad
   // address fails start-up with one line instead of a half-running proxy.
-  static std::vector<proxy::ListenerSpec> specs;
+  std::vector<std::pair<proxy::ListenerSpec, std::vector<int>>> bound;
   for (auto& spec : listener_specs(config)) {
     std::vector<int> fds;
     int err = 0;
@@ -146,11 +147,14 @@ int run(int argc, char** argv) {
       if (auto r = io::steer_by_cpu(fds[0], n); !r)
         LOG_WARN("meshd", "cannot steer connections by CPU on %s: %s", spec.address.str().c_str(), r.error().what());
     }
-    specs.push_back(spec);
-    for (unsigned i = 0; i < n; ++i) workers[i]->add_listener(&specs.back(), fds[i]);
+    bound.emplace_back(spec, std::move(fds));
   }
-  // specs must not reallocate after workers hold pointers into it.
-  specs.shrink_to_fit();
+  // Workers keep pointers to their listener's spec: the vector is complete
+  // before the first pointer is taken, and never changes after.
+  static std::vector<proxy::ListenerSpec> specs;
+  for (auto& b : bound) specs.push_back(b.first);
+  for (size_t s = 0; s < specs.size(); ++s)
+    for (unsigned i = 0; i < n; ++i) workers[i]->add_listener(&specs[s], bound[s].second[i]);
 
   static std::atomic<bool> ready{false};
   static std::atomic<bool> draining{false};
