@@ -36,8 +36,7 @@ WARN     := -Wall -Wextra -Wshadow -Wnon-virtual-dtor -Wformat=2 -Wno-missing-fi
 ifeq ($(WERROR),1)
   WARN   += -Werror
 endif
-CXXFLAGS := -std=c++23 -g $(MODEFLAGS) $(WARN) -pthread -Isrc -I. \
-            -DMESHD_VERSION='"$(VERSION)"' -DMESHD_GIT_REV='"$(GIT_REV)"'
+CXXFLAGS := -std=c++23 -g $(MODEFLAGS) $(WARN) -pthread -Isrc -I. -I$(OUT)/gen
 LDFLAGS  := -pthread $(filter -fsanitize=%,$(MODEFLAGS))
 LIBS     := -luring
 
@@ -56,7 +55,7 @@ TEST_OBJS  := $(call obj,$(TEST_SRCS))
 
 BINS := $(OUT)/meshd $(OUT)/meshd-init $(OUT)/meshd-ctl
 
-.PHONY: all deps test unit e2e demo bench clean compdb
+.PHONY: FORCE all deps test unit e2e demo bench clean compdb
 all: $(BINS) $(OUT)/unit-tests compile_commands.json
 
 $(OUT)/libmeshd.a: $(LIB_OBJS)
@@ -87,11 +86,19 @@ $(OUT)/gen/iptables_templates.cc: $(wildcard iptables/*.rules) Makefile
 	     printf '    {"%s", R"meshd(' "$$(basename $$f)"; cat $$f; echo ')meshd"},'; done; \
 	   echo '  };'; echo '  return all;'; echo '}'; echo '}  // namespace meshd::init'; } > $@
 
-$(OUT)/obj/gen/%.o: $(OUT)/gen/%.cc
+# version.h is rewritten only when the version or the commit changes, so
+# that only what includes it is rebuilt.
+$(OUT)/gen/version.h: FORCE
+	@mkdir -p $(@D)
+	@printf '#pragma once\n#define MESHD_VERSION "%s"\n#define MESHD_GIT_REV "%s"\n' '$(VERSION)' '$(GIT_REV)' > $@.tmp
+	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+FORCE:
+
+$(OUT)/obj/gen/%.o: $(OUT)/gen/%.cc | $(OUT)/gen/version.h
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 
-$(OUT)/obj/%.o: %.cc
+$(OUT)/obj/%.o: %.cc | $(OUT)/gen/version.h
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 

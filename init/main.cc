@@ -16,6 +16,7 @@
 #include "init/options.h"
 #include "init/plan.h"
 #include "init/templates.h"
+#include "version.h"
 
 namespace {
 

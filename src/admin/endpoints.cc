@@ -5,6 +5,7 @@
 #include "base/json.h"
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
+#include "version.h"
 
 namespace meshd::admin {
 
