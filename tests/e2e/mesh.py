@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -103,12 +104,20 @@ class Host:
         argv = [binary("meshd-init")] + (["--ipv6"] if ipv6 else []) + list(extra)
         return self.ns.exec(argv)
 
-    def start_meshd(self, *flags):
-        self.meshd = self.ns.spawn([binary("meshd"), "--log-level", "warn"] + list(flags))
+    def start_meshd(self, *flags, argv=None):
+        # stderr goes to a file, not a pipe: a pipe nobody drains would block
+        # meshd's logging, and the file is read back when the host closes.
+        self.meshd_log = tempfile.NamedTemporaryFile("w+", prefix="meshd-log-", suffix=".txt")
+        self.meshd = self.ns.spawn(argv or ([binary("meshd"), "--log-level", "warn"] + list(flags)),
+                                   stderr=self.meshd_log)
         wait_for(lambda: self.meshd.poll() is not None or self.ready(), 10, "meshd to be ready")
         if self.meshd.poll() is not None:
-            raise RuntimeError(f"meshd exited {self.meshd.returncode}: {self.meshd.stderr.read()}")
+            raise RuntimeError(f"meshd exited {self.meshd.returncode}: {self.log()}")
         return self.meshd
+
+    def log(self):
+        self.meshd_log.seek(0)
+        return self.meshd_log.read()
 
     def ready(self, admin="127.0.0.1:4191"):
         r = self.ns.exec([PYTHON, APPS, "get", f"http://{admin}/ready"], check=False, timeout=10)
@@ -141,7 +150,17 @@ class Host:
         raise AssertionError("no VmRSS for meshd")
 
     def close(self):
+        """Stops meshd with SIGTERM and fails if it did not exit cleanly or a
+        sanitizer spoke (in the asan build, that includes leaks at exit)."""
+        problem = None
+        if self.meshd is not None:
+            code = stop(self.meshd, signal.SIGTERM, timeout=20)
+            log = self.log()
+            if code not in (0, None) or "Sanitizer" in log or "runtime error:" in log:
+                problem = f"meshd in {self.ns.name} exited {code}:\n{log[-4000:]}"
         self.ns.close()
+        if problem:
+            raise AssertionError(problem)
 
 
 def parse_metrics(text):
@@ -184,9 +203,15 @@ class Pair:
             raise
 
     def close(self):
+        problems = []
         for h in (self.client, self.server):
             if h is not None:
-                h.close()
+                try:
+                    h.close()
+                except AssertionError as e:
+                    problems.append(str(e))
+        if problems:
+            raise AssertionError("\n".join(problems))
 
 
 if __name__ == "__main__":

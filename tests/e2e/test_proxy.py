@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mesh import APPS, PYTHON, Host, binary, stop, wait_for
+from mesh import APPS, PYTHON, Host, binary, wait_for
 
 BACKEND = 7000
 FRONT = 7001
@@ -160,10 +160,8 @@ def test_settings_from_file_env_and_flags(host):
                 "idle-timeout = 9s\nconnect-timeout = 9s\noutbound-listen = off\ninbound-listen = off\n")
         f.flush()
         os.chmod(f.name, 0o644)
-        p = host.ns.spawn(["env", "MESHD_IDLE_TIMEOUT=8s", "MESHD_CONNECT_TIMEOUT=8s", binary("meshd"),
-                           "--config", f.name, "--connect-timeout", "7s"])
-        host.meshd = p
-        wait_for(lambda: p.poll() is not None or host.ready(), 10, "meshd to be ready")
+        host.start_meshd(argv=["env", "MESHD_IDLE_TIMEOUT=8s", "MESHD_CONNECT_TIMEOUT=8s", binary("meshd"),
+                               "--config", f.name, "--connect-timeout", "7s"])
         cfg = host.status()["config"]
     assert (cfg["max_connections"], cfg["idle_timeout_ms"], cfg["connect_timeout_ms"]) == (7, 8000, 7000)
     up = host.ns.app("upload", "127.0.0.1", FRONT, 1000, 1)
@@ -192,4 +190,3 @@ def test_admin_endpoints(host):
     with open(f"/proc/{host.meshd.pid}/status") as f:
         uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
     assert uids == ["2102"] * 4
-    stop(host.meshd, signal.SIGTERM)
