@@ -123,6 +123,9 @@ void TcpForward::run(Half h, Step step) noexcept {
     case Step::kRecv: {
       io_uring_sqe* s = ring.sqe();
       io_uring_prep_recv(s, source_fd(h), nullptr, worker_->buffer_size(), 0);
+      // Wait for readiness before trying: the previous read just emptied
+      // the socket, so an immediate attempt would almost always fail.
+      s->ioprio |= IORING_RECVSEND_POLL_FIRST;
       s->flags |= IOSQE_BUFFER_SELECT;
       s->buf_group = worker_->buffer_group();
       io::Ring::bind(s, recv_op_[h]);
