@@ -87,13 +87,14 @@ else
   PINNING="no pinning: wrk, backend and proxy share CPUs 0-$((NCPU - 1)); proxies get 1 thread/worker"
 fi
 
-# Other work on the machine (builds, tests) makes the figures noisy: with 3
-# compilers running, CFS left wrk+backend ~55% of their CPU and req/s moved by
-# 2x between rounds. SCHED_FIFO (inherited by every process started here)
-# makes rounds repeat within ~2%. It is used only when the kernel's RT
-# throttling is on (sched_rt_runtime_us != -1), so a spinning proxy can never
-# take a CPU whole; the "other load" column shows what was left for others.
-SCHED=${BENCH_SCHED:-fifo}
+# Scheduling. The default is the kernel's ordinary scheduler: on a quiet
+# machine rounds repeat within a few percent. On a machine shared with builds,
+# BENCH_SCHED=fifo (SCHED_FIFO, inherited by every process started here) keeps
+# rounds steady, but RT throttling then stalls the saturated load CPU for
+# 50 ms every second, which shows as a p99 of ~40 ms for every row: use it
+# for throughput and CPU figures only. It is used only while RT throttling is
+# on (sched_rt_runtime_us != -1), so a spinning proxy never takes a CPU whole.
+SCHED=${BENCH_SCHED:-none}
 case $SCHED in
   fifo)
     if [ "$(cat /proc/sys/kernel/sched_rt_runtime_us 2>/dev/null)" != -1 ] &&
