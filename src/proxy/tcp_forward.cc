@@ -10,9 +10,9 @@ using metrics::TcpError;
 
 TcpForward::TcpForward() noexcept
     : connect_op_(this, kConnect),
-      recv_op_{{this, kRecv, kFromClient}, {this, kRecv, kFromUpstream}},
-      send_op_{{this, kSend, kFromClient}, {this, kSend, kFromUpstream}},
-      shutdown_op_{{this, kShutdown, kFromClient}, {this, kShutdown, kFromUpstream}} {}
+      recv_op_{{this, kRecvOp, kFromClient}, {this, kRecvOp, kFromUpstream}},
+      send_op_{{this, kSendOp, kFromClient}, {this, kSendOp, kFromUpstream}},
+      shutdown_op_{{this, kShutdownOp, kFromClient}, {this, kShutdownOp, kFromUpstream}} {}
 
 void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction direction) noexcept {
   worker_ = worker;
@@ -54,9 +54,9 @@ void TcpForward::on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept {
   Half h = static_cast<Half>(op.index);
   switch (op.kind) {
     case kConnect: on_connect(cqe.res); break;
-    case kRecv: on_recv(h, cqe); break;
-    case kSend: on_send(h, cqe.res); break;
-    case kShutdown:
+    case kRecvOp: on_recv(h, cqe); break;
+    case kSendOp: on_send(h, cqe.res); break;
+    case kShutdownOp:
       if (!closing_) run(h, half_[h].on_shutdown(cqe.res));
       break;
   }
@@ -99,6 +99,12 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     return;
   }
   worker_->touch(this);
+  if (cqe.res > 0 && buffer == RelayHalf::kNoBuffer) {
+    // Data without a buffer would break the ring's contract; end the
+    // connection rather than guess where the bytes are.
+    close(TcpError::kClientReset, true, true);
+    return;
+  }
   if (cqe.res > 0) {
     auto& stats = worker_->stats().of(direction_);
     if (h == kFromClient) stats.read_bytes.add(static_cast<uint64_t>(cqe.res));
@@ -111,64 +117,60 @@ void TcpForward::on_send(Half h, int res) noexcept {
   worker_->touch(this);
   if (res > 0 && h == kFromUpstream) worker_->stats().of(direction_).write_bytes.add(static_cast<uint64_t>(res));
   int released = RelayHalf::kNoBuffer;
-  Step step = half_[h].on_send(res, &released);
+  Actions actions = half_[h].on_send(res, &released);
   if (released != RelayHalf::kNoBuffer) worker_->give_back(released);
-  run(h, step);
+  run(h, actions);
 }
 
-void TcpForward::run(Half h, Step step) noexcept {
+void TcpForward::run(Half h, Actions actions) noexcept {
   if (closing_) return;
-  io::Ring& ring = worker_->ring();
-  switch (step) {
-    case Step::kRecv: {
-      io_uring_sqe* s = ring.sqe();
-      io_uring_prep_recv(s, source_fd(h), nullptr, worker_->buffer_size(), 0);
-      // Wait for readiness before trying: the previous read just emptied
-      // the socket, so an immediate attempt would almost always fail.
-      s->ioprio |= IORING_RECVSEND_POLL_FIRST;
-      s->flags |= IOSQE_BUFFER_SELECT;
-      s->buf_group = worker_->buffer_group();
-      io::Ring::bind(s, recv_op_[h]);
-      break;
-    }
-    case Step::kSend: {
-      io_uring_sqe* s = ring.sqe();
-      const RelayHalf& half = half_[h];
-      io_uring_prep_send(s, dest_fd(h), worker_->buffer_data(half.buffer()) + half.offset(), half.remaining(),
-                         MSG_NOSIGNAL);
-      io::Ring::bind(s, send_op_[h]);
-      break;
-    }
-    case Step::kShutdown: {
-      io_uring_sqe* s = ring.sqe();
-      io_uring_prep_shutdown(s, dest_fd(h), SHUT_WR);
-      io::Ring::bind(s, shutdown_op_[h]);
-      break;
-    }
-    case Step::kWaitBuffer:
-      waiting_buffer_ |= static_cast<uint8_t>(1u << h);
-      worker_->wait_for_buffer(this);
-      break;
-    case Step::kDone:
-      if (half_[0].done() && half_[1].done()) close(TcpError::kNone, false, false);
-      break;
-    case Step::kFailSource:
-      // The side we read from failed: reset the side we write to.
-      close(h == kFromClient ? TcpError::kClientReset : TcpError::kUpstreamReset, h == kFromUpstream,
-            h == kFromClient);
-      break;
-    case Step::kFailDest:
-      close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, h == kFromClient,
-            h == kFromUpstream);
-      break;
+  // Failures first: they end the connection, and nothing else is due then.
+  if (actions & kFailSource) {
+    // The side we read from failed: reset the side we write to.
+    close(h == kFromClient ? TcpError::kClientReset : TcpError::kUpstreamReset, h == kFromUpstream,
+          h == kFromClient);
+    return;
   }
+  if (actions & kFailDest) {
+    close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, h == kFromClient,
+          h == kFromUpstream);
+    return;
+  }
+  io::Ring& ring = worker_->ring();
+  if (actions & kSend) {
+    io_uring_sqe* s = ring.sqe();
+    const RelayHalf& half = half_[h];
+    io_uring_prep_send(s, dest_fd(h), worker_->buffer_data(half.send_buffer()) + half.send_offset(),
+                       half.send_length(), MSG_NOSIGNAL);
+    io::Ring::bind(s, send_op_[h]);
+  }
+  if (actions & kRecv) {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_recv(s, source_fd(h), nullptr, worker_->buffer_size(), 0);
+    // Wait for readiness before trying: the previous read just emptied
+    // the socket, so an immediate attempt would almost always fail.
+    s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+    s->flags |= IOSQE_BUFFER_SELECT;
+    s->buf_group = worker_->buffer_group();
+    io::Ring::bind(s, recv_op_[h]);
+  }
+  if (actions & kShutdown) {
+    io_uring_sqe* s = ring.sqe();
+    io_uring_prep_shutdown(s, dest_fd(h), SHUT_WR);
+    io::Ring::bind(s, shutdown_op_[h]);
+  }
+  if (actions & kWaitBuffer) {
+    waiting_buffer_ |= static_cast<uint8_t>(1u << h);
+    worker_->wait_for_buffer(this);
+  }
+  if ((actions & kDone) && half_[0].done() && half_[1].done()) close(TcpError::kNone, false, false);
 }
 
 void TcpForward::buffers_available() noexcept {
   uint8_t waiting = waiting_buffer_;
   waiting_buffer_ = 0;
   for (uint8_t h = 0; h < 2; ++h)
-    if (waiting & (1u << h)) run(static_cast<Half>(h), Step::kRecv);
+    if (waiting & (1u << h)) run(static_cast<Half>(h), half_[h].on_buffer_available());
 }
 
 void TcpForward::close(TcpError error, bool reset_client, bool reset_upstream) noexcept {
@@ -192,10 +194,8 @@ void TcpForward::close(TcpError error, bool reset_client, bool reset_upstream) n
 void TcpForward::maybe_release() noexcept {
   if (!closing_ || released_ || in_flight()) return;
   released_ = true;
-  for (auto& half : half_) {
-    int b = half.take_buffer();
-    if (b != RelayHalf::kNoBuffer) worker_->give_back(b);
-  }
+  for (auto& half : half_)
+    for (int b = half.take_buffer(); b != RelayHalf::kNoBuffer; b = half.take_buffer()) worker_->give_back(b);
   io::close_fd(client_fd_);
   io::close_fd(upstream_fd_);
   client_fd_ = upstream_fd_ = -1;

@@ -26,7 +26,7 @@ class Worker;
 
 class TcpForward final : public io::OpOwner {
  public:
-  enum OpKind : uint8_t { kConnect, kRecv, kSend, kShutdown };
+  enum OpKind : uint8_t { kConnect, kRecvOp, kSendOp, kShutdownOp };
   enum Half : uint8_t { kFromClient = 0, kFromUpstream = 1 };
 
   TcpForward() noexcept;
@@ -54,7 +54,7 @@ class TcpForward final : public io::OpOwner {
   void on_connect(int res) noexcept;
   void on_recv(Half h, const io_uring_cqe& cqe) noexcept;
   void on_send(Half h, int res) noexcept;
-  void run(Half h, Step step) noexcept;
+  void run(Half h, Actions actions) noexcept;
   void maybe_release() noexcept;
   int source_fd(Half h) const noexcept { return h == kFromClient ? client_fd_ : upstream_fd_; }
   int dest_fd(Half h) const noexcept { return h == kFromClient ? upstream_fd_ : client_fd_; }
