@@ -5,7 +5,7 @@
 # Knobs (environment):
 #   BENCH_DURATION=8    measured seconds per wrk run      BENCH_WARMUP=1   warm-up seconds
 #   BENCH_REPEAT=3      rounds (median reported)          BENCH_CONNS=50   wrk connections
-#   BENCH_PIN=split     split: wrk+backend on CPU 0, proxy on CPU 1; none: no pinning
+#   BENCH_PIN=none      split: wrk+backend on CPU 0, proxy on CPU 1; none: no pinning
 #   BENCH_LOAD_CPUS / BENCH_PROXY_CPUS   explicit taskset lists (override BENCH_PIN)
 #   BENCH_BULK_MIB=1024 MiB per bulk transfer             BENCH_PORT_BASE=18080
 #   BENCH_ONLY="direct nginx"   subset of: direct meshd haproxy nginx
@@ -29,7 +29,7 @@ DURATION=${BENCH_DURATION:-8}
 WARMUP=${BENCH_WARMUP:-1}
 REPEAT=${BENCH_REPEAT:-3}
 CONNS=${BENCH_CONNS:-50}
-PIN=${BENCH_PIN:-split}
+PIN=${BENCH_PIN:-none}
 BULK_MIB=${BENCH_BULK_MIB:-1024}
 BASE=${BENCH_PORT_BASE:-18080}
 ONLY=${BENCH_ONLY:-direct meshd haproxy nginx}

@@ -75,7 +75,6 @@ const Setting kSettings[] = {
        auto l = addr_list(v.back());
        if (!l) return invalid(l.error());
        c.outbound_listen = *l;
-       c.outbound_listen_is_default = false;
        return true;
      }},
     {"inbound-listen", "ADDR[,ADDR]", "0.0.0.0:4143,[::]:4143",
@@ -84,7 +83,6 @@ const Setting kSettings[] = {
        auto l = addr_list(v.back());
        if (!l) return invalid(l.error());
        c.inbound_listen = *l;
-       c.inbound_listen_is_default = false;
        return true;
      }},
     {"forward", "LISTEN=TARGET", "",
@@ -117,8 +115,12 @@ const Setting kSettings[] = {
        c.admin = *a;
        return true;
      }},
-    {"threads", "N", "the CPUs this process may use", "worker threads, one io_uring each", false,
+    {"threads", "N|auto", "auto", "worker threads, one io_uring each; auto: one per CPU this process may use", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (v.back().text == "auto") {
+         c.threads = 0;  // resolved once every source is read
+         return true;
+       }
        uint32_t n = 0;
        auto r = set_u32<1, 256>(&n, v.back());
        c.threads = n;
@@ -134,7 +136,7 @@ const Setting kSettings[] = {
     {"max-connections", "N", "20000", "open connections at most; further ones are refused (reset) and counted",
      false,
      [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 10'000'000>(&c.max_connections, v.back()); }},
-    {"buffer-size", "SIZE", "16KiB", "size of one receive buffer", false,
+    {"buffer-size", "SIZE", "64KiB", "size of one receive buffer", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        auto s = parse_size(v.back().text);
        if (!s) return error(v.back(), s.error());
@@ -142,7 +144,7 @@ const Setting kSettings[] = {
        c.buffer_size = static_cast<uint32_t>(*s);
        return true;
      }},
-    {"buffers-per-thread", "N", "256",
+    {"buffers-per-thread", "N", "64",
      "receive buffers per worker (a power of two); bounds memory whatever the connection count", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        auto r = set_u32<2, 32768>(&c.buffers_per_thread, v.back());
@@ -295,34 +297,25 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
     out.config.config_file = config_file;
   }
 
-  // Defaults are written in the table's own syntax and applied through the
-  // same parsers, so what --help shows is what runs.
+  // Defaults are written in the table's own syntax and go through the same
+  // parsers as anything an operator writes, so what --help shows is what
+  // runs.
   Config& c = out.config;
   for (const auto& s : kSettings) {
-    const std::vector<Raw>* chosen = nullptr;
+    std::vector<Raw> fallback = {{s.default_text, std::string("default of ") + s.name}};
+    const std::vector<Raw>* chosen = &fallback;
     if (auto it = flag_values.find(s.name); it != flag_values.end())
       chosen = &it->second;
     else if (auto it2 = env_values.find(s.name); it2 != env_values.end())
       chosen = &it2->second;
     else if (auto it3 = file_values.find(s.name); it3 != file_values.end())
       chosen = &it3->second;
-    if (chosen != nullptr) {
-      auto r = s.apply(c, *chosen);
-      if (!r) return invalid(r.error());
-    }
+    auto r = s.apply(c, *chosen);
+    if (!r) return invalid(r.error());
+    bool is_default = chosen == &fallback;
+    if (std::string_view(s.name) == "outbound-listen") c.outbound_listen_is_default = is_default;
+    if (std::string_view(s.name) == "inbound-listen") c.inbound_listen_is_default = is_default;
   }
-  if (!flag_values.contains("outbound-listen") && !env_values.contains("outbound-listen") &&
-      !file_values.contains("outbound-listen")) {
-    c.outbound_listen = {*SocketAddr::parse("127.0.0.1:4140"), *SocketAddr::parse("[::1]:4140")};
-    c.outbound_listen_is_default = true;
-  }
-  if (!flag_values.contains("inbound-listen") && !env_values.contains("inbound-listen") &&
-      !file_values.contains("inbound-listen")) {
-    c.inbound_listen = {*SocketAddr::parse("0.0.0.0:4143"), *SocketAddr::parse("[::]:4143")};
-    c.inbound_listen_is_default = true;
-  }
-  if (!flag_values.contains("admin") && !env_values.contains("admin") && !file_values.contains("admin"))
-    c.admin = *SocketAddr::parse("127.0.0.1:4191");
   if (c.threads == 0) {
     cpu_set_t set;
     c.threads = sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<unsigned>(CPU_COUNT(&set)) : 1;

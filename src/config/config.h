@@ -25,6 +25,8 @@ struct ForwardRule {
 enum class InboundTarget { kLoopback, kOriginal };
 
 struct Config {
+  // Every value here is set by load(), from the settings table's defaults
+  // when no source names it: the table is the one place defaults live.
   std::vector<SocketAddr> outbound_listen;
   std::vector<SocketAddr> inbound_listen;
   // The built-in listener lists include IPv6 addresses; on a host without
@@ -33,15 +35,15 @@ struct Config {
   bool inbound_listen_is_default = true;
   std::vector<ForwardRule> forwards;
   std::optional<SocketAddr> admin;
-  unsigned threads = 0;  // 0 until resolved: the CPUs this process may use
-  uint64_t connect_timeout_ms = 3000;
-  uint64_t idle_timeout_ms = 3'600'000;  // 0: never
-  uint64_t drain_timeout_ms = 30'000;
-  uint32_t max_connections = 20'000;
-  uint32_t buffer_size = 16 * 1024;
-  uint32_t buffers_per_thread = 256;
+  unsigned threads = 0;  // "auto" resolves to the CPUs this process may use
+  uint64_t connect_timeout_ms = 0;
+  uint64_t idle_timeout_ms = 0;  // 0: never
+  uint64_t drain_timeout_ms = 0;
+  uint32_t max_connections = 0;
+  uint32_t buffer_size = 0;
+  uint32_t buffers_per_thread = 0;
   InboundTarget inbound_target = InboundTarget::kLoopback;
-  uint32_t proxy_uid = 2102;
+  uint32_t proxy_uid = 0;
   log::Level log_level = log::Level::kInfo;
   std::string config_file;
 };

@@ -41,6 +41,23 @@ TEST_CASE("config: defaults") {
   REQUIRE(c->config.connect_timeout_ms == 3000);
   REQUIRE(c->config.threads >= 1);
   REQUIRE(c->config.proxy_uid == 2102);
+  REQUIRE(c->config.buffer_size == 64 * 1024);
+  REQUIRE(c->config.buffers_per_thread == 64);
+  REQUIRE(c->config.idle_timeout_ms == 3'600'000);
+  REQUIRE(c->config.drain_timeout_ms == 30'000);
+  REQUIRE(c->config.max_connections == 20'000);
+  REQUIRE(c->config.forwards.empty());
+  REQUIRE(c->config.outbound_listen_is_default);
+  // --help shows the defaults that run.
+  REQUIRE(meshd::config::help_text().find("(default: 64KiB)") != std::string::npos);
+}
+
+TEST_CASE("config: threads auto, listener lists named explicitly are not defaults") {
+  auto c = load_args({"--threads", "auto", "--outbound-listen", "127.0.0.1:4140"});
+  REQUIRE(c);
+  REQUIRE(c->config.threads >= 1);
+  REQUIRE_FALSE(c->config.outbound_listen_is_default);
+  REQUIRE(c->config.inbound_listen_is_default);
 }
 
 TEST_CASE("config: flags in both forms, repeatable forward") {
