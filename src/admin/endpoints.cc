@@ -5,6 +5,7 @@
 #include "base/json.h"
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
+#include "proxy/tcp_forward.h"
 #include "version.h"
 
 namespace meshd::admin {
@@ -90,6 +91,9 @@ std::string render_metrics(const ProxyView& view) {
   w.sample("meshd_buffer_bytes_in_use", {}, pool.buffers_in_use * view.config->buffer_size);
   w.family("meshd_connection_objects", "gauge", "Connection objects in use, open or closing.");
   w.sample("meshd_connection_objects", {}, pool.connections_live);
+  w.family("meshd_idle_connection_bytes", "gauge",
+           "Memory one idle proxied connection holds in meshd (it holds no buffer while idle).");
+  w.sample("meshd_idle_connection_bytes", {}, static_cast<uint64_t>(sizeof(proxy::TcpForward)));
 
   metrics::ProcessStats p = metrics::read_process_stats();
   w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
@@ -143,6 +147,7 @@ std::string render_status(const ProxyView& view) {
   j.field("rss_bytes", p.rss_bytes);
   j.field("buffer_bytes_in_use", pool.buffers_in_use * view.config->buffer_size);
   j.field("buffer_pool_bytes", buffer_pool_bytes(view));
+  j.field("idle_connection_bytes", static_cast<uint64_t>(sizeof(proxy::TcpForward)));
   j.end_object();
   const auto& c = *view.config;
   j.key("config").begin_object();
