@@ -30,12 +30,14 @@ namespace {
 struct PoolTotals {
   uint64_t buffers_in_use = 0;
   uint64_t connections_live = 0;
+  uint64_t spills_in_use = 0;
 };
 PoolTotals pool_totals(const ProxyView& view) {
   PoolTotals p;
   for (const auto* w : view.workers) {
     p.buffers_in_use += w->buffers_in_use.get();
     p.connections_live += w->connections_live.get();
+    p.spills_in_use += w->spills_in_use.get();
   }
   return p;
 }
@@ -89,6 +91,9 @@ std::string render_metrics(const ProxyView& view) {
   w.sample("meshd_buffer_pool_bytes", {}, buffer_pool_bytes(view));
   w.family("meshd_buffer_bytes_in_use", "gauge", "Receive buffer memory holding bytes not yet forwarded.");
   w.sample("meshd_buffer_bytes_in_use", {}, pool.buffers_in_use * view.config->buffer_size);
+  w.family("meshd_spill_bytes_in_use", "gauge",
+           "Memory holding bytes that a full destination could not take yet (per connection, not from the ring).");
+  w.sample("meshd_spill_bytes_in_use", {}, pool.spills_in_use * 2 * view.config->buffer_size);
   w.family("meshd_connection_objects", "gauge", "Connection objects in use, open or closing.");
   w.sample("meshd_connection_objects", {}, pool.connections_live);
   w.family("meshd_idle_connection_bytes", "gauge",
@@ -147,6 +152,7 @@ std::string render_status(const ProxyView& view) {
   j.field("rss_bytes", p.rss_bytes);
   j.field("buffer_bytes_in_use", pool.buffers_in_use * view.config->buffer_size);
   j.field("buffer_pool_bytes", buffer_pool_bytes(view));
+  j.field("spill_bytes_in_use", pool.spills_in_use * 2 * view.config->buffer_size);
   j.field("idle_connection_bytes", static_cast<uint64_t>(sizeof(proxy::TcpForward)));
   j.end_object();
   const auto& c = *view.config;

@@ -1,5 +1,7 @@
 #include "proxy/tcp_forward.h"
 
+#include <cstring>
+
 #include "io/ring.h"
 #include "io/socket.h"
 #include "proxy/worker.h"
@@ -117,8 +119,13 @@ void TcpForward::on_send(Half h, int res) noexcept {
   worker_->touch(this);
   if (res > 0 && h == kFromUpstream) worker_->stats().of(direction_).write_bytes.add(static_cast<uint64_t>(res));
   int released = RelayHalf::kNoBuffer;
+  bool was_spilled = half_[h].spilled();
   Actions actions = half_[h].on_send(res, &released);
   if (released != RelayHalf::kNoBuffer) worker_->give_back(released);
+  if (was_spilled && !half_[h].spilled()) {
+    worker_->give_spill(spill_[h]);
+    spill_[h] = nullptr;
+  }
   run(h, actions);
 }
 
@@ -136,12 +143,23 @@ void TcpForward::run(Half h, Actions actions) noexcept {
           h == kFromUpstream);
     return;
   }
+  if (actions & kSpill) {
+    run(h, spill(h));
+    return;
+  }
   io::Ring& ring = worker_->ring();
   if (actions & kSend) {
     io_uring_sqe* s = ring.sqe();
     const RelayHalf& half = half_[h];
-    io_uring_prep_send(s, dest_fd(h), worker_->buffer_data(half.send_buffer()) + half.send_offset(),
-                       half.send_length(), MSG_NOSIGNAL);
+    if (half.spilled()) {
+      io_uring_prep_send(s, dest_fd(h), spill_[h] + half.spill_offset(), half.spill_length() - half.spill_offset(),
+                         MSG_NOSIGNAL);
+    } else {
+      // Never wait holding a ring buffer: a full destination answers at
+      // once, and what it could not take spills (see relay.h).
+      io_uring_prep_send(s, dest_fd(h), worker_->buffer_data(half.send_buffer()) + half.send_offset(),
+                         half.send_length(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
     io::Ring::bind(s, send_op_[h]);
   }
   if (actions & kRecv) {
@@ -164,6 +182,30 @@ void TcpForward::run(Half h, Actions actions) noexcept {
     worker_->wait_for_buffer(this);
   }
   if ((actions & kDone) && half_[0].done() && half_[1].done()) close(TcpError::kNone, false, false);
+}
+
+Actions TcpForward::spill(Half h) noexcept {
+  if (spill_[h] == nullptr) spill_[h] = worker_->take_spill();
+  if (spill_[h] == nullptr) {
+    // Out of memory for the spill: end this connection, keep the others.
+    close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, true, true);
+    return kNothing;
+  }
+  RelayHalf& half = half_[h];
+  uint32_t used = half.spilled() ? half.spill_length() : 0;
+  uint32_t added = 0;
+  for (auto u = half.take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half.take_unsent()) {
+    // relay.h keeps at most two buffers' worth unsent, the spill's size.
+    if (used + added + u.length <= worker_->spill_size())
+      std::memcpy(spill_[h] + used + added, worker_->buffer_data(u.buffer) + u.offset, u.length);
+    added += u.length;
+    worker_->give_back(u.buffer);
+  }
+  if (used + added > worker_->spill_size()) {
+    close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, true, true);
+    return kNothing;
+  }
+  return half.on_spilled(added);
 }
 
 void TcpForward::buffers_available() noexcept {
@@ -194,8 +236,12 @@ void TcpForward::close(TcpError error, bool reset_client, bool reset_upstream) n
 void TcpForward::maybe_release() noexcept {
   if (!closing_ || released_ || in_flight()) return;
   released_ = true;
-  for (auto& half : half_)
-    for (int b = half.take_buffer(); b != RelayHalf::kNoBuffer; b = half.take_buffer()) worker_->give_back(b);
+  for (int h = 0; h < 2; ++h) {
+    for (auto u = half_[h].take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half_[h].take_unsent())
+      worker_->give_back(u.buffer);
+    if (spill_[h] != nullptr) worker_->give_spill(spill_[h]);
+    spill_[h] = nullptr;
+  }
   io::close_fd(client_fd_);
   io::close_fd(upstream_fd_);
   client_fd_ = upstream_fd_ = -1;

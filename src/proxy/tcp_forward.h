@@ -55,6 +55,7 @@ class TcpForward final : public io::OpOwner {
   void on_recv(Half h, const io_uring_cqe& cqe) noexcept;
   void on_send(Half h, int res) noexcept;
   void run(Half h, Actions actions) noexcept;
+  Actions spill(Half h) noexcept;
   void maybe_release() noexcept;
   int source_fd(Half h) const noexcept { return h == kFromClient ? client_fd_ : upstream_fd_; }
   int dest_fd(Half h) const noexcept { return h == kFromClient ? upstream_fd_ : client_fd_; }
@@ -70,6 +71,7 @@ class TcpForward final : public io::OpOwner {
   io::Op recv_op_[2];
   io::Op send_op_[2];
   io::Op shutdown_op_[2];
+  char* spill_[2] = {nullptr, nullptr};  // per half, from the worker, only while spilled
   uint8_t waiting_buffer_ = 0;  // bit per half
   bool connecting_ = false;
   bool closing_ = false;

@@ -6,6 +6,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <new>
+
 #include "base/log.h"
 #include "io/socket.h"
 #include "proxy/target.h"
@@ -84,6 +86,7 @@ void Worker::run() noexcept {
   while (!finished()) {
     ring_.run_once(kTickMs);
     now_ms_ = monotonic_ms();
+    wake_buffer_waiters();
     sweep();
   }
   if (wake_op_.in_flight) ring_.cancel_op(wake_op_);
@@ -187,6 +190,40 @@ void Worker::release(TcpForward* c) noexcept {
 }
 
 void Worker::buffer_taken(int) noexcept { stats_->buffers_in_use.inc(); }
+
+char* Worker::take_spill() noexcept {
+  stats_->spills_in_use.inc();
+  if (!spare_spills_.empty()) {
+    char* s = spare_spills_.back().release();
+    spare_spills_.pop_back();
+    return s;
+  }
+  char* s = new (std::nothrow) char[spill_size()];
+  if (s == nullptr) stats_->spills_in_use.add(static_cast<uint64_t>(-1));
+  return s;
+}
+
+void Worker::give_spill(char* spill) noexcept {
+  stats_->spills_in_use.add(static_cast<uint64_t>(-1));
+  // Keep a few for the next slow reader; give the rest back to the system.
+  if (spare_spills_.size() < 16)
+    spare_spills_.emplace_back(spill);
+  else
+    delete[] spill;
+}
+
+void Worker::wake_buffer_waiters() noexcept {
+  // A connection can run dry after buffers came back earlier in the same
+  // batch of completions; give_back() woke nobody then. Retry as many
+  // waiters as there are free buffers.
+  uint64_t in_use = stats_->buffers_in_use.get();
+  uint64_t free = buffers_.count() > in_use ? buffers_.count() - in_use : 0;
+  while (free-- > 0) {
+    TcpForward* c = buffer_waiters_.pop_front();
+    if (c == nullptr) break;
+    c->buffers_available();
+  }
+}
 
 void Worker::give_back(int id) noexcept {
   buffers_.give_back(static_cast<uint16_t>(id));

@@ -51,6 +51,11 @@ class Worker final : public io::OpOwner {
   char* buffer_data(int id) noexcept { return buffers_.data(static_cast<uint16_t>(id)); }
   void buffer_taken(int id) noexcept;
   void give_back(int id) noexcept;
+  // Spill buffers: a connection's own, taken only while its destination is
+  // full (see relay.h), so the ring is never held hostage by a slow reader.
+  uint32_t spill_size() const noexcept { return 2 * buffers_.size(); }
+  char* take_spill() noexcept;
+  void give_spill(char* spill) noexcept;
   void wait_for_buffer(TcpForward* c) noexcept { buffer_waiters_.push_back(c); }
   void accepted(Listener& listener, int fd) noexcept;
   void track_connecting(TcpForward* c) noexcept;
@@ -64,6 +69,7 @@ class Worker final : public io::OpOwner {
   void arm_wakeup() noexcept;
   void handle_command() noexcept;
   void sweep() noexcept;
+  void wake_buffer_waiters() noexcept;
   bool finished() const noexcept;
   TcpForward* take_connection() noexcept;
 
@@ -76,6 +82,7 @@ class Worker final : public io::OpOwner {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<TcpForward>> all_;  // every connection object ever made
   std::vector<TcpForward*> free_;
+  std::vector<std::unique_ptr<char[]>> spare_spills_;
   uint32_t live_ = 0;  // connection objects in use (open or closing)
   IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> idle_;        // by last activity

@@ -27,8 +27,15 @@ def raise_fd_limit():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+# Payloads repeat a random block whose length (a prime) is no multiple of
+# any buffer size, so bytes lost, doubled or reordered anywhere still change
+# the checksum, while making 64 MiB stays cheap.
+BLOCK = 1048573
+
+
 def payload(n, seed):
-    return random.Random(seed).randbytes(n)
+    block = random.Random(seed).randbytes(min(n, BLOCK))
+    return (block * (n // BLOCK + 1))[:n]
 
 
 async def handle(reader, writer):
@@ -55,10 +62,15 @@ async def handle(reader, writer):
             writer.write(f"{h.hexdigest()} {count}\n".encode())
             await writer.drain()
         elif cmd == "SOURCE":
+            # Streams payload(n, seed) block by block, so that many large
+            # sources at once cost the server little.
             n, seed = int(line[1]), int(line[2])
-            data = payload(n, seed)
-            for i in range(0, n, 1 << 20):
-                writer.write(data[i:i + (1 << 20)])
+            block = random.Random(seed).randbytes(min(n, BLOCK))
+            sent = 0
+            while sent < n:
+                piece = block[:n - sent]
+                writer.write(piece)
+                sent += len(piece)
                 await writer.drain()
         elif cmd == "WHO":
             peer = writer.get_extra_info("peername")
@@ -179,6 +191,21 @@ def client_hold(host, port, seconds):
     return {"first": first.decode(), "second": second.decode(errors="replace")}
 
 
+async def one_stall(host, port, n, seconds):
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"SOURCE {n} 1\n".encode())
+    await writer.drain()
+    await asyncio.sleep(seconds)  # never read: the data piles up towards us
+    writer.close()
+
+
+async def client_stall(host, port, count, n, seconds):
+    """Opens count connections that ask for n bytes each and never read."""
+    print(json.dumps({"stalling": count}), flush=True)
+    await asyncio.gather(*(one_stall(host, port, n, seconds) for _ in range(count)))
+    return {"done": count}
+
+
 def http_get(url):
     import urllib.request
     import urllib.error
@@ -208,6 +235,8 @@ def main():
         out = asyncio.run(client_many(args[0], int(args[1]), int(args[2]), float(args[3])))
     elif mode == "hold":
         out = client_hold(args[0], int(args[1]), float(args[2]))
+    elif mode == "stall":
+        out = asyncio.run(client_stall(args[0], int(args[1]), int(args[2]), int(args[3]), float(args[4])))
     elif mode == "get":
         out = http_get(args[0])
     else:

@@ -65,6 +65,29 @@ def test_idle_timeout_closes_quiet_connections(host):
 
 
 @pytest.mark.timeout(60)
+def test_readers_that_never_read_do_not_starve_others(host):
+    """Clients that ask for a lot and never read must not pin the worker's
+    receive buffers: what their sockets cannot take waits in per-connection
+    spill buffers, and everyone else keeps being served."""
+    # A small ring: without spilling, three stalled connections would hold
+    # every buffer.
+    forward(host, "--threads", "1", "--buffers-per-thread", "4")
+    stall = host.ns.spawn([PYTHON, APPS, "stall", "127.0.0.1", str(FRONT), "40", str(64 << 20), "8"])
+    assert "stalling" in stall.stdout.readline()
+
+    wait_for(lambda: host.status()["directions"]["outbound"]["open"] == 40, 10, "40 stalled connections")
+    time.sleep(2)  # their sockets fill up; the proxy's writes to them stop
+    up = host.ns.app("upload", "127.0.0.1", FRONT, 1 << 20, 7, timeout=20)
+    assert up["sha256"] == up["expected_sha256"]
+    assert host.ns.app("who", "127.0.0.1", FRONT)["peer"] == "127.0.0.1"
+    m = host.metrics()
+    assert m["meshd_spill_bytes_in_use"] > 0, m
+    assert m["meshd_buffer_bytes_in_use"] < m["meshd_buffer_pool_bytes"], m
+    stall.kill()
+    stall.wait(timeout=10)
+
+
+@pytest.mark.timeout(60)
 def test_connect_timeout(host):
     # A route into a link whose far end drops everything: the SYN is never
     # answered.

@@ -36,17 +36,17 @@ TEST_CASE("relay: at most two buffers per direction (backpressure)") {
   REQUIRE(released == 2);
 }
 
-TEST_CASE("relay: a short write sends the rest, in order") {
+TEST_CASE("relay: a short write keeps its place") {
   RelayHalf h;
   h.start();
   h.on_recv(1000, 3);
   int released = -2;
-  REQUIRE(h.on_send(400, &released) == kSend);
+  // A ring send that the destination takes only in part spills the rest
+  // (see the spill cases below), rather than holding the ring buffer.
+  REQUIRE(h.on_send(400, &released) == kSpill);
   REQUIRE(released == RelayHalf::kNoBuffer);
   REQUIRE(h.send_offset() == 400);
   REQUIRE(h.send_length() == 600);
-  REQUIRE(h.on_send(600, &released) == kNothing);
-  REQUIRE(released == 3);
 }
 
 TEST_CASE("relay: end of stream waits for pending bytes, then shuts down") {
@@ -87,9 +87,64 @@ TEST_CASE("relay: teardown hands back every buffer held") {
   h.start();
   h.on_recv(10, 5);
   h.on_recv(10, 6);
-  REQUIRE(h.take_buffer() == 5);
-  REQUIRE(h.take_buffer() == 6);
-  REQUIRE(h.take_buffer() == RelayHalf::kNoBuffer);
+  REQUIRE(h.take_unsent().buffer == 5);
+  REQUIRE(h.take_unsent().buffer == 6);
+  REQUIRE(h.take_unsent().buffer == RelayHalf::kNoBuffer);
+}
+
+TEST_CASE("relay: a full destination spills; the ring buffers go back at once") {
+  RelayHalf h;
+  h.start();
+  REQUIRE(h.on_recv(1000, 1) == (kSend | kRecv));
+  int released = -2;
+  // The destination took 300 bytes and no more: the rest spills.
+  REQUIRE(h.on_send(300, &released) == kSpill);
+  REQUIRE(released == RelayHalf::kNoBuffer);
+  auto u = h.take_unsent();
+  REQUIRE((u.buffer == 1 && u.offset == 300 && u.length == 700));
+  REQUIRE(h.take_unsent().buffer == RelayHalf::kNoBuffer);
+  REQUIRE(h.on_spilled(700) == kSend);
+  REQUIRE(h.spilled());
+  REQUIRE(h.spill_length() == 700);
+  // The read that was in flight lands: it joins the spill, no new read.
+  REQUIRE(h.on_recv(50, 2) == kSpill);
+  u = h.take_unsent();
+  REQUIRE((u.buffer == 2 && u.offset == 0 && u.length == 50));
+  REQUIRE(h.on_spilled(50) == kNothing);  // the spill send goes on
+  REQUIRE(h.spill_length() == 750);
+  // Spill sends wait for the destination; short writes continue from the spill.
+  REQUIRE(h.on_send(500, &released) == kSend);
+  REQUIRE(h.spill_offset() == 500);
+  // Spill written: reading resumes.
+  REQUIRE(h.on_send(250, &released) == kRecv);
+  REQUIRE_FALSE(h.spilled());
+}
+
+TEST_CASE("relay: EAGAIN from a ring send spills both queued chunks in order") {
+  RelayHalf h;
+  h.start();
+  h.on_recv(10, 1);
+  h.on_recv(20, 2);
+  int released = -2;
+  REQUIRE(h.on_send(-EAGAIN, &released) == kSpill);
+  REQUIRE(h.take_unsent().length == 10);
+  REQUIRE(h.take_unsent().length == 20);
+  REQUIRE(h.on_spilled(30) == kSend);
+  // End of stream while spilled waits for the spill.
+  REQUIRE(h.on_send(30, &released) == kRecv);
+  REQUIRE(h.on_recv(0, RelayHalf::kNoBuffer) == kShutdown);
+}
+
+TEST_CASE("relay: end of stream during a spill shuts down after it") {
+  RelayHalf h;
+  h.start();
+  h.on_recv(10, 1);
+  int released = -2;
+  REQUIRE(h.on_send(4, &released) == kSpill);
+  h.take_unsent();
+  REQUIRE(h.on_spilled(6) == kSend);
+  REQUIRE(h.on_recv(0, RelayHalf::kNoBuffer) == kNothing);
+  REQUIRE(h.on_send(6, &released) == kShutdown);
 }
 
 TEST_CASE("relay: an empty buffer ring waits, then reads again") {
@@ -102,7 +157,7 @@ TEST_CASE("relay: an empty buffer ring waits, then reads again") {
   REQUIRE(h.on_recv(-EINTR, RelayHalf::kNoBuffer) == kRecv);
   h.on_recv(5, 2);
   int released = -2;
-  REQUIRE(h.on_send(-EAGAIN, &released) == kSend);
+  REQUIRE(h.on_send(-EINTR, &released) == kSend);
   REQUIRE(h.send_length() == 5);
 }
 
