@@ -30,6 +30,7 @@ class SocketAddr {
   uint16_t port() const noexcept;
   void set_port(uint16_t port) noexcept;
   bool is_unspecified() const noexcept;  // 0.0.0.0 or ::
+  bool is_loopback() const noexcept;     // 127.0.0.0/8 or ::1
 
   const sockaddr* sa() const noexcept { return reinterpret_cast<const sockaddr*>(&storage_); }
   sockaddr* sa() noexcept { return reinterpret_cast<sockaddr*>(&storage_); }

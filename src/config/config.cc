@@ -1,6 +1,7 @@
 #include "config/config.h"
 
 #include <sched.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <fstream>
@@ -56,6 +57,8 @@ Parsed<bool> set_u32(uint32_t* field, const Raw& r) {
   return true;
 }
 
+constexpr uint64_t kMaxDurationMs = 30ull * 24 * 3600 * 1000;
+
 Parsed<bool> set_duration(uint64_t* field, const Raw& r, bool zero_ok) {
   if (zero_ok && (r.text == "off" || r.text == "0")) {
     *field = 0;
@@ -64,6 +67,9 @@ Parsed<bool> set_duration(uint64_t* field, const Raw& r, bool zero_ok) {
   auto v = parse_duration_ms(r.text);
   if (!v) return error(r, v.error());
   if (*v == 0) return error(r, zero_ok ? "use 'off' to disable" : "must be more than zero");
+  // Deadlines are "now + duration" in milliseconds: a bound keeps that sum
+  // far from overflow (a wrapped deadline would fire at once).
+  if (*v > kMaxDurationMs) return error(r, "must be at most 30 days");
   *field = *v;
   return true;
 }
@@ -190,6 +196,12 @@ std::string env_name(std::string_view setting) {
 }
 
 Parsed<bool> read_file(const std::string& path, RawValues* out) {
+  // A directory, a FIFO or /dev/zero would read as nothing, block, or
+  // never end: only a regular file of sane size is a config file.
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) return invalid("cannot read config file '" + path + "': " + strerror(errno));
+  if (!S_ISREG(st.st_mode)) return invalid("config file '" + path + "' is not a regular file");
+  if (st.st_size > (1 << 20)) return invalid("config file '" + path + "' is larger than 1 MiB");
   std::ifstream in(path);
   if (!in) return invalid("cannot read config file '" + path + "': " + strerror(errno));
   std::string line;
@@ -339,6 +351,20 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
     if (auto r = claim(f.listen, "forward"); !r) return invalid(r.error());
   if (c.admin)
     if (auto r = claim(*c.admin, "admin"); !r) return invalid(r.error());
+  // A forward whose target is one of meshd's own listeners would feed each
+  // connection back into itself until max-connections.
+  for (const auto& f : c.forwards) {
+    for (const auto& [addr, owner] : seen) {
+      bool same_port = addr.port() == f.target.port() && addr.family() == f.target.family();
+      if (addr == f.target || (same_port && addr.is_unspecified() && f.target.is_loopback()))
+        return invalid("forward target " + f.target.str() + " is meshd's own " + owner + " listener " + addr.str() +
+                       ": it would loop");
+    }
+  }
+  uint64_t pool = static_cast<uint64_t>(c.buffer_size) * c.buffers_per_thread;
+  if (pool > (256ull << 20))
+    return invalid("buffers-per-thread x buffer-size is " + std::to_string(pool >> 20) +
+                   " MiB per worker; at most 256 MiB");
   if (c.outbound_listen.empty() && c.inbound_listen.empty() && c.forwards.empty())
     return invalid("nothing to do: outbound-listen and inbound-listen are off and no --forward is given");
   return out;

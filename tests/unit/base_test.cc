@@ -18,6 +18,9 @@ TEST_CASE("addr: parse and print IPv4 and IPv6") {
   REQUIRE(b->host() == "fd00::1");
   REQUIRE(SocketAddr::loopback(AF_INET6, 8080).str() == "[::1]:8080");
   REQUIRE(SocketAddr::parse("0.0.0.0:1")->is_unspecified());
+  REQUIRE(SocketAddr::parse("127.0.0.9:1")->is_loopback());
+  REQUIRE(SocketAddr::parse("[::1]:1")->is_loopback());
+  REQUIRE_FALSE(SocketAddr::parse("10.0.0.1:1")->is_loopback());
 }
 
 TEST_CASE("addr: bad addresses say why") {

@@ -129,6 +129,27 @@ TEST_CASE("config: errors name the setting, the source and the value") {
   REQUIRE_FALSE(e);
   REQUIRE(e.error().find("nothing to do") != std::string::npos);
 
+  e = load_args({"--idle-timeout", "18446744073709551615ms"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("30 days") != std::string::npos);
+
+  e = load_args({"--forward", "127.0.0.1:9000=127.0.0.1:9000", "--outbound-listen", "off"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("loop") != std::string::npos);
+  e = load_args({"--forward", "127.0.0.1:9000=127.0.0.1:4143"});  // the inbound listener is 0.0.0.0:4143
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("loop") != std::string::npos);
+  // Another host's meshd inbound port is a fine target.
+  REQUIRE(load_args({"--forward", "127.0.0.1:9000=10.0.0.1:4143"}));
+
+  e = load_args({"--buffers-per-thread", "32768", "--buffer-size", "1MiB"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("256 MiB") != std::string::npos);
+
+  e = load_args({"--config", "/tmp"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("not a regular file") != std::string::npos);
+
   e = load_args({"--config", "/nonexistent/meshd.conf"});
   REQUIRE_FALSE(e);
   REQUIRE(e.error().find("/nonexistent/meshd.conf") != std::string::npos);
