@@ -17,8 +17,10 @@ metrics::DirectionTotals totals(const ProxyView& view, Direction d) {
   metrics::DirectionTotals t;
   for (const auto* w : view.workers) {
     const auto& s = w->dir[static_cast<int>(d)];
-    t.opened += s.opened.get();
+    // Closes before opens: a connection that opens and closes between the
+    // two reads then counts as neither, never as closed-but-not-opened.
     for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) t.closed[i] += s.closed[i].get();
+    t.opened += s.opened.get();
     for (int i = 0; i < static_cast<int>(metrics::RefuseReason::kCount); ++i) t.refused[i] += s.refused[i].get();
     t.read_bytes += s.read_bytes.get();
     t.write_bytes += s.write_bytes.get();

@@ -57,8 +57,8 @@ struct Client {
 
 RequestLine parse_request_head(std::string_view head) noexcept {
   RequestLine r;
-  auto eol = head.find("\r\n");
-  std::string_view line = head.substr(0, eol);
+  std::string_view line = head.substr(0, head.find('\n'));
+  if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   auto sp1 = line.find(' ');
   auto sp2 = sp1 == std::string_view::npos ? sp1 : line.find(' ', sp1 + 1);
   if (sp1 == std::string_view::npos || sp2 == std::string_view::npos || line.find(' ', sp2 + 1) != line.npos) {
@@ -139,7 +139,10 @@ void Server::serve() {
     uint64_t now = now_ms();
     if (fds[1].revents & POLLIN) {
       int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd >= 0) clients.push_back({fd, now + kClientTimeoutMs, {}, {}, 0});
+      if (fd >= 0)
+        clients.push_back({fd, now + kClientTimeoutMs, {}, {}, 0});
+      else if (errno == EMFILE || errno == ENFILE)
+        poll(nullptr, 0, 100);  // out of descriptors: do not spin on a listener that stays readable
     }
     for (size_t i = 0; i + 2 < fds.size(); ++i) {
       Client& c = clients[i];
@@ -153,9 +156,12 @@ void Server::serve() {
             continue;
           }
           c.in.append(buf, static_cast<size_t>(r));
+          // RFC 9112 lets a server accept a bare LF as a line end.
           auto end = c.in.find("\r\n\r\n");
+          auto bare = c.in.find("\n\n");
+          if (bare != std::string::npos && (end == std::string::npos || bare < end)) end = bare;
           if (end != std::string::npos) {
-            RequestLine req = parse_request_head(std::string_view(c.in).substr(0, end + 2));
+            RequestLine req = parse_request_head(std::string_view(c.in).substr(0, end + 1));
             Response resp;
             if (req.error != 0) {
               resp.status = req.error;

@@ -108,6 +108,8 @@ int run(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGQUIT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -128,6 +130,7 @@ int run(int argc, char** argv) {
   for (auto& spec : listener_specs(config)) {
     std::vector<int> fds;
     int err = 0;
+    if (auto free = io::ensure_address_free(spec.address); !free) err = free.error().value;
     for (unsigned i = 0; i < n && err == 0; ++i) {
       auto fd = io::listen_tcp(spec.address, true, 4096);
       if (fd)
@@ -207,7 +210,8 @@ int run(int argc, char** argv) {
            config.admin ? (" admin=" + config.admin->str()).c_str() : "");
 
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
+    LOG_WARN("meshd", "SIGHUP: meshd does not reload its configuration yet; restart it to apply changes");
   LOG_INFO("meshd", "%s: draining (up to %llu ms)", strsignal(sig),
            static_cast<unsigned long long>(config.drain_timeout_ms));
   draining.store(true);
@@ -215,7 +219,8 @@ int run(int argc, char** argv) {
   // A second signal cuts the drain short.
   while (finished.load() < n) {
     timespec ts{0, 100'000'000};
-    if (sigtimedwait(&signals, nullptr, &ts) > 0) {
+    int again = sigtimedwait(&signals, nullptr, &ts);
+    if (again > 0 && again != SIGHUP) {
       LOG_INFO("meshd", "second signal: closing what is still open");
       for (auto& w : workers) w->command(proxy::Worker::Command::kStopNow);
     }

@@ -27,6 +27,21 @@ Result<int> listen_tcp(const SocketAddr& addr, bool reuseport, int backlog) noex
   return fd;
 }
 
+Result<void> ensure_address_free(const SocketAddr& addr) noexcept {
+  // Bound without SO_REUSEPORT, this socket conflicts with any listener on
+  // the address; it is closed before the real group binds.
+  int fd = ::socket(addr.family(), SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (fd < 0) return fail_errno();
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (addr.is_v6()) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  int r = ::bind(fd, addr.sa(), addr.len());
+  int e = errno;
+  ::close(fd);
+  if (r < 0) return fail(e);
+  return {};
+}
+
 Result<void> steer_by_cpu(int listen_fd, unsigned count) noexcept {
   sock_filter code[] = {
       {BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_CPU)},

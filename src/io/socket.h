@@ -12,6 +12,11 @@ namespace meshd::io {
 // connections among them.
 Result<int> listen_tcp(const SocketAddr& addr, bool reuseport, int backlog) noexcept;
 
+// Fails with EADDRINUSE when something listens on addr already. SO_REUSEPORT
+// would otherwise let a second meshd (same user) join the first one's
+// group and quietly take half its connections.
+Result<void> ensure_address_free(const SocketAddr& addr) noexcept;
+
 // Steers each new connection to the listener at index (current CPU % count)
 // of the reuseport group, so that a connection is served by the worker
 // running on the CPU that received it (no cross-CPU wake-up).

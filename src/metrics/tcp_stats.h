@@ -69,7 +69,10 @@ struct DirectionTotals {
   uint64_t write_bytes = 0;
   uint64_t closed_total() const noexcept;
   uint64_t refused_total() const noexcept;
-  uint64_t open() const noexcept { return opened - closed_total(); }
+  uint64_t open() const noexcept {
+    uint64_t ended = closed_total();
+    return opened > ended ? opened - ended : 0;
+  }
 };
 
 }  // namespace meshd::metrics

@@ -27,14 +27,22 @@ void Listener::stop() noexcept {
 
 void Listener::on_complete(io::Op&, const io_uring_cqe& cqe) noexcept {
   if (cqe.res >= 0) {
-    if (stopping_)
+    last_error_ = 0;
+    if (stopping_) {
+      // Accepted as the listener closed: a reset says "not served", where
+      // a FIN would read as an empty but complete exchange.
+      io::set_reset_on_close(cqe.res);
       io::close_fd(cqe.res);
-    else
+    } else {
       worker_->accepted(*this, cqe.res);
+    }
   } else if (cqe.res != -ECANCELED) {
     // EMFILE/ENFILE and friends: the connection stays in the backlog; the
-    // worker re-arms on its next tick instead of spinning on the error.
-    LOG_WARN("listener", "accept on %s failed: %s", spec_->address.str().c_str(), strerror(-cqe.res));
+    // worker re-arms on its next tick instead of spinning on the error,
+    // and says so once per error streak, not once per tick.
+    if (cqe.res != last_error_)
+      LOG_WARN("listener", "accept on %s failed: %s", spec_->address.str().c_str(), strerror(-cqe.res));
+    last_error_ = cqe.res;
   }
   if (stopping_ && !accept_op_.in_flight && fd_ >= 0) {
     io::close_fd(fd_);

@@ -52,6 +52,7 @@ class Listener final : public io::OpOwner {
   int fd_;
   io::Op accept_op_;
   bool stopping_ = false;
+  int last_error_ = 0;  // the accept error last logged
 };
 
 }  // namespace meshd::proxy

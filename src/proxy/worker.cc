@@ -27,7 +27,11 @@ constexpr unsigned kTickMs = 100;
 }  // namespace
 
 Worker::Worker(unsigned index, int cpu, Shared* shared, metrics::WorkerStats* stats) noexcept
-    : index_(index), cpu_(cpu), shared_(shared), stats_(stats), wake_op_(this, 0) {}
+    : index_(index), cpu_(cpu), shared_(shared), stats_(stats), wake_op_(this, 0) {
+  // Made here, before any thread runs, so that a command sent while this
+  // worker is still starting (another failed to) is never lost.
+  wake_fd_ = eventfd(0, EFD_CLOEXEC);
+}
 
 Worker::~Worker() { io::close_fd(wake_fd_); }
 
@@ -42,8 +46,7 @@ Result<void> Worker::init() noexcept {
     CPU_SET(cpu_, &set);
     pthread_setaffinity_np(pthread_self(), sizeof set, &set);
   }
-  wake_fd_ = eventfd(0, EFD_CLOEXEC);
-  if (wake_fd_ < 0) return fail_errno();
+  if (wake_fd_ < 0) return fail(EMFILE);
   if (auto r = ring_.init(4096); !r) return r;
   const config::Config& c = *shared_->config;
   if (auto r = buffers_.init(ring_.raw(), 0, c.buffers_per_thread, c.buffer_size); !r) return r;
@@ -137,6 +140,7 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
   const ListenerSpec& spec = listener.spec();
   auto& stats = stats_->of(spec.direction);
   if (draining_) {
+    io::set_reset_on_close(fd);
     io::close_fd(fd);
     return;
   }

@@ -200,6 +200,16 @@ def test_taken_port_is_one_clear_line(host):
 
 
 @pytest.mark.timeout(30)
+def test_second_meshd_cannot_share_the_first_ones_ports(host):
+    """Every listener is a SO_REUSEPORT group; a second meshd must still not
+    join it and take half the connections."""
+    forward(host)
+    code, lines = meshd_error("--forward", f"127.0.0.1:{FRONT}=127.0.0.1:{BACKEND}", "--outbound-listen", "off",
+                              "--inbound-listen", "off", "--admin", "127.0.0.1:4192", netns=host.ns)
+    assert code == 1 and len(lines) == 1 and f"cannot listen on 127.0.0.1:{FRONT}" in lines[0], lines
+
+
+@pytest.mark.timeout(30)
 def test_admin_endpoints(host):
     forward(host)
     assert host.ns.app("get", "http://127.0.0.1:4191/live")["status"] == 200

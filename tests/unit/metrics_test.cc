@@ -67,6 +67,7 @@ TEST_CASE("admin: request heads") {
   REQUIRE(r.error == 0);
   REQUIRE(r.path == "/metrics");
   REQUIRE(admin::parse_request_head("HEAD /live HTTP/1.0\r\n").head);
+  REQUIRE(admin::parse_request_head("GET /ready HTTP/1.1\n").path == "/ready");  // bare LF
   REQUIRE(admin::parse_request_head("POST /metrics HTTP/1.1\r\n").error == 405);
   REQUIRE(admin::parse_request_head("GET /metrics HTTP/2.0\r\n").error == 505);
   REQUIRE(admin::parse_request_head("GET metrics HTTP/1.1\r\n").error == 400);
