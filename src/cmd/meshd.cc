@@ -119,9 +119,11 @@ int run(int argc, char** argv) {
   shared.config = &config;
   auto stats = std::make_unique<metrics::WorkerStats[]>(n);
   std::vector<std::unique_ptr<proxy::Worker>> workers;
+  std::vector<int> worker_cpus;  // where each worker is pinned (-1: not pinned)
   for (unsigned i = 0; i < n; ++i) {
-    int cpu = cpus.empty() ? -1 : cpus[i % cpus.size()];
-    workers.push_back(std::make_unique<proxy::Worker>(i, n > 1 ? cpu : -1, &shared, &stats[i]));
+    int cpu = cpus.empty() || n == 1 ? -1 : cpus[i % cpus.size()];
+    worker_cpus.push_back(cpu);
+    workers.push_back(std::make_unique<proxy::Worker>(i, cpu, &shared, &stats[i]));
   }
 
   // Bind everything before starting anything, so that a taken port or a bad
@@ -147,7 +149,7 @@ int run(int argc, char** argv) {
       die(1, "cannot listen on " + spec.address.str() + " (" + spec.name + "): " + strerror(err));
     }
     if (n > 1) {
-      if (auto r = io::steer_by_cpu(fds[0], n); !r)
+      if (auto r = io::steer_by_cpu(fds[0], worker_cpus); !r)
         LOG_WARN("meshd", "cannot steer connections by CPU on %s: %s", spec.address.str().c_str(), r.error().what());
     }
     bound.emplace_back(spec, std::move(fds));

@@ -4,6 +4,8 @@
 #include <netinet/tcp.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 namespace meshd::io {
 
 Result<int> listen_tcp(const SocketAddr& addr, bool reuseport, int backlog) noexcept {
@@ -42,13 +44,24 @@ Result<void> ensure_address_free(const SocketAddr& addr) noexcept {
   return {};
 }
 
-Result<void> steer_by_cpu(int listen_fd, unsigned count) noexcept {
-  sock_filter code[] = {
-      {BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_CPU)},
-      {BPF_ALU | BPF_MOD | BPF_K, 0, 0, count},
-      {BPF_RET | BPF_A, 0, 0, 0},
-  };
-  sock_fprog prog{static_cast<unsigned short>(sizeof code / sizeof code[0]), code};
+Result<void> steer_by_cpu(int listen_fd, const std::vector<int>& worker_cpus) noexcept {
+  // Classic BPF, run by the kernel on each new connection:
+  //   A = current cpu; if A == cpu[k] return k (for each worker k);
+  //   return A % n.
+  // Each JEQ jumps over the remaining JEQs and the fallback to its RET k,
+  // which lands at the same distance (m + 1) for every k.
+  const auto n = static_cast<uint32_t>(worker_cpus.size());
+  const uint32_t m = std::min<uint32_t>(n, 200);  // jump offsets are 8 bits
+  std::vector<sock_filter> code;
+  code.push_back({BPF_LD | BPF_W | BPF_ABS, 0, 0, static_cast<uint32_t>(SKF_AD_OFF + SKF_AD_CPU)});
+  for (uint32_t k = 0; k < m; ++k) {
+    uint32_t cpu = worker_cpus[k] < 0 ? 0xffffffffu : static_cast<uint32_t>(worker_cpus[k]);
+    code.push_back({BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint8_t>(m + 1), 0, cpu});
+  }
+  code.push_back({BPF_ALU | BPF_MOD | BPF_K, 0, 0, n});
+  code.push_back({BPF_RET | BPF_A, 0, 0, 0});
+  for (uint32_t k = 0; k < m; ++k) code.push_back({BPF_RET | BPF_K, 0, 0, k});
+  sock_fprog prog{static_cast<unsigned short>(code.size()), code.data()};
   if (setsockopt(listen_fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) < 0) return fail_errno();
   return {};
 }

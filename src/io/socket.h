@@ -2,6 +2,8 @@
 // that propagates a peer's RST. Data moves through the ring, not through here.
 #pragma once
 
+#include <vector>
+
 #include "base/addr.h"
 #include "base/result.h"
 
@@ -17,10 +19,11 @@ Result<int> listen_tcp(const SocketAddr& addr, bool reuseport, int backlog) noex
 // group and quietly take half its connections.
 Result<void> ensure_address_free(const SocketAddr& addr) noexcept;
 
-// Steers each new connection to the listener at index (current CPU % count)
-// of the reuseport group, so that a connection is served by the worker
-// running on the CPU that received it (no cross-CPU wake-up).
-Result<void> steer_by_cpu(int listen_fd, unsigned count) noexcept;
+// Steers each new connection to the reuseport group's socket i whose worker
+// runs on the CPU that received the connection (worker_cpus[i]), so that
+// it is served without a cross-CPU wake-up; a CPU with no worker of its own
+// maps to socket (CPU % group size).
+Result<void> steer_by_cpu(int listen_fd, const std::vector<int>& worker_cpus) noexcept;
 
 Result<int> tcp_socket(int family) noexcept;
 void set_nodelay(int fd) noexcept;
