@@ -55,7 +55,7 @@ TEST_OBJS  := $(call obj,$(TEST_SRCS))
 
 BINS := $(OUT)/meshd $(OUT)/meshd-init $(OUT)/meshd-ctl
 
-.PHONY: FORCE all deps test unit e2e demo bench clean compdb
+.PHONY: FORCE all deps format format-check test unit e2e demo bench clean compdb
 all: $(BINS) $(OUT)/unit-tests compile_commands.json
 
 $(OUT)/libmeshd.a: $(LIB_OBJS)
@@ -115,7 +115,7 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
             python3 python3-pytest python3-pytest-timeout \
-            wrk haproxy nginx libnginx-mod-stream
+            wrk haproxy nginx libnginx-mod-stream clang-format
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -147,6 +147,13 @@ demo: deps
 bench: deps
 	-@$(MAKE) --no-print-directory $(OUT)/meshd
 	MESHD_BUILD=$(CURDIR)/$(OUT) sh bench/run.sh
+
+# Formatting is clang-format's job (.clang-format); CI checks it.
+CXX_FILES = $(shell git ls-files '*.cc' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(CXX_FILES)
+format-check:
+	@clang-format --dry-run -Werror $(CXX_FILES) || { echo "run: make format" >&2; exit 1; }
 
 clean:
 	rm -rf build compile_commands.json

@@ -260,8 +260,8 @@ AdminError protocol(std::string why) { return AdminError{AdminError::Kind::kProt
 
 }  // namespace
 
-std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std::string_view path,
-                                                 uint64_t timeout_ms, size_t max_response_bytes) {
+std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std::string_view path, uint64_t timeout_ms,
+                                                 size_t max_response_bytes) {
   const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   Fd fd(::socket(target.addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) return std::unexpected(unreachable(std::string("socket: ") + errno_text(errno)));
@@ -308,7 +308,8 @@ std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std:
     ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
     if (n > 0) {
       if (raw.size() + static_cast<size_t>(n) > max_raw)
-        return std::unexpected(protocol("response larger than the limit of " + std::to_string(max_response_bytes) + " bytes"));
+        return std::unexpected(
+            protocol("response larger than the limit of " + std::to_string(max_response_bytes) + " bytes"));
       raw.append(buf, static_cast<size_t>(n));
       continue;
     }
@@ -316,8 +317,7 @@ std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std:
     if (errno == EINTR) continue;
     if (errno == EAGAIN || errno == EWOULDBLOCK) {
       if (!wait_for(fd.get(), POLLIN, deadline)) {
-        if (raw.empty())
-          return std::unexpected(unreachable("connected, but no answer within " + ms_text(timeout_ms)));
+        if (raw.empty()) return std::unexpected(unreachable("connected, but no answer within " + ms_text(timeout_ms)));
         return std::unexpected(protocol("response incomplete after " + ms_text(timeout_ms)));
       }
       continue;

@@ -27,7 +27,7 @@ inline constexpr size_t kDefaultMaxResponseBytes = 4u << 20;
 
 struct HttpResponse {
   int status = 0;
-  std::string reason;  // "OK", "Not Found"; may be empty
+  std::string reason;                                        // "OK", "Not Found"; may be empty
   std::vector<std::pair<std::string, std::string>> headers;  // names as sent
   std::string body;
 

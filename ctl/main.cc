@@ -24,8 +24,7 @@ using meshd::ctl::Command;
 using meshd::ctl::Io;
 
 constexpr Command kCommands[] = {
-    {"status", "what the local proxy is doing: listeners, connections, memory, redirect",
-     meshd::ctl::run_status},
+    {"status", "what the local proxy is doing: listeners, connections, memory, redirect", meshd::ctl::run_status},
 };
 
 const Command* find_command(std::string_view name) {
@@ -43,8 +42,8 @@ void print_help(FILE* f) {
           "\n"
           "Commands:\n");
   for (const Command& c : kCommands) {
-    fprintf(f, "  %-10.*s %.*s\n", static_cast<int>(c.name.size()), c.name.data(),
-            static_cast<int>(c.summary.size()), c.summary.data());
+    fprintf(f, "  %-10.*s %.*s\n", static_cast<int>(c.name.size()), c.name.data(), static_cast<int>(c.summary.size()),
+            c.summary.data());
   }
   fprintf(f,
           "\n"

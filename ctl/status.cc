@@ -165,8 +165,7 @@ std::string redirect_text(const JsonValue& doc, const RedirectReport& redirect) 
   const init::NatState& nat = *redirect;
   std::string warnings;
   auto one = [&](std::string_view dir, int port) {
-    if (std::string w = listener_mismatch(doc, dir, port); !w.empty())
-      warnings += (warnings.empty() ? "" : ", ") + w;
+    if (std::string w = listener_mismatch(doc, dir, port); !w.empty()) warnings += (warnings.empty() ? "" : ", ") + w;
     return std::string(dir) + " -> " + (port ? std::to_string(port) : "?");
   };
   std::string s;

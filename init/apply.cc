@@ -55,8 +55,7 @@ Parsed<void> restore(bool ipv6, std::string_view input) {
   if (run->exit_code == 0) return {};
   std::string msg = argv[0] + " --noflush failed: " + without_usage_hint(*run);
   // nft reports errors at COMMIT, where quoting the line tells nothing.
-  if (auto line = failing_line(run->err, input); !line.empty() && line != "COMMIT")
-    msg += " (input: '" + line + "')";
+  if (auto line = failing_line(run->err, input); !line.empty() && line != "COMMIT") msg += " (input: '" + line + "')";
   return invalid(msg);
 }
 

@@ -125,8 +125,7 @@ Parsed<std::string> read_nat_table(bool ipv6) {
   const char* tool = ipv6 ? "ip6tables-save" : "iptables-save";
   auto run = run_program({tool, "-t", "nat"}, "");
   if (!run) return invalid(run.error());
-  if (run->exit_code != 0)
-    return invalid(std::string(tool) + " -t nat failed: " + describe_failure(*run));
+  if (run->exit_code != 0) return invalid(std::string(tool) + " -t nat failed: " + describe_failure(*run));
   return std::move(run->out);
 }
 

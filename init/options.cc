@@ -12,16 +12,22 @@ enum class Kind { kValue, kSwitch };
 struct Flag {
   const char* name;  // without the leading "--"
   Kind kind;
-  bool from_env;     // --dry-run and --cleanup change what the tool does: flags only
+  bool from_env;  // --dry-run and --cleanup change what the tool does: flags only
 };
 
 constexpr Flag kFlags[] = {
-    {"inbound-port", Kind::kValue, true},      {"outbound-port", Kind::kValue, true},
-    {"proxy-uid", Kind::kValue, true},         {"skip-inbound-ports", Kind::kValue, true},
-    {"skip-outbound-ports", Kind::kValue, true}, {"skip-subnets", Kind::kValue, true},
-    {"templates", Kind::kValue, true},         {"ipv6", Kind::kSwitch, true},
-    {"dry-run", Kind::kSwitch, false},         {"cleanup", Kind::kSwitch, false},
-    {"help", Kind::kSwitch, false},            {"version", Kind::kSwitch, false},
+    {"inbound-port", Kind::kValue, true},
+    {"outbound-port", Kind::kValue, true},
+    {"proxy-uid", Kind::kValue, true},
+    {"skip-inbound-ports", Kind::kValue, true},
+    {"skip-outbound-ports", Kind::kValue, true},
+    {"skip-subnets", Kind::kValue, true},
+    {"templates", Kind::kValue, true},
+    {"ipv6", Kind::kSwitch, true},
+    {"dry-run", Kind::kSwitch, false},
+    {"cleanup", Kind::kSwitch, false},
+    {"help", Kind::kSwitch, false},
+    {"version", Kind::kSwitch, false},
 };
 
 std::string env_name(std::string_view flag) {
@@ -88,11 +94,16 @@ Parsed<void> apply(Options& o, std::string_view flag, std::string_view where, st
       on = false;
     else
       return bad("'" + std::string(value) + "' is not a boolean (true or false)");
-    if (flag == "ipv6") o.ipv6 = on;
-    else if (flag == "dry-run") o.dry_run = on;
-    else if (flag == "cleanup") o.cleanup = on;
-    else if (flag == "help") o.help = on;
-    else if (flag == "version") o.version = on;
+    if (flag == "ipv6")
+      o.ipv6 = on;
+    else if (flag == "dry-run")
+      o.dry_run = on;
+    else if (flag == "cleanup")
+      o.cleanup = on;
+    else if (flag == "help")
+      o.help = on;
+    else if (flag == "version")
+      o.version = on;
   }
   return {};
 }

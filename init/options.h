@@ -24,15 +24,15 @@ struct Options {
   uint16_t inbound_port = 4143;
   uint16_t outbound_port = 4140;
   uint32_t proxy_uid = 2102;
-  std::vector<PortRange> skip_inbound_ports;   // kAlwaysSkippedInboundPorts first, then the flag's
+  std::vector<PortRange> skip_inbound_ports;  // kAlwaysSkippedInboundPorts first, then the flag's
   std::vector<PortRange> skip_outbound_ports;
-  std::vector<Cidr> skip_subnets;              // both families; each rendered into its own table
-  bool ipv6 = false;                           // IPv6 as well as IPv4
+  std::vector<Cidr> skip_subnets;  // both families; each rendered into its own table
+  bool ipv6 = false;               // IPv6 as well as IPv4
   bool dry_run = false;
   bool cleanup = false;
   bool help = false;
   bool version = false;
-  std::string templates_dir;                   // empty: the compiled-in templates
+  std::string templates_dir;  // empty: the compiled-in templates
 };
 
 // Looks up an environment variable; injected so that tests do not depend on

@@ -16,7 +16,9 @@ bool is_builtin(std::string_view chain) {
   return std::find(std::begin(kBuiltinChains), std::end(kBuiltinChains), chain) != std::end(kBuiltinChains);
 }
 
-bool contains(const std::vector<std::string>& v, std::string_view s) { return std::find(v.begin(), v.end(), s) != v.end(); }
+bool contains(const std::vector<std::string>& v, std::string_view s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
 
 std::vector<std::string> port_strings(const std::vector<PortRange>& ports) {
   std::vector<std::string> out;
@@ -68,7 +70,8 @@ Parsed<std::string> render_install(const std::vector<Template>& templates, const
         auto words = split_rule_words(std::string_view(line).substr(3));
         std::string target;
         for (size_t i = 0; i + 1 < words.size(); ++i)
-          if (words[i] == "-j" || words[i] == "--jump" || words[i] == "-g" || words[i] == "--goto") target = words[i + 1];
+          if (words[i] == "-j" || words[i] == "--jump" || words[i] == "-g" || words[i] == "--goto")
+            target = words[i + 1];
         hooks.push_back({std::move(line), words.empty() ? "" : words[0], target, where});
       } else {
         return invalid(where + "a template holds chain declarations (:NAME - [0:0]) and -A rules only");

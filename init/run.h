@@ -12,7 +12,7 @@
 namespace meshd::init {
 
 struct RunResult {
-  int exit_code = 0;    // 128 + signal number if the program was killed
+  int exit_code = 0;  // 128 + signal number if the program was killed
   std::string out;
   std::string err;
 };
@@ -22,8 +22,7 @@ struct RunResult {
 // `input` on stdin and collects stdout and stderr. Gives up and kills the
 // program after timeout_ms. The error (the program could not be started, or
 // timed out) is one line naming the program.
-Parsed<RunResult> run_program(const std::vector<std::string>& argv, std::string_view input,
-                              int timeout_ms = 30000);
+Parsed<RunResult> run_program(const std::vector<std::string>& argv, std::string_view input, int timeout_ms = 30000);
 
 // One line saying why a finished program failed: its stderr with newlines
 // joined by "; ", or its exit status when it printed nothing.

@@ -65,9 +65,10 @@ std::string render_metrics(const ProxyView& view) {
         w.sample("tcp_close_total", {{"direction", direction_name(dirs[i])}, {"classification", "success"}},
                  t[i].closed[e]);
       else
-        w.sample("tcp_close_total",
-                 {{"direction", direction_name(dirs[i])}, {"classification", "failure"}, {"error", tcp_error_name(err)}},
-                 t[i].closed[e]);
+        w.sample(
+            "tcp_close_total",
+            {{"direction", direction_name(dirs[i])}, {"classification", "failure"}, {"error", tcp_error_name(err)}},
+            t[i].closed[e]);
     }
   }
 
@@ -83,7 +84,8 @@ std::string render_metrics(const ProxyView& view) {
                t[i].refused[r]);
 
   w.family("tcp_read_bytes_total", "counter", "Bytes read from the connecting side (what the client sent).");
-  for (int i = 0; i < 2; ++i) w.sample("tcp_read_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].read_bytes);
+  for (int i = 0; i < 2; ++i)
+    w.sample("tcp_read_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].read_bytes);
   w.family("tcp_write_bytes_total", "counter", "Bytes written to the connecting side (what the client received).");
   for (int i = 0; i < 2; ++i)
     w.sample("tcp_write_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].write_bytes);

@@ -87,14 +87,11 @@ bool SocketAddr::is_unspecified() const noexcept {
 }
 
 bool SocketAddr::is_loopback() const noexcept {
-  if (family() == AF_INET6)
-    return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr);
+  if (family() == AF_INET6) return IN6_IS_ADDR_LOOPBACK(&reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_addr);
   return (ntohl(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_addr.s_addr) >> 24) == 127;
 }
 
-socklen_t SocketAddr::len() const noexcept {
-  return family() == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
-}
+socklen_t SocketAddr::len() const noexcept { return family() == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in); }
 
 size_t SocketAddr::format(char* buf, size_t cap) const noexcept {
   char host[INET6_ADDRSTRLEN] = "?";

@@ -131,17 +131,14 @@ const JsonValue& JsonValue::operator[](size_t index) const noexcept {
 bool JsonValue::operator==(const JsonValue& o) const noexcept {
   if (kind_ != o.kind_) return false;
   switch (kind_) {
-    case Kind::kNull:
-      return true;
-    case Kind::kBool:
-      return bool_ == o.bool_;
+    case Kind::kNull: return true;
+    case Kind::kBool: return bool_ == o.bool_;
     case Kind::kNumber:
       if (exact_int_ && o.exact_int_) return int_ == o.int_;
       return num_ == o.num_;
     case Kind::kString:
     case Kind::kArray:
-    case Kind::kObject:
-      return payload_ == o.payload_;
+    case Kind::kObject: return payload_ == o.payload_;
   }
   return false;
 }
@@ -201,22 +198,17 @@ class Parser {
   bool parse_value(JsonValue& out, int depth) {
     if (at_end()) return fail_expected("a value");
     switch (s_[pos_]) {
-      case '{':
-        return parse_object(out, depth + 1);
-      case '[':
-        return parse_array(out, depth + 1);
+      case '{': return parse_object(out, depth + 1);
+      case '[': return parse_array(out, depth + 1);
       case '"': {
         std::string str;
         if (!parse_string(str)) return false;
         out = JsonValue::string(std::move(str));
         return true;
       }
-      case 't':
-        return parse_literal("true", JsonValue::boolean(true), out);
-      case 'f':
-        return parse_literal("false", JsonValue::boolean(false), out);
-      case 'n':
-        return parse_literal("null", JsonValue(), out);
+      case 't': return parse_literal("true", JsonValue::boolean(true), out);
+      case 'f': return parse_literal("false", JsonValue::boolean(false), out);
+      case 'n': return parse_literal("null", JsonValue(), out);
       default:
         if (s_[pos_] == '-' || (s_[pos_] >= '0' && s_[pos_] <= '9')) return parse_number(out);
         return fail_expected("a value (object, array, string, number, true, false or null)");
@@ -377,9 +369,7 @@ class Parser {
       case 'r': out += '\r'; return true;
       case 't': out += '\t'; return true;
       case 'u': break;
-      default:
-        --pos_;
-        return fail_expected("one of \" \\ / b f n r t u after '\\'");
+      default: --pos_; return fail_expected("one of \" \\ / b f n r t u after '\\'");
     }
     uint32_t cp;
     if (!parse_hex4(cp)) return false;
@@ -394,8 +384,8 @@ class Parser {
       uint32_t lo;
       if (!parse_hex4(lo)) return false;
       if (lo < 0xDC00 || lo > 0xDFFF)
-        return fail_at(start, "high surrogate \\u" + hex4(cp) + " followed by \\u" + hex4(lo) +
-                                  ", which is not a low surrogate");
+        return fail_at(
+            start, "high surrogate \\u" + hex4(cp) + " followed by \\u" + hex4(lo) + ", which is not a low surrogate");
       cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
     }
     append_utf8(out, cp);

@@ -77,8 +77,7 @@ class JsonValue {
   // One variant for the variable-size payload keeps a value at 64 bytes
   // (separate members would take ~104): a hostile "[0,0,0,...]" costs
   // 32-64x its size in memory (vector growth included), not 50-100x.
-  using Payload = std::variant<std::monostate, std::string, std::vector<JsonValue>,
-                               std::vector<JsonMember>>;
+  using Payload = std::variant<std::monostate, std::string, std::vector<JsonValue>, std::vector<JsonMember>>;
   Kind kind_ = Kind::kNull;
   bool bool_ = false;
   bool exact_int_ = false;  // int_ holds the exact value of the number
@@ -92,7 +91,7 @@ struct JsonLimits {
   // 1 MiB of input costs at most ~64 MiB; callers expecting bigger
   // documents raise it.
   size_t max_bytes = 1u << 20;
-  int max_depth = 64;           // nested arrays/objects
+  int max_depth = 64;  // nested arrays/objects
 };
 
 // Parses exactly one JSON value, with optional surrounding whitespace.

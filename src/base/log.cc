@@ -1,10 +1,10 @@
 #include "base/log.h"
 
+#include <unistd.h>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <unistd.h>
 
 namespace meshd::log {
 namespace {
@@ -33,9 +33,9 @@ void write(Level l, const char* component, const char* fmt, ...) noexcept {
   clock_gettime(CLOCK_REALTIME, &ts);
   tm t;
   gmtime_r(&ts.tv_sec, &t);
-  int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ", t.tm_year + 1900,
-                   t.tm_mon + 1, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000,
-                   kNames[static_cast<int>(l)], component);
+  int n =
+      snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s: ", t.tm_year + 1900, t.tm_mon + 1,
+               t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, ts.tv_nsec / 1000000, kNames[static_cast<int>(l)], component);
   va_list ap;
   va_start(ap, fmt);
   int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);

@@ -15,15 +15,14 @@ void set_level(Level level) noexcept;
 Level level() noexcept;
 bool parse_level(const char* text, Level* out) noexcept;
 
-void write(Level level, const char* component, const char* fmt, ...) noexcept
-    __attribute__((format(printf, 3, 4)));
+void write(Level level, const char* component, const char* fmt, ...) noexcept __attribute__((format(printf, 3, 4)));
 
 }  // namespace meshd::log
 
-#define MESHD_LOG(lvl, component, ...)                                          \
-  do {                                                                          \
-    if (::meshd::log::Level::lvl >= ::meshd::log::level())                      \
-      ::meshd::log::write(::meshd::log::Level::lvl, component, __VA_ARGS__);    \
+#define MESHD_LOG(lvl, component, ...)                                       \
+  do {                                                                       \
+    if (::meshd::log::Level::lvl >= ::meshd::log::level())                   \
+      ::meshd::log::write(::meshd::log::Level::lvl, component, __VA_ARGS__); \
   } while (0)
 #define LOG_DEBUG(c, ...) MESHD_LOG(kDebug, c, __VA_ARGS__)
 #define LOG_INFO(c, ...) MESHD_LOG(kInfo, c, __VA_ARGS__)

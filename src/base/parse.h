@@ -17,7 +17,7 @@ Parsed<uint16_t> parse_port(std::string_view text);  // 1..65535
 
 struct PortRange {
   uint16_t first = 0;
-  uint16_t last = 0;  // == first for a single port
+  uint16_t last = 0;        // == first for a single port
   std::string str() const;  // "80" or "8000:8080" (iptables' range syntax)
 };
 // "80", "8000-8080" or "8000:8080".

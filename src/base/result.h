@@ -28,8 +28,6 @@ inline std::unexpected<Errno> fail_errno() noexcept { return std::unexpected(Err
 template <class T>
 using Parsed = std::expected<T, std::string>;
 
-inline std::unexpected<std::string> invalid(std::string message) {
-  return std::unexpected(std::move(message));
-}
+inline std::unexpected<std::string> invalid(std::string message) { return std::unexpected(std::move(message)); }
 
 }  // namespace meshd

@@ -189,8 +189,7 @@ int run(int argc, char** argv) {
     int err = init_result[i].load();
     if (err != 0) {
       std::string why = strerror(err);
-      if (err == EPERM || err == ENOSYS)
-        why += " (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)";
+      if (err == EPERM || err == ENOSYS) why += " (is io_uring disabled? see /proc/sys/kernel/io_uring_disabled)";
       for (auto& w : workers) w->command(proxy::Worker::Command::kStopNow);
       for (auto& t : threads) t.join();
       die(1, "cannot start worker " + std::to_string(i) + ": io_uring: " + why);

@@ -51,8 +51,7 @@ template <uint64_t Min, uint64_t Max>
 Parsed<bool> set_u32(uint32_t* field, const Raw& r) {
   auto v = parse_u64(r.text);
   if (!v) return error(r, v.error());
-  if (*v < Min || *v > Max)
-    return error(r, "must be between " + std::to_string(Min) + " and " + std::to_string(Max));
+  if (*v < Min || *v > Max) return error(r, "must be between " + std::to_string(Min) + " and " + std::to_string(Max));
   *field = static_cast<uint32_t>(*v);
   return true;
 }
@@ -109,8 +108,7 @@ const Setting kSettings[] = {
        }
        return true;
      }},
-    {"admin", "ADDR", "127.0.0.1:4191", "admin endpoint: /metrics /ready /live /status.json ('off' to disable)",
-     false,
+    {"admin", "ADDR", "127.0.0.1:4191", "admin endpoint: /metrics /ready /live /status.json ('off' to disable)", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (v.back().text == "off") {
          c.admin.reset();
@@ -135,12 +133,10 @@ const Setting kSettings[] = {
     {"connect-timeout", "DURATION", "3s", "how long an upstream connect may take", false,
      [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.connect_timeout_ms, v.back(), false); }},
     {"idle-timeout", "DURATION", "1h", "close a connection with no bytes either way for this long ('off': never)",
-     false,
-     [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.idle_timeout_ms, v.back(), true); }},
+     false, [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.idle_timeout_ms, v.back(), true); }},
     {"drain-timeout", "DURATION", "30s", "on SIGTERM, how long open connections may take to finish", false,
      [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.drain_timeout_ms, v.back(), false); }},
-    {"max-connections", "N", "20000", "open connections at most; further ones are refused (reset) and counted",
-     false,
+    {"max-connections", "N", "20000", "open connections at most; further ones are refused (reset) and counted", false,
      [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 10'000'000>(&c.max_connections, v.back()); }},
     {"buffer-size", "SIZE", "64KiB", "size of one receive buffer", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
@@ -159,8 +155,7 @@ const Setting kSettings[] = {
        return true;
      }},
     {"inbound-target", "loopback|original", "loopback",
-     "inbound connections go to the application on loopback at the original port, or to the original address",
-     false,
+     "inbound connections go to the application on loopback at the original port, or to the original address", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (v.back().text == "loopback")
          c.inbound_target = InboundTarget::kLoopback;
@@ -173,8 +168,7 @@ const Setting kSettings[] = {
     {"proxy-uid", "UID", "2102",
      "started as root, meshd switches to this UID after binding, so that the redirect rules (which exclude it) "
      "never send its own connections back to it",
-     false,
-     [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 4'294'967'294u>(&c.proxy_uid, v.back()); }},
+     false, [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 4'294'967'294u>(&c.proxy_uid, v.back()); }},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (!log::parse_level(v.back().text.c_str(), &c.log_level))
@@ -212,7 +206,8 @@ Parsed<bool> read_file(const std::string& path, RawValues* out) {
     if (t.empty() || t.front() == '#') continue;
     std::string origin = path + ":" + std::to_string(lineno);
     auto eq = t.find('=');
-    if (eq == std::string_view::npos) return invalid(origin + ": expected 'setting = value', got '" + std::string(t) + "'");
+    if (eq == std::string_view::npos)
+      return invalid(origin + ": expected 'setting = value', got '" + std::string(t) + "'");
     std::string name(trim(t.substr(0, eq)));
     std::string value(trim(t.substr(eq + 1)));
     const Setting* s = find_setting(name);

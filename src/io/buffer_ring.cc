@@ -25,8 +25,7 @@ Result<void> BufferRing::init(io_uring* ring, uint16_t group, uint32_t count, ui
   br_ = static_cast<io_uring_buf_ring*>(mem);
   // Buffer memory is mapped, not touched: pages become resident only when
   // the kernel first fills them, so idle RSS stays small.
-  mem = mmap(nullptr, static_cast<size_t>(count) * size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
-             -1, 0);
+  mem = mmap(nullptr, static_cast<size_t>(count) * size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
   if (mem == MAP_FAILED) return fail_errno();
   base_ = static_cast<char*>(mem);
 

@@ -12,8 +12,7 @@ Result<void> Ring::init(unsigned entries) noexcept {
   io_uring_params p{};
   // CQ larger than SQ: multishot accept and recv can post many completions
   // per submission.
-  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL |
-            IORING_SETUP_CQSIZE;
+  p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE;
   p.cq_entries = entries * 4;
   int r = io_uring_queue_init_params(entries, &ring_, &p);
   if (r == -EINVAL) {
@@ -62,8 +61,7 @@ unsigned Ring::run_once(unsigned timeout_ms) noexcept {
   ts.tv_nsec = static_cast<long long>(timeout_ms % 1000) * 1'000'000;
   io_uring_cqe* first = nullptr;
   int r = io_uring_submit_and_wait_timeout(&ring_, &first, 1, &ts, nullptr);
-  if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY)
-    LOG_WARN("io", "io_uring wait failed: %s", strerror(-r));
+  if (r < 0 && r != -ETIME && r != -EINTR && r != -EBUSY) LOG_WARN("io", "io_uring wait failed: %s", strerror(-r));
   unsigned head;
   unsigned seen = 0;
   io_uring_cqe* cqe;

@@ -54,7 +54,7 @@ struct DirectionStats {
 
 struct WorkerStats {
   DirectionStats dir[kDirections];
-  Counter buffers_in_use;  // receive buffers lent out of the ring right now
+  Counter buffers_in_use;    // receive buffers lent out of the ring right now
   Counter connections_live;  // connection objects held (open or closing)
   Counter spills_in_use;     // spill buffers held by connections whose destination is full
   DirectionStats& of(Direction d) noexcept { return dir[static_cast<int>(d)]; }

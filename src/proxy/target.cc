@@ -4,8 +4,7 @@
 
 namespace meshd::proxy {
 
-Result<SocketAddr> choose_target(const ListenerSpec& listener, int client_fd,
-                                 const config::Config& config) noexcept {
+Result<SocketAddr> choose_target(const ListenerSpec& listener, int client_fd, const config::Config& config) noexcept {
   if (listener.kind == ListenerKind::kForward) return listener.target;
   auto dst = original_dst(client_fd, listener.address.family());
   if (!dst) return dst;

@@ -134,13 +134,11 @@ void TcpForward::run(Half h, Actions actions) noexcept {
   // Failures first: they end the connection, and nothing else is due then.
   if (actions & kFailSource) {
     // The side we read from failed: reset the side we write to.
-    close(h == kFromClient ? TcpError::kClientReset : TcpError::kUpstreamReset, h == kFromUpstream,
-          h == kFromClient);
+    close(h == kFromClient ? TcpError::kClientReset : TcpError::kUpstreamReset, h == kFromUpstream, h == kFromClient);
     return;
   }
   if (actions & kFailDest) {
-    close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, h == kFromClient,
-          h == kFromUpstream);
+    close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, h == kFromClient, h == kFromUpstream);
     return;
   }
   if (actions & kSpill) {

@@ -72,7 +72,7 @@ class TcpForward final : public io::OpOwner {
   io::Op send_op_[2];
   io::Op shutdown_op_[2];
   char* spill_[2] = {nullptr, nullptr};  // per half, from the worker, only while spilled
-  uint8_t waiting_buffer_ = 0;  // bit per half
+  uint8_t waiting_buffer_ = 0;           // bit per half
   bool connecting_ = false;
   bool closing_ = false;
   bool released_ = true;  // back in the worker's pool

@@ -83,7 +83,7 @@ class Worker final : public io::OpOwner {
   std::vector<std::unique_ptr<TcpForward>> all_;  // every connection object ever made
   std::vector<TcpForward*> free_;
   std::vector<std::unique_ptr<char[]>> spare_spills_;
-  uint32_t live_ = 0;  // connection objects in use (open or closing)
+  uint32_t live_ = 0;                                              // connection objects in use (open or closing)
   IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> idle_;        // by last activity
   IntrusiveList<TcpForward, &TcpForward::wait_link> buffer_waiters_;

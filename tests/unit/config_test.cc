@@ -1,7 +1,7 @@
 // Settings from flags, environment and file: values, precedence, and the
 // one-line errors that name what was wrong.
-#include <catch2/catch.hpp>
 #include <unistd.h>
+#include <catch2/catch.hpp>
 
 #include <cstdio>
 #include <string>
@@ -61,8 +61,8 @@ TEST_CASE("config: threads auto, listener lists named explicitly are not default
 }
 
 TEST_CASE("config: flags in both forms, repeatable forward") {
-  auto c = load_args({"--threads=3", "--forward", "127.0.0.1:9000=10.0.0.5:80", "--forward",
-                      "[::1]:9001=[fd00::5]:80", "--idle-timeout", "off", "--admin", "off"});
+  auto c = load_args({"--threads=3", "--forward", "127.0.0.1:9000=10.0.0.5:80", "--forward", "[::1]:9001=[fd00::5]:80",
+                      "--idle-timeout", "off", "--admin", "off"});
   REQUIRE(c);
   REQUIRE(c->config.threads == 3);
   REQUIRE(c->config.forwards.size() == 2);
@@ -72,8 +72,8 @@ TEST_CASE("config: flags in both forms, repeatable forward") {
 }
 
 TEST_CASE("config: flags win over the environment") {
-  auto c = load_args({"--connect-timeout", "2s"}, {"MESHD_CONNECT_TIMEOUT=9s", "MESHD_MAX_CONNECTIONS=5",
-                                                   "MESHD_BUILD=/ignored"});
+  auto c = load_args({"--connect-timeout", "2s"},
+                     {"MESHD_CONNECT_TIMEOUT=9s", "MESHD_MAX_CONNECTIONS=5", "MESHD_BUILD=/ignored"});
   REQUIRE(c);
   REQUIRE(c->config.connect_timeout_ms == 2000);
   REQUIRE(c->config.max_connections == 5);

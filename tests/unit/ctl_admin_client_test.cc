@@ -10,15 +10,15 @@
 #include <string>
 #include <thread>
 
-using meshd::ctl::AdminError;
 using meshd::ctl::admin_get;
+using meshd::ctl::AdminError;
 using meshd::ctl::http_response_complete_size;
 using meshd::ctl::parse_admin_target;
 using meshd::ctl::parse_http_response;
 
 TEST_CASE("http: a good response with Content-Length", "[ctl][http]") {
-  auto r = parse_http_response(
-      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}");
+  auto r =
+      parse_http_response("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\ncontent-length: 7\r\n\r\n{\"a\":1}");
   REQUIRE(r);
   CHECK(r->status == 200);
   CHECK(r->reason == "OK");
@@ -39,7 +39,8 @@ TEST_CASE("http: body delimited by EOF, and bytes past Content-Length", "[ctl][h
 
 TEST_CASE("http: chunked body", "[ctl][http]") {
   auto r = parse_http_response(
-      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin \r\n\r\nchunks.\r\n0\r\n\r\n");
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWiki\r\n6;ext=1\r\npedia \r\nE\r\nin "
+      "\r\n\r\nchunks.\r\n0\r\n\r\n");
   REQUIRE(r);
   CHECK(r->body == "Wikipedia in \r\n\r\nchunks.");
   CHECK_FALSE(parse_http_response("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nWi"));
@@ -159,9 +160,7 @@ int listen_loopback(uint16_t* port) {
   return fd;
 }
 
-meshd::ctl::AdminTarget target_on(uint16_t port) {
-  return *parse_admin_target("127.0.0.1:" + std::to_string(port));
-}
+meshd::ctl::AdminTarget target_on(uint16_t port) { return *parse_admin_target("127.0.0.1:" + std::to_string(port)); }
 
 // Accepts one connection, reads the request head, answers `reply`, closes.
 std::thread serve_once(int listen_fd, std::string reply, std::string* request_out) {

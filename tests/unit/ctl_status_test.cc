@@ -15,7 +15,8 @@ using meshd::ctl::render_status_text;
 
 namespace {
 
-const char* const kSample = R"({"version":"0.1.0","git_rev":"abc1234","pid":1234,"uptime_seconds":133.2,"state":"serving","threads":2,
+const char* const kSample =
+    R"({"version":"0.1.0","git_rev":"abc1234","pid":1234,"uptime_seconds":133.2,"state":"serving","threads":2,
  "listeners":[{"name":"outbound","address":"127.0.0.1:4140","direction":"outbound"},
               {"name":"inbound","address":"0.0.0.0:4143","direction":"inbound"},
               {"name":"forward","address":"127.0.0.1:9000","direction":"outbound","target":"10.0.0.5:80"}],

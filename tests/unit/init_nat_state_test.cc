@@ -63,7 +63,8 @@ TEST_CASE("nat state reads only the nat table, with or without counters", "[init
 
 TEST_CASE("nat table parsing keeps rule specs verbatim", "[init][nat_state]") {
   NatTable t = parse_nat_table(
-      "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m comment --comment \"a -j X\" -g MESHD_OUTPUT\n-A OUTPUT -j RETURN\nCOMMIT\n");
+      "*nat\n:OUTPUT ACCEPT [0:0]\n-A OUTPUT -m comment --comment \"a -j X\" -g MESHD_OUTPUT\n-A OUTPUT -j "
+      "RETURN\nCOMMIT\n");
   REQUIRE(t.rules.size() == 2);
   CHECK(t.rules[0].chain == "OUTPUT");
   CHECK(t.rules[0].spec == "-m comment --comment \"a -j X\" -g MESHD_OUTPUT");

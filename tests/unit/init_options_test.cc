@@ -35,9 +35,9 @@ TEST_CASE("meshd-init defaults", "[init][options]") {
 }
 
 TEST_CASE("meshd-init flags", "[init][options]") {
-  auto o = parse({"--inbound-port=1", "--outbound-port", "2", "--proxy-uid", "0", "--ipv6", "--dry-run",
-                  "--cleanup", "--skip-inbound-ports", "4191,22,22,1000-2000", "--skip-outbound-ports=",
-                  "--skip-subnets", "10.1.2.3/8, fd00::1/64", "--templates", "/tmp/t"});
+  auto o = parse({"--inbound-port=1", "--outbound-port", "2", "--proxy-uid", "0", "--ipv6", "--dry-run", "--cleanup",
+                  "--skip-inbound-ports", "4191,22,22,1000-2000", "--skip-outbound-ports=", "--skip-subnets",
+                  "10.1.2.3/8, fd00::1/64", "--templates", "/tmp/t"});
   REQUIRE(o.has_value());
   CHECK(o->inbound_port == 1);
   CHECK(o->outbound_port == 2);
@@ -63,7 +63,8 @@ TEST_CASE("meshd-init flag errors name the flag and the value", "[init][options]
   CHECK(error_of({"--inbound-port", "70000"}) == "--inbound-port: '70000' is not a port (1-65535)");
   CHECK(error_of({"--outbound-port=http"}) == "--outbound-port: 'http' is not a port (1-65535)");
   CHECK(error_of({"--proxy-uid", "-1"}) == "--proxy-uid: '-1' is not a user id (0-4294967294)");
-  CHECK(error_of({"--skip-inbound-ports", "22,9000-80"}).starts_with("--skip-inbound-ports: '9000-80' is not a port range"));
+  CHECK(error_of({"--skip-inbound-ports", "22,9000-80"})
+            .starts_with("--skip-inbound-ports: '9000-80' is not a port range"));
   CHECK(error_of({"--skip-outbound-ports", "0"}) == "--skip-outbound-ports: '0' is not a port (1-65535)");
   CHECK(error_of({"--skip-subnets", "10.0.0.0/8,300.1.1.1/32"}) ==
         "--skip-subnets: '300.1.1.1/32' is not a subnet: expected ADDRESS/PREFIX");
@@ -102,7 +103,7 @@ TEST_CASE("meshd-init reads MESHD_INIT_* and flags override them", "[init][optio
 TEST_CASE("meshd-init --help documents every flag", "[init][options]") {
   std::string text = usage();
   for (const char* flag : {"--inbound-port", "--outbound-port", "--proxy-uid", "--skip-inbound-ports",
-                           "--skip-outbound-ports", "--skip-subnets", "--ipv6", "--templates", "--dry-run",
-                           "--cleanup", "--version", "--help", "4190", "4191", "4192", "MESHD_INIT_"})
+                           "--skip-outbound-ports", "--skip-subnets", "--ipv6", "--templates", "--dry-run", "--cleanup",
+                           "--version", "--help", "4190", "4191", "4192", "MESHD_INIT_"})
     CHECK(text.find(flag) != std::string::npos);
 }

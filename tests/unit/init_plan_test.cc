@@ -55,10 +55,17 @@ std::string install(const Options& o, bool ipv6, const std::string& current_save
   return *out;
 }
 
-const std::vector<std::string_view> kSkipArgs = {
-    "--inbound-port", "15006", "--outbound-port=15001", "--proxy-uid", "1337",
-    "--skip-inbound-ports", "22, 8000-8100,4191", "--skip-outbound-ports", "3306,5000:5010",
-    "--skip-subnets", "10.0.0.0/8,192.168.1.7,fd00::/8,2001:db8::1"};
+const std::vector<std::string_view> kSkipArgs = {"--inbound-port",
+                                                 "15006",
+                                                 "--outbound-port=15001",
+                                                 "--proxy-uid",
+                                                 "1337",
+                                                 "--skip-inbound-ports",
+                                                 "22, 8000-8100,4191",
+                                                 "--skip-outbound-ports",
+                                                 "3306,5000:5010",
+                                                 "--skip-subnets",
+                                                 "10.0.0.0/8,192.168.1.7,fd00::/8,2001:db8::1"};
 
 // What the table holds after the default install (as iptables-save prints
 // it), with an unrelated rule and a counters-prefixed line around it.
@@ -196,7 +203,8 @@ TEST_CASE("templates that re-running could not recognize are refused", "[init][r
   Options o = parse_ok({});
   NatTable empty;
   SECTION("a hook must jump to a declared chain") {
-    auto out = render_install({{"x.rules", ":MINE - [0:0]\n-A OUTPUT -p tcp -j REDIRECT --to-ports 1\n"}}, o, false, empty);
+    auto out =
+        render_install({{"x.rules", ":MINE - [0:0]\n-A OUTPUT -p tcp -j REDIRECT --to-ports 1\n"}}, o, false, empty);
     REQUIRE_FALSE(out.has_value());
     CHECK(out.error().find("must jump to a chain the templates declare") != std::string::npos);
   }

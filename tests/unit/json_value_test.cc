@@ -71,11 +71,11 @@ TEST_CASE("json: bad strings are refused with the offset", "[json]") {
   CHECK(error_of(R"("\x")") == "invalid JSON at byte 2: expected one of \" \\ / b f n r t u after '\\', found 'x'");
   CHECK(error_of("\"a\tb\"").find("control characters must be escaped") != std::string::npos);
   CHECK(error_of("\"abc") == "invalid JSON at byte 4: unterminated string (opened at byte 0)");
-  CHECK(error_of("\"\xC0\xAF\"").find("invalid UTF-8") != std::string::npos);        // overlong '/'
+  CHECK(error_of("\"\xC0\xAF\"").find("invalid UTF-8") != std::string::npos);  // overlong '/'
   CHECK(error_of("\"\xE0\x80\xAF\"").find("overlong") != std::string::npos);
-  CHECK(error_of("\"\xED\xA0\x80\"").find("surrogate") != std::string::npos);        // CESU-8
+  CHECK(error_of("\"\xED\xA0\x80\"").find("surrogate") != std::string::npos);  // CESU-8
   CHECK(error_of("\"\xF4\x90\x80\x80\"").find("above U+10FFFF") != std::string::npos);
-  CHECK(error_of("\"\xE2\x82\"").find("UTF-8") != std::string::npos);                // truncated
+  CHECK(error_of("\"\xE2\x82\"").find("UTF-8") != std::string::npos);  // truncated
   CHECK(error_of("\"\xFF\"").find("byte 0xff") != std::string::npos);
 }
 

@@ -40,8 +40,9 @@ TEST_CASE("metrics: /metrics sums workers and classifies closes") {
   REQUIRE(text.find("tcp_open_total{direction=\"outbound\"} 5\n") != std::string::npos);
   REQUIRE(text.find("tcp_open_connections{direction=\"outbound\"} 2\n") != std::string::npos);
   REQUIRE(text.find("tcp_close_total{direction=\"outbound\",classification=\"success\"} 2\n") != std::string::npos);
-  REQUIRE(text.find("tcp_close_total{direction=\"outbound\",classification=\"failure\",error=\"connect_refused\"} 1\n") !=
-          std::string::npos);
+  REQUIRE(
+      text.find("tcp_close_total{direction=\"outbound\",classification=\"failure\",error=\"connect_refused\"} 1\n") !=
+      std::string::npos);
   REQUIRE(text.find("tcp_read_bytes_total{direction=\"inbound\"} 42\n") != std::string::npos);
   REQUIRE(text.find("# TYPE process_resident_memory_bytes gauge\n") != std::string::npos);
   // Every sample line belongs to a family declared before it.
