@@ -55,7 +55,7 @@ TEST_OBJS  := $(call obj,$(TEST_SRCS))
 
 BINS := $(OUT)/meshd $(OUT)/meshd-init $(OUT)/meshd-ctl
 
-.PHONY: FORCE all deps format format-check test unit e2e demo bench clean compdb
+.PHONY: FORCE all deps bench-deps format format-check test unit e2e demo bench clean compdb
 all: $(BINS) $(OUT)/unit-tests compile_commands.json
 
 $(OUT)/libmeshd.a: $(LIB_OBJS)
@@ -110,23 +110,26 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 	@{ echo '['; sep=''; for f in $(LIB_SRCS) src/cmd/meshd.cc init/main.cc ctl/main.cc $(INIT_SRCS) $(CTL_SRCS) $(TEST_SRCS); do \
 	  printf '%s{"directory":"%s","file":"%s","command":"%s %s -c %s"}\n' "$$sep" "$(CURDIR)" "$$f" "$(CXX)" "$$(echo '$(CXXFLAGS)' | sed 's/"/\\"/g')" "$$f"; sep=','; done; echo ']'; } > $@
 
-# Debian packages for the build, the tests, the demo and the benchmark.
-# Idempotent and quiet when everything is already there.
+# Debian packages: for the build, the tests and the demo (deps), and for
+# the benchmark's peers and load (bench-deps). Idempotent, and quiet when
+# everything is already there.
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
-            python3 python3-pytest python3-pytest-timeout \
-            wrk haproxy nginx libnginx-mod-stream clang-format
-deps:
-	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+            python3 python3-pytest python3-pytest-timeout clang-format
+BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream
+define apt_install
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
-	  echo "make deps: installing $$missing"; \
+	  echo "make: installing $$missing"; \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null || \
-	    { echo "make deps: apt-get install failed (are you root?)" >&2; exit 1; }; \
+	    { echo "make: apt-get install failed (are you root?)" >&2; exit 1; }; \
 	fi
-
-unit: deps $(OUT)/unit-tests
-	$(OUT)/unit-tests
+endef
+deps:
+	$(call apt_install,$(DEB_PKGS))
+bench-deps: deps
+	$(call apt_install,$(BENCH_PKGS))
 
 PYTEST := /usr/bin/python3 -m pytest -q -p no:cacheprovider
 
@@ -144,7 +147,7 @@ demo: deps
 
 # Only meshd is needed: a broken meshd-init or meshd-ctl must not stop the
 # benchmark (it reports a meshd that fails to build or run as such).
-bench: deps
+bench: bench-deps
 	-@$(MAKE) --no-print-directory $(OUT)/meshd
 	MESHD_BUILD=$(CURDIR)/$(OUT) sh bench/run.sh
 
