@@ -37,10 +37,14 @@ ifeq ($(WERROR),1)
   WARN   += -Werror
 endif
 CXXFLAGS := -std=c++23 -g $(MODEFLAGS) $(WARN) -pthread -Isrc -I. -I$(OUT)/gen
-LDFLAGS  := -pthread $(filter -fsanitize=%,$(MODEFLAGS))
-LIBS     := -luring
+LDFLAGS  := -pthread -Wl,--as-needed $(filter -fsanitize=%,$(MODEFLAGS))
+LIBS     := -luring -lprotobuf-lite -pthread
 
-# Library code: everything under src/ except the mains in src/cmd/.
+# Library code: everything under src/ except the mains in src/cmd/, plus
+# the code protoc generates from src/proto/*.proto (lite runtime only).
+PROTOS     := $(sort $(wildcard src/proto/*.proto))
+PROTO_SRCS := $(patsubst src/proto/%.proto,$(OUT)/gen/proto/%.pb.cc,$(PROTOS))
+PROTO_HDRS := $(PROTO_SRCS:.cc=.h)
 LIB_SRCS   := $(shell find src -name '*.cc' -not -path 'src/cmd/*' | sort)
 GEN_SRCS   := $(OUT)/gen/iptables_templates.cc
 INIT_SRCS  := $(shell find init -name '*.cc' -not -name 'main.cc' 2>/dev/null | sort)
@@ -48,7 +52,7 @@ CTL_SRCS   := $(shell find ctl -name '*.cc' -not -name 'main.cc' 2>/dev/null | s
 TEST_SRCS  := $(shell find tests/unit -name '*.cc' | sort)
 
 obj = $(patsubst %.cc,$(OUT)/obj/%.o,$(1))
-LIB_OBJS   := $(call obj,$(LIB_SRCS))
+LIB_OBJS   := $(call obj,$(LIB_SRCS)) $(patsubst $(OUT)/gen/%.cc,$(OUT)/obj/gen/%.o,$(PROTO_SRCS))
 INIT_OBJS  := $(call obj,$(INIT_SRCS)) $(OUT)/obj/gen/iptables_templates.o
 CTL_OBJS   := $(call obj,$(CTL_SRCS))
 TEST_OBJS  := $(call obj,$(TEST_SRCS))
@@ -94,11 +98,20 @@ $(OUT)/gen/version.h: FORCE
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 FORCE:
 
+$(OUT)/gen/proto/%.pb.cc $(OUT)/gen/proto/%.pb.h: src/proto/%.proto
+	@mkdir -p $(@D)
+	protoc --proto_path=src/proto --cpp_out=$(OUT)/gen/proto $<
+
+# protoc's output is not ours to fix: built without -Werror and -Wshadow.
+$(OUT)/obj/gen/proto/%.o: $(OUT)/gen/proto/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(filter-out -Werror -Wshadow,$(CXXFLAGS)) -MMD -MP -c -o $@ $<
+
 $(OUT)/obj/gen/%.o: $(OUT)/gen/%.cc | $(OUT)/gen/version.h
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 
-$(OUT)/obj/%.o: %.cc | $(OUT)/gen/version.h
+$(OUT)/obj/%.o: %.cc | $(OUT)/gen/version.h $(PROTO_HDRS)
 	@mkdir -p $(@D)
 	$(CXX) $(CXXFLAGS) -MMD -MP -c -o $@ $<
 

@@ -1,0 +1,123 @@
+// The registry's merge rule: deterministic, commutative, idempotent, so
+// replicas converge whatever order they hear entries in.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <random>
+
+#include "controller/registry.h"
+
+using namespace meshd;
+using controller::Registry;
+
+namespace {
+proto::Entry endpoint_entry(const std::string& service, const std::string& address, const std::string& owner,
+                            uint64_t version, bool tombstone = false, uint32_t weight = 100) {
+  proto::Entry e;
+  e.set_service(service);
+  e.set_endpoint(address);
+  e.set_owner(owner);
+  e.set_version(version);
+  e.set_tombstone(tombstone);
+  e.set_updated_unix_ms(1000 * version);
+  if (!tombstone) {
+    e.mutable_address_of()->set_address(address);
+    e.mutable_address_of()->set_weight(weight);
+  }
+  return e;
+}
+}  // namespace
+
+TEST_CASE("registry: newer versions win, older ones are stale") {
+  Registry r;
+  REQUIRE(r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 2)) == Registry::Applied::kNew);
+  REQUIRE(r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 1)) == Registry::Applied::kStale);
+  REQUIRE(r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 3, false, 50)) == Registry::Applied::kReplaced);
+  REQUIRE(r.find({"web.prod", "10.0.0.1:80"})->address_of().weight() == 50);
+  // Applying the same entry again changes nothing.
+  REQUIRE(r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 3, false, 50)) == Registry::Applied::kStale);
+}
+
+TEST_CASE("registry: at equal versions a delete wins, then the larger owner") {
+  Registry r;
+  r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 5));
+  REQUIRE(r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 5, true)) == Registry::Applied::kReplaced);
+  REQUIRE(r.service("web.prod").empty());
+  REQUIRE(r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "z", 5)) == Registry::Applied::kStale);
+  Registry q;
+  q.apply(endpoint_entry("web.prod", "10.0.0.2:80", "a", 5));
+  REQUIRE(q.apply(endpoint_entry("web.prod", "10.0.0.2:80", "b", 5)) == Registry::Applied::kReplaced);
+  REQUIRE(q.find({"web.prod", "10.0.0.2:80"})->owner() == "b");
+}
+
+TEST_CASE("registry: any order of any operations converges (property)") {
+  std::mt19937 rng(2026);
+  const std::vector<std::string> services = {"web.prod", "api.prod"};
+  const std::vector<std::string> addresses = {"10.0.0.1:80", "10.0.0.2:80", "[fd00::3]:80"};
+  const std::vector<std::string> owners = {"lease:a", "lease:b", "file:/etc/meshd/registry.toml"};
+  for (int round = 0; round < 200; ++round) {
+    std::vector<proto::Entry> ops;
+    int n = 1 + static_cast<int>(rng() % 30);
+    for (int i = 0; i < n; ++i)
+      ops.push_back(endpoint_entry(services[rng() % 2], addresses[rng() % 3], owners[rng() % 3], 1 + rng() % 4,
+                                   rng() % 4 == 0, 1 + rng() % 3));
+    Registry first;
+    for (const auto& op : ops) first.apply(op);
+    for (int order = 0; order < 5; ++order) {
+      auto shuffled = ops;
+      std::shuffle(shuffled.begin(), shuffled.end(), rng);
+      // Duplicates (gossip repeats itself) change nothing either.
+      shuffled.insert(shuffled.end(), ops.begin(), ops.begin() + static_cast<long>(rng() % ops.size()));
+      Registry other;
+      for (const auto& op : shuffled) other.apply(op);
+      REQUIRE(other.canonical() == first.canonical());
+    }
+  }
+}
+
+TEST_CASE("registry: tombstones expire after their lifetime, and only tombstones") {
+  Registry r;
+  r.apply(endpoint_entry("web.prod", "10.0.0.1:80", "a", 1, true));  // written at 1000 ms
+  r.apply(endpoint_entry("web.prod", "10.0.0.2:80", "a", 1));
+  auto huge = endpoint_entry("web.prod", "10.0.0.3:80", "a", 2, true);
+  huge.set_updated_unix_ms(UINT64_MAX);  // a peer's clock: must not wrap into the past
+  r.apply(huge);
+  REQUIRE(r.expire_tombstones(5000, 10000) == 0);
+  REQUIRE(r.expire_tombstones(20000, 10000) == 1);
+  REQUIRE(r.size() == 2);
+  REQUIRE(r.service("web.prod").size() == 1);
+}
+
+TEST_CASE("registry: validation names the field and the value") {
+  auto e = endpoint_entry("web.prod", "10.0.0.1:80", "a", 1);
+  REQUIRE(controller::validate(e));
+  auto bad = e;
+  bad.set_service("Web_Prod");
+  REQUIRE(controller::validate(bad).error().find("'Web_Prod'") != std::string::npos);
+  bad = e;
+  bad.set_version(0);
+  REQUIRE_FALSE(controller::validate(bad));
+  bad = e;
+  bad.set_owner("");
+  REQUIRE_FALSE(controller::validate(bad));
+  bad = e;
+  bad.set_endpoint("10.0.0.1");
+  REQUIRE(controller::validate(bad).error().find("IP:PORT") != std::string::npos);
+  bad = e;
+  bad.mutable_address_of()->set_address("10.0.0.9:80");
+  REQUIRE(controller::validate(bad).error().find("filed under") != std::string::npos);
+  bad = e;
+  bad.mutable_address_of()->set_weight(1u << 30);
+  REQUIRE_FALSE(controller::validate(bad));
+  proto::Entry svc;
+  svc.set_service("web.prod");
+  svc.set_owner("file:x");
+  svc.set_version(1);
+  REQUIRE_FALSE(controller::validate(svc));  // no definition
+  svc.mutable_definition()->set_name("web.prod");
+  svc.mutable_definition()->add_ports(80);
+  svc.mutable_definition()->add_virtual_addresses("10.96.0.10:80");
+  REQUIRE(controller::validate(svc));
+  svc.mutable_definition()->add_ports(70000);
+  REQUIRE(controller::validate(svc).error().find("70000") != std::string::npos);
+}
