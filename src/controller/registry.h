@@ -51,6 +51,11 @@ class Registry {
   // Every entry in key order, serialized deterministically: equal registries
   // give equal strings (for tests and anti-entropy digests).
   std::string canonical() const;
+  // Calls f on every entry, tombstones included, in key order.
+  template <class F>
+  void for_each(F&& f) const {
+    for (const auto& [key, e] : entries_) f(e);
+  }
 
  private:
   std::map<EntryKey, proto::Entry> entries_;
