@@ -7,10 +7,10 @@
 #include <optional>
 #include <string_view>
 
+#include "base/flags.h"
 #include "base/parse.h"
 #include "ctl/admin_client.h"
 #include "ctl/command.h"
-#include "ctl/flags.h"
 
 namespace meshd::ctl {
 

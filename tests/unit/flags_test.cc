@@ -1,9 +1,9 @@
-#include "ctl/flags.h"
+#include "base/flags.h"
 
 #include <catch2/catch.hpp>
 #include <vector>
 
-using meshd::ctl::FlagParser;
+using meshd::FlagParser;
 
 TEST_CASE("flags: forms", "[ctl][flags]") {
   std::string admin, output;

@@ -1,4 +1,4 @@
-// Flag parsing shared by meshd-ctl's commands, so every command accepts the
+// Flag parsing shared by the command-line tools (meshd-ctl, meshd-controller), so every one accepts the
 // same forms: "--name VALUE", "--name=VALUE", a short alias ("-o json"),
 // boolean switches, and "--" to end the flags.
 #pragma once
@@ -10,7 +10,7 @@
 
 #include "base/result.h"
 
-namespace meshd::ctl {
+namespace meshd {
 
 class FlagParser {
  public:
@@ -37,4 +37,4 @@ class FlagParser {
   std::vector<Flag> flags_;
 };
 
-}  // namespace meshd::ctl
+}  // namespace meshd

@@ -1,6 +1,6 @@
-#include "ctl/flags.h"
+#include "base/flags.h"
 
-namespace meshd::ctl {
+namespace meshd {
 
 FlagParser& FlagParser::value(std::string_view name, std::string_view alias, std::string* out, bool* seen) {
   flags_.push_back(Flag{name, alias, out, seen});
@@ -58,4 +58,4 @@ Parsed<std::vector<std::string_view>> FlagParser::parse(std::span<const std::str
   return positional;
 }
 
-}  // namespace meshd::ctl
+}  // namespace meshd
