@@ -57,7 +57,7 @@ INIT_OBJS  := $(call obj,$(INIT_SRCS)) $(OUT)/obj/gen/iptables_templates.o
 CTL_OBJS   := $(call obj,$(CTL_SRCS))
 TEST_OBJS  := $(call obj,$(TEST_SRCS))
 
-BINS := $(OUT)/meshd $(OUT)/meshd-init $(OUT)/meshd-ctl
+BINS := $(OUT)/meshd $(OUT)/meshd-controller $(OUT)/meshd-init $(OUT)/meshd-ctl
 
 .PHONY: FORCE all deps bench-deps format format-check test unit e2e demo bench clean compdb
 all: $(BINS) $(OUT)/unit-tests compile_commands.json
@@ -67,6 +67,9 @@ $(OUT)/libmeshd.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(OUT)/meshd: $(call obj,src/cmd/meshd.cc) $(OUT)/libmeshd.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(OUT)/meshd-controller: $(call obj,src/cmd/meshd_controller.cc) $(OUT)/libmeshd.a
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
 
 $(OUT)/meshd-init: $(call obj,init/main.cc) $(INIT_OBJS) $(OUT)/libmeshd.a
@@ -98,6 +101,8 @@ $(OUT)/gen/version.h: FORCE
 	@cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
 FORCE:
 
+# Generated sources are kept (make would delete them as intermediates).
+.SECONDARY: $(PROTO_SRCS) $(PROTO_HDRS)
 $(OUT)/gen/proto/%.pb.cc $(OUT)/gen/proto/%.pb.h: src/proto/%.proto
 	@mkdir -p $(@D)
 	protoc --proto_path=src/proto --cpp_out=$(OUT)/gen/proto $<
@@ -120,7 +125,7 @@ $(OUT)/obj/%.o: %.cc | $(OUT)/gen/version.h $(PROTO_HDRS)
 # compile_commands.json for editors and clang-tidy, written from the same
 # flags the build uses (no extra tool needed).
 compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS)
-	@{ echo '['; sep=''; for f in $(LIB_SRCS) src/cmd/meshd.cc init/main.cc ctl/main.cc $(INIT_SRCS) $(CTL_SRCS) $(TEST_SRCS); do \
+	@{ echo '['; sep=''; for f in $(LIB_SRCS) src/cmd/meshd.cc src/cmd/meshd_controller.cc init/main.cc ctl/main.cc $(INIT_SRCS) $(CTL_SRCS) $(TEST_SRCS); do \
 	  printf '%s{"directory":"%s","file":"%s","command":"%s %s -c %s"}\n' "$$sep" "$(CURDIR)" "$$f" "$(CXX)" "$$(echo '$(CXXFLAGS)' | sed 's/"/\\"/g')" "$$f"; sep=','; done; echo ']'; } > $@
 
 # Debian packages: for the build, the tests and the demo (deps), and for

@@ -1,4 +1,5 @@
 #include "ctl/admin_client.h"
+#include "ctl/stream.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -211,50 +212,6 @@ Parsed<AdminTarget> resolve_admin_target(std::string_view flag_value) {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-class Fd {
- public:
-  explicit Fd(int fd) : fd_(fd) {}
-  ~Fd() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
-std::string ms_text(uint64_t ms) {
-  if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
-  return std::to_string(ms) + "ms";
-}
-
-// Waits for `events` until the deadline; false on timeout (errno = ETIMEDOUT).
-bool wait_for(int fd, short events, Clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      errno = ETIMEDOUT;
-      return false;
-    }
-    pollfd p{fd, events, 0};
-    int n = ::poll(&p, 1, static_cast<int>(std::min<long long>(left, 60'000)));
-    if (n > 0) return true;
-    if (n < 0 && errno != EINTR) return false;
-  }
-}
-
-// strerror() capitalizes ("Connection refused"); inside a sentence that
-// reads oddly, so the first letter is lowered.
-std::string errno_text(int err) {
-  std::string s = std::strerror(err);
-  if (!s.empty() && s[0] >= 'A' && s[0] <= 'Z') s[0] = static_cast<char>(s[0] - 'A' + 'a');
-  return s;
-}
-
 AdminError unreachable(std::string why) { return AdminError{AdminError::Kind::kUnreachable, std::move(why)}; }
 AdminError protocol(std::string why) { return AdminError{AdminError::Kind::kProtocol, std::move(why)}; }
 
@@ -262,41 +219,12 @@ AdminError protocol(std::string why) { return AdminError{AdminError::Kind::kProt
 
 std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std::string_view path, uint64_t timeout_ms,
                                                  size_t max_response_bytes) {
-  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  Fd fd(::socket(target.addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-  if (fd.get() < 0) return std::unexpected(unreachable(std::string("socket: ") + errno_text(errno)));
-
-  // Non-blocking connect + poll: the only portable way to bound connect time.
-  if (::connect(fd.get(), target.addr.sa(), target.addr.len()) < 0) {
-    if (errno != EINPROGRESS) return std::unexpected(unreachable(errno_text(errno)));
-    if (!wait_for(fd.get(), POLLOUT, deadline)) {
-      if (errno == ETIMEDOUT) return std::unexpected(unreachable("no answer to connect within " + ms_text(timeout_ms)));
-      return std::unexpected(unreachable(std::string("poll: ") + errno_text(errno)));
-    }
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) err = errno;
-    if (err != 0) return std::unexpected(unreachable(errno_text(err)));
-  }
-
+  auto stream = Stream::connect(target.addr, timeout_ms);
+  if (!stream) return std::unexpected(unreachable(stream.error()));
   std::string request = "GET " + std::string(path) + " HTTP/1.1\r\nHost: " + target.addr.str() +
                         "\r\nUser-Agent: meshd-ctl/" MESHD_VERSION
                         "\r\nAccept: application/json, text/plain\r\nConnection: close\r\n\r\n";
-  std::string_view pending = request;
-  while (!pending.empty()) {
-    ssize_t n = ::send(fd.get(), pending.data(), pending.size(), MSG_NOSIGNAL);
-    if (n > 0) {
-      pending.remove_prefix(static_cast<size_t>(n));
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      if (!wait_for(fd.get(), POLLOUT, deadline))
-        return std::unexpected(unreachable("connected, but could not send the request within " + ms_text(timeout_ms)));
-      continue;
-    }
-    return std::unexpected(unreachable(std::string("sending the request: ") + errno_text(errno)));
-  }
+  if (auto sent = stream->send_all(request); !sent) return std::unexpected(unreachable(sent.error()));
 
   // Headers are small; allow them on top of the body limit so a body of
   // exactly the limit still fits.
@@ -305,25 +233,16 @@ std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std:
   char buf[16384];
   for (;;) {
     if (size_t need = http_response_complete_size(raw); need != 0 && raw.size() >= need) break;
-    ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    if (n > 0) {
-      if (raw.size() + static_cast<size_t>(n) > max_raw)
-        return std::unexpected(
-            protocol("response larger than the limit of " + std::to_string(max_response_bytes) + " bytes"));
-      raw.append(buf, static_cast<size_t>(n));
-      continue;
+    auto n = stream->recv_some(buf, sizeof buf);
+    if (!n) {
+      if (raw.empty()) return std::unexpected(unreachable("connected, but " + n.error()));
+      return std::unexpected(protocol("response incomplete: " + n.error()));
     }
-    if (n == 0) break;  // peer closed: the response is whatever arrived
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      if (!wait_for(fd.get(), POLLIN, deadline)) {
-        if (raw.empty()) return std::unexpected(unreachable("connected, but no answer within " + ms_text(timeout_ms)));
-        return std::unexpected(protocol("response incomplete after " + ms_text(timeout_ms)));
-      }
-      continue;
-    }
-    if (raw.empty()) return std::unexpected(unreachable(std::string("reading the answer: ") + errno_text(errno)));
-    return std::unexpected(protocol(std::string("reading the answer: ") + errno_text(errno)));
+    if (*n == 0) break;  // peer closed: the response is whatever arrived
+    if (raw.size() + *n > max_raw)
+      return std::unexpected(
+          protocol("response larger than the limit of " + std::to_string(max_response_bytes) + " bytes"));
+    raw.append(buf, *n);
   }
 
   auto resp = parse_http_response(raw, max_response_bytes);

@@ -31,5 +31,6 @@ struct Command {
 };
 
 int run_status(std::span<const std::string_view> args, const Io& io);
+int run_services(std::span<const std::string_view> args, const Io& io);
 
 }  // namespace meshd::ctl

@@ -25,6 +25,7 @@ using meshd::ctl::Io;
 
 constexpr Command kCommands[] = {
     {"status", "what the local proxy is doing: listeners, connections, memory, redirect", meshd::ctl::run_status},
+    {"services", "the services a controller knows (name, ports, endpoints, owner)", meshd::ctl::run_services},
 };
 
 const Command* find_command(std::string_view name) {

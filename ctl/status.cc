@@ -11,6 +11,7 @@
 #include "base/parse.h"
 #include "ctl/admin_client.h"
 #include "ctl/command.h"
+#include "ctl/common.h"
 
 namespace meshd::ctl {
 
@@ -197,13 +198,6 @@ RedirectReport read_redirect() {
   return init::parse_nat_state(*table);
 }
 
-void write_all(FILE* f, std::string_view s) { fwrite(s.data(), 1, s.size(), f); }
-
-int usage_error(const Io& io, const std::string& message) {
-  fprintf(io.err, "meshd-ctl status: %s (see meshd-ctl status --help)\n", message.c_str());
-  return kExitUsage;
-}
-
 }  // namespace
 
 std::string format_uptime(double seconds) {
@@ -262,23 +256,19 @@ int run_status(std::span<const std::string_view> args, const Io& io) {
       .value("--timeout", "", &timeout_text, &timeout_seen)
       .toggle("--help", "-h", &help);
   auto positional = flags.parse(args);
-  if (!positional) return usage_error(io, positional.error());
+  auto usage_error = [&io](const std::string& m) { return ctl::usage_error(io, "status", m); };
+  if (!positional) return usage_error(positional.error());
   if (help) {
     write_all(io.out, kStatusHelp);
     return kExitOk;
   }
-  if (!positional->empty()) return usage_error(io, "unexpected argument '" + std::string(positional->front()) + "'");
-  if (output != "text" && output != "json")
-    return usage_error(io, "-o: '" + output + "' is not an output format (expected text or json)");
-  uint64_t timeout_ms = kDefaultTimeoutMs;
-  if (timeout_seen) {
-    auto t = parse_duration_ms(timeout_text);
-    if (!t) return usage_error(io, "--timeout: " + t.error());
-    if (*t == 0) return usage_error(io, "--timeout: must be more than 0");
-    timeout_ms = *t;
-  }
+  if (!positional->empty()) return usage_error("unexpected argument '" + std::string(positional->front()) + "'");
+  if (auto ok = check_output(output); !ok) return usage_error(ok.error());
+  auto timeout = timeout_flag(timeout_text, timeout_seen, kDefaultTimeoutMs);
+  if (!timeout) return usage_error(timeout.error());
+  const uint64_t timeout_ms = *timeout;
   auto target = resolve_admin_target(admin_flag);
-  if (!target) return usage_error(io, target.error());
+  if (!target) return usage_error(target.error());
 
   auto body = admin_get(*target, "/status.json", timeout_ms);
   if (!body) {

@@ -28,9 +28,14 @@ bool valid_service_name(const std::string& name) {
 }
 }  // namespace
 
+Parsed<bool> validate_service_name(const std::string& name) {
+  if (!valid_service_name(name))
+    return invalid("service '" + name + "' is not a service name (lowercase letters, digits, '-', '.')");
+  return true;
+}
+
 Parsed<bool> validate(const proto::Entry& e) {
-  if (!valid_service_name(e.service()))
-    return invalid("service '" + e.service() + "' is not a service name (lowercase letters, digits, '-', '.')");
+  if (auto ok = validate_service_name(e.service()); !ok) return ok;
   if (e.owner().empty() || e.owner().size() > 256) return invalid("entry for '" + e.service() + "' has no owner");
   if (e.version() == 0) return invalid("entry for '" + e.service() + "' has version 0");
   if (e.endpoint().empty()) {

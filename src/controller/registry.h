@@ -34,6 +34,7 @@ bool supersedes(const proto::Entry& a, const proto::Entry& b);
 // Checks an entry that came from outside (file, API, gossip) before it may
 // be merged; the error names the field and the value.
 Parsed<bool> validate(const proto::Entry& e);
+Parsed<bool> validate_service_name(const std::string& name);
 
 class Registry {
  public:

@@ -1,0 +1,48 @@
+#include "ctl/controller_client.h"
+
+#include <cstdlib>
+
+#include "ctl/stream.h"
+#include "proto/frame.h"
+
+namespace meshd::ctl {
+
+Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value) {
+  if (!flag_value.empty()) {
+    auto t = parse_admin_target(flag_value);
+    if (!t) return invalid("--controller: " + t.error());
+    return t;
+  }
+  if (const char* env = std::getenv("MESHD_CONTROLLER"); env != nullptr && *env != '\0') {
+    auto t = parse_admin_target(env);
+    if (!t) return invalid("MESHD_CONTROLLER: " + t.error());
+    return t;
+  }
+  return parse_admin_target("127.0.0.1:4190");
+}
+
+Parsed<proto::Response> controller_call(const AdminTarget& target, const proto::Request& request, uint64_t timeout_ms) {
+  auto stream = Stream::connect(target.addr, timeout_ms);
+  if (!stream)
+    return invalid("no controller answering at " + target.text + " (" + stream.error() +
+                   "); is meshd-controller running? (--controller to point elsewhere)");
+  std::string frame;
+  proto::append_frame(request, &frame);
+  if (auto sent = stream->send_all(frame); !sent) return invalid("controller " + target.text + ": " + sent.error());
+  proto::FrameDecoder decoder;
+  char buf[65536];
+  for (;;) {
+    proto::Response resp;
+    while (decoder.next_message(&resp)) {
+      if (resp.id() == request.id()) return resp;
+      resp.Clear();
+    }
+    if (decoder.failed()) return invalid("controller " + target.text + " sent garbage: " + decoder.error());
+    auto n = stream->recv_some(buf, sizeof buf);
+    if (!n) return invalid("controller " + target.text + ": " + n.error());
+    if (*n == 0) return invalid("controller " + target.text + " closed the stream without an answer");
+    decoder.feed(std::string_view(buf, *n));
+  }
+}
+
+}  // namespace meshd::ctl

@@ -1,0 +1,21 @@
+// A blocking request to the controller's API: one framed Request, then the
+// framed Response with the same id (src/proto/api.proto).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "ctl/admin_client.h"
+#include "proto/api.pb.h"
+
+namespace meshd::ctl {
+
+// --controller if given, else $MESHD_CONTROLLER, else 127.0.0.1:4190.
+Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value);
+
+// The error is one line, naming the controller.
+Parsed<proto::Response> controller_call(const AdminTarget& target, const proto::Request& request, uint64_t timeout_ms);
+
+}  // namespace meshd::ctl

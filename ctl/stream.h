@@ -1,0 +1,45 @@
+// Stream: a blocking TCP connection for the CLI, whose connect, sends and
+// reads all share one deadline, so no command can hang on a peer that
+// accepts and then says nothing. Used for the proxy's admin endpoint (HTTP)
+// and the controller's API (framed protobuf).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <expected>
+#include <string>
+#include <string_view>
+
+#include "base/addr.h"
+
+namespace meshd::ctl {
+
+class Stream {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // Errors are one phrase for a sentence: "connection refused", "no answer
+  // to connect within 2s".
+  static std::expected<Stream, std::string> connect(const SocketAddr& addr, uint64_t timeout_ms);
+  Stream(Stream&& o) noexcept : fd_(o.fd_), deadline_(o.deadline_), timeout_ms_(o.timeout_ms_) { o.fd_ = -1; }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  ~Stream();
+
+  std::expected<void, std::string> send_all(std::string_view data);
+  // Some bytes into buf (0: the peer closed), or why not (timed out, failed).
+  std::expected<size_t, std::string> recv_some(char* buf, size_t cap);
+  std::string timeout_text() const;
+
+ private:
+  Stream(int fd, Clock::time_point deadline, uint64_t timeout_ms)
+      : fd_(fd), deadline_(deadline), timeout_ms_(timeout_ms) {}
+  int fd_ = -1;
+  Clock::time_point deadline_;
+  uint64_t timeout_ms_ = 0;
+};
+
+// strerror() with its first letter lowered, to sit inside a sentence.
+std::string errno_text(int err);
+
+}  // namespace meshd::ctl

@@ -1,0 +1,184 @@
+#include "controller/api_server.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/log.h"
+#include "io/socket.h"
+
+namespace meshd::controller {
+
+ApiServer::~ApiServer() {
+  for (auto& c : clients_) io::close_fd(c->fd);
+  io::close_fd(listen_fd_);
+}
+
+Parsed<bool> ApiServer::listen(const SocketAddr& addr) {
+  if (auto free = io::ensure_address_free(addr); !free)
+    return invalid("cannot listen on " + addr.str() + ": " + free.error().what());
+  auto fd = io::listen_tcp(addr, false, 1024);
+  if (!fd) return invalid("cannot listen on " + addr.str() + ": " + fd.error().what());
+  listen_fd_ = *fd;
+  return true;
+}
+
+void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& tick) {
+  std::vector<pollfd> fds;
+  while (true) {
+    fds.clear();
+    fds.push_back({stop_fd, POLLIN, 0});
+    fds.push_back({clients_.size() < kMaxClients ? listen_fd_ : -1, POLLIN, 0});
+    for (auto& c : clients_) {
+      short events = POLLIN;
+      if (c->sent < c->out.size()) events |= POLLOUT;
+      fds.push_back({c->fd, events, 0});
+    }
+    int n = poll(fds.data(), fds.size(), static_cast<int>(tick_ms));
+    if (n < 0 && errno != EINTR) {
+      LOG_ERROR("api", "poll failed: %s", strerror(errno));
+      return;
+    }
+    if (fds[0].revents) return;
+    if (fds[1].revents & POLLIN) accept_clients();
+    // clients_ may grow in accept_clients(); only the polled ones are looked at.
+    for (size_t i = 0; i + 2 < fds.size(); ++i) {
+      Client& c = *clients_[i];
+      short ev = fds[i + 2].revents;
+      if (!c.closing && (ev & (POLLIN | POLLHUP | POLLERR))) read_from(c);
+      if (!c.closing && (ev & POLLOUT)) write_to(c);
+    }
+    tick();
+    // Closed streams leave, with their subscriptions.
+    std::erase_if(clients_, [this](const std::unique_ptr<Client>& c) {
+      if (!c->closing) return false;
+      for (const auto& [service, id] : c->subscriptions) {
+        auto it = subscribers_.find(service);
+        if (it == subscribers_.end()) continue;
+        it->second.erase(c.get());
+        if (it->second.empty()) subscribers_.erase(it);
+      }
+      io::close_fd(c->fd);
+      return true;
+    });
+  }
+}
+
+void ApiServer::accept_clients() {
+  for (int i = 0; i < 64 && clients_.size() < kMaxClients; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    io::set_nodelay(fd);
+    auto c = std::make_unique<Client>();
+    c->fd = fd;
+    c->peer = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).str();
+    clients_.push_back(std::move(c));
+    ++counters_.streams_opened;
+  }
+}
+
+void ApiServer::drop(Client& c, const std::string& why) {
+  if (c.closing) return;
+  LOG_WARN("api", "closing stream from %s: %s", c.peer.c_str(), why.c_str());
+  c.closing = true;
+}
+
+void ApiServer::read_from(Client& c) {
+  char buf[65536];
+  ssize_t n = recv(c.fd, buf, sizeof buf, 0);
+  if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+    c.closing = true;  // the peer went away: nothing to say about it
+    return;
+  }
+  if (n < 0) return;
+  c.decoder.feed(std::string_view(buf, static_cast<size_t>(n)));
+  proto::Request req;
+  while (!c.closing && c.decoder.next_message(&req)) {
+    handle(c, req);
+    req.Clear();
+  }
+  if (c.decoder.failed()) {
+    ++counters_.streams_closed_bad_input;
+    drop(c, c.decoder.error());
+  }
+}
+
+void ApiServer::write_to(Client& c) {
+  while (c.sent < c.out.size()) {
+    ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) break;
+    if (n <= 0) {
+      c.closing = true;
+      return;
+    }
+    c.sent += static_cast<size_t>(n);
+  }
+  if (c.sent == c.out.size()) {
+    c.out.clear();
+    c.sent = 0;
+  } else if (c.sent > (1u << 20)) {
+    c.out.erase(0, c.sent);
+    c.sent = 0;
+  }
+}
+
+void ApiServer::send(Client& c, const proto::Response& resp) {
+  if (c.closing) return;
+  proto::append_frame(resp, &c.out);
+  if (c.out.size() - c.sent > kMaxQueuedBytes) {
+    ++counters_.streams_closed_slow;
+    drop(c, "it does not read what it is sent (" + std::to_string(c.out.size() - c.sent) + " bytes queued)");
+    return;
+  }
+  write_to(c);
+}
+
+void ApiServer::handle(Client& c, const proto::Request& req) {
+  proto::Response resp;
+  resp.set_id(req.id());
+  switch (req.kind_case()) {
+    case proto::Request::kListServices: *resp.mutable_services() = controller_->services(); break;
+    case proto::Request::kSubscribe: {
+      const std::string& service = req.subscribe().service();
+      if (auto ok = validate_service_name(service); !ok) {
+        resp.set_error(ok.error());
+        break;
+      }
+      if (!c.subscriptions.contains(service) && c.subscriptions.size() >= kMaxSubscriptionsPerStream) {
+        resp.set_error("too many subscriptions on one stream (at most " + std::to_string(kMaxSubscriptionsPerStream) +
+                       ")");
+        break;
+      }
+      c.subscriptions[service] = req.id();
+      subscribers_[service].insert(&c);
+      *resp.mutable_update() = controller_->snapshot(service);
+      break;
+    }
+    case proto::Request::KIND_NOT_SET:
+      resp.set_error("request " + std::to_string(req.id()) + " asks for nothing this controller knows");
+      break;
+  }
+  send(c, resp);
+}
+
+void ApiServer::publish(const Changes& changes) {
+  for (const auto& update : changes) {
+    auto it = subscribers_.find(update.service());
+    if (it == subscribers_.end()) continue;
+    // Copy: send() may drop a slow client, which leaves the set later.
+    std::vector<Client*> targets(it->second.begin(), it->second.end());
+    for (Client* c : targets) {
+      proto::Response resp;
+      resp.set_id(c->subscriptions[update.service()]);
+      *resp.mutable_update() = update;
+      send(*c, resp);
+    }
+  }
+}
+
+}  // namespace meshd::controller

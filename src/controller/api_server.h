@@ -1,0 +1,71 @@
+// ApiServer: the controller's stream endpoint (default :4190). Proxies and
+// meshd-ctl connect, send framed Requests and get framed Responses; a
+// Subscribe stays open and receives every change to its service.
+//
+// A single thread serves every stream with poll(): the controller's work
+// per message is small, and one thread keeps the registry free of locks.
+// Every peer is bounded: frame size (FrameDecoder), subscriptions per
+// stream, and bytes queued towards a peer that does not read (it is
+// disconnected, and must resubscribe to get a fresh snapshot).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/addr.h"
+#include "controller/controller.h"
+#include "proto/frame.h"
+
+namespace meshd::controller {
+
+class ApiServer {
+ public:
+  static constexpr size_t kMaxClients = 4096;
+  static constexpr size_t kMaxSubscriptionsPerStream = 10000;
+  static constexpr size_t kMaxQueuedBytes = 16u << 20;
+
+  explicit ApiServer(Controller* controller) : controller_(controller) {}
+  ~ApiServer();
+  Parsed<bool> listen(const SocketAddr& addr);
+  // Serves until stop_fd is readable; tick() runs about every tick_ms.
+  void run(int stop_fd, unsigned tick_ms, const std::function<void()>& tick);
+  // Sends each change to the streams subscribed to its service.
+  void publish(const Changes& changes);
+
+  struct Counters {
+    uint64_t streams_opened = 0;
+    uint64_t streams_closed_bad_input = 0;
+    uint64_t streams_closed_slow = 0;
+  };
+  const Counters& counters() const noexcept { return counters_; }
+
+ private:
+  struct Client {
+    int fd = -1;
+    std::string peer;
+    proto::FrameDecoder decoder;
+    std::string out;
+    size_t sent = 0;
+    std::map<std::string, uint64_t> subscriptions;  // service -> request id
+    bool closing = false;
+  };
+  void accept_clients();
+  void read_from(Client& c);
+  void write_to(Client& c);
+  void handle(Client& c, const proto::Request& req);
+  void send(Client& c, const proto::Response& resp);
+  void drop(Client& c, const std::string& why);
+
+  Controller* controller_;
+  int listen_fd_ = -1;
+  std::vector<std::unique_ptr<Client>> clients_;
+  std::map<std::string, std::set<Client*>> subscribers_;
+  Counters counters_;
+};
+
+}  // namespace meshd::controller

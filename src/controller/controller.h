@@ -1,0 +1,53 @@
+// Controller: the registry, its sources and its disk, behind one apply().
+//
+// Every source (the registry file today; the register API, leases and
+// gossip next) hands versioned entries to apply(), which persists what
+// changes the registry before it counts as applied, and reports which
+// services changed so the API server can tell their subscribers.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "controller/registry.h"
+#include "controller/registry_file.h"
+#include "controller/store.h"
+#include "proto/api.pb.h"
+
+namespace meshd::controller {
+
+struct Options {
+  std::string data_dir;
+  std::string registry_file;  // empty: none
+};
+
+// What one apply() changed, per service, as the update its subscribers get.
+using Changes = std::vector<proto::ServiceUpdate>;
+
+class Controller {
+ public:
+  // Opens the store (replaying it) and loads the registry file. A bad file
+  // at start-up is logged and the persisted state serves until a good edit.
+  Parsed<bool> start(const Options& options, uint64_t now_ms);
+  // Persists and merges entries; entries that change nothing are skipped.
+  Parsed<Changes> apply(const std::vector<proto::Entry>& entries, uint64_t now_ms);
+  // Re-reads the registry file when it changed on disk.
+  Parsed<Changes> poll_file(uint64_t now_ms);
+
+  const Registry& registry() const noexcept { return registry_; }
+  proto::ServiceUpdate snapshot(const std::string& service) const;
+  proto::ServiceList services() const;
+
+ private:
+  Parsed<Changes> load_file(uint64_t now_ms);
+  Registry registry_;
+  Store store_;
+  std::optional<FileSource> file_;
+  int file_loads_ = 0;
+  int64_t file_mtime_ns_ = -1;
+  uint64_t file_size_ = 0;
+};
+
+}  // namespace meshd::controller

@@ -1,0 +1,120 @@
+"""meshd-controller, first steps of issue 3: a registry file it watches, a
+disk that keeps what it acknowledged, an API that survives garbage, and
+meshd-ctl services. Each test runs the controller in a namespace of its own."""
+import json
+import os
+import signal
+import tempfile
+import time
+
+import pytest
+
+from mesh import Netns, binary, stop, wait_for
+
+REGISTRY = """
+[[service]]
+name = "web.prod"
+ports = [80]
+virtual_addresses = ["10.96.0.10:80"]
+protocol = "http1"
+
+  [[service.endpoint]]
+  address = "10.0.0.7:8080"
+
+  [[service.endpoint]]
+  address = "10.0.0.8:8080"
+"""
+
+
+@pytest.fixture
+def ns():
+    n = Netns("ctrl")
+    yield n
+    n.close()
+
+
+@pytest.fixture
+def workdir():
+    with tempfile.TemporaryDirectory(prefix="meshd-controller-") as d:
+        yield d
+
+
+def start_controller(ns, workdir, registry=True):
+    log = open(os.path.join(workdir, "controller.log"), "a+")
+    argv = [binary("meshd-controller"), "--listen", "127.0.0.1:4190", "--data-dir", os.path.join(workdir, "data")]
+    if registry:
+        argv += ["--registry-file", os.path.join(workdir, "registry.toml")]
+    p = ns.spawn(argv, stdout=log, stderr=log)
+    wait_for(lambda: p.poll() is not None or services(ns, check=False) is not None, 10, "the controller")
+    assert p.poll() is None, open(log.name).read()
+    return p, log
+
+
+def services(ns, check=True):
+    r = ns.exec([binary("meshd-ctl"), "services", "-o", "json"], check=False)
+    if r.returncode != 0:
+        if check:
+            raise AssertionError(r.stderr)
+        return None
+    return {s["name"]: s for s in json.loads(r.stdout)["services"]}
+
+
+def write(workdir, text):
+    path = os.path.join(workdir, "registry.toml")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+@pytest.mark.timeout(60)
+def test_registry_file_is_served_and_watched(ns, workdir):
+    write(workdir, REGISTRY)
+    p, log = start_controller(ns, workdir)
+    s = services(ns)
+    assert s["web.prod"]["endpoints"] == 2 and s["web.prod"]["virtual_addresses"] == ["10.96.0.10:80"]
+    # An edit applies without a restart.
+    write(workdir, REGISTRY + '\n[[service]]\nname = "db.prod"\nprotocol = "opaque"\n')
+    wait_for(lambda: "db.prod" in services(ns), 5, "the edit to apply")
+    # A bad edit is refused with its line, and the last good state stays.
+    write(workdir, REGISTRY + '\n[[service]]\nname = "db.prod"\n  [[service.endpoint]]\n  adress = "10.0.0.9:5432"\n')
+    time.sleep(1)
+    assert set(services(ns)) == {"web.prod", "db.prod"}
+    assert stop(p, signal.SIGTERM) == 0
+    log.seek(0)
+    assert "registry.toml:17: unknown key 'adress' in an endpoint" in log.read()
+
+
+@pytest.mark.timeout(60)
+def test_state_survives_a_restart(ns, workdir):
+    write(workdir, REGISTRY)
+    p, _ = start_controller(ns, workdir)
+    assert stop(p, signal.SIGTERM) == 0
+    os.remove(os.path.join(workdir, "registry.toml"))
+    # Without its file, the controller serves what it had acknowledged.
+    p, _ = start_controller(ns, workdir, registry=False)
+    assert services(ns)["web.prod"]["endpoints"] == 2
+    assert stop(p, signal.SIGTERM) == 0
+
+
+@pytest.mark.timeout(60)
+def test_garbage_on_the_api_closes_that_stream_only(ns, workdir):
+    write(workdir, REGISTRY)
+    p, log = start_controller(ns, workdir)
+    probe = ns.spawn(["/usr/bin/python3", "-c", """
+import socket, sys
+s = socket.create_connection(("127.0.0.1", 4190), timeout=5)
+s.sendall(b"\\xff\\xff\\xff\\xff" + b"x" * 64)  # a frame of 4 GiB announced
+print("closed" if s.recv(1) == b"" else "open")
+"""])
+    assert probe.wait(timeout=10) == 0 and probe.stdout.read().strip() == "closed"
+    assert services(ns)["web.prod"]["endpoints"] == 2  # everyone else is still served
+    assert stop(p, signal.SIGTERM) == 0
+    log.seek(0)
+    assert "frame of 4294967295 bytes announced" in log.read()
+
+
+@pytest.mark.timeout(30)
+def test_no_controller_is_one_clear_line(ns):
+    r = ns.exec([binary("meshd-ctl"), "services"], check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().startswith("meshd-ctl: no controller answering at 127.0.0.1:4190")
