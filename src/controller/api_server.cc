@@ -17,12 +17,18 @@ ApiServer::~ApiServer() {
 }
 
 Parsed<bool> ApiServer::listen(const SocketAddr& addr) {
-  if (auto free = io::ensure_address_free(addr); !free)
-    return invalid("cannot listen on " + addr.str() + ": " + free.error().what());
+  if (addr.port() != 0)
+    if (auto free = io::ensure_address_free(addr); !free)
+      return invalid("cannot listen on " + addr.str() + ": " + free.error().what());
   auto fd = io::listen_tcp(addr, false, 1024);
   if (!fd) return invalid("cannot listen on " + addr.str() + ": " + fd.error().what());
   listen_fd_ = *fd;
   return true;
+}
+
+SocketAddr ApiServer::local_address() const {
+  auto a = io::local_addr(listen_fd_);
+  return a ? *a : SocketAddr();
 }
 
 void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& tick) {

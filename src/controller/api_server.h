@@ -32,6 +32,8 @@ class ApiServer {
   explicit ApiServer(Controller* controller) : controller_(controller) {}
   ~ApiServer();
   Parsed<bool> listen(const SocketAddr& addr);
+  // Where it listens (the port the kernel chose, for port 0).
+  SocketAddr local_address() const;
   // Serves until stop_fd is readable; tick() runs about every tick_ms.
   void run(int stop_fd, unsigned tick_ms, const std::function<void()>& tick);
   // Sends each change to the streams subscribed to its service.

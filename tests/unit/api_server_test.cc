@@ -1,0 +1,143 @@
+// The controller's API end to end over loopback: a subscriber gets a
+// snapshot, then each change to its service, and nothing about others.
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "controller/api_server.h"
+#include "controller/controller.h"
+#include "proto/frame.h"
+
+using namespace meshd;
+
+namespace {
+proto::Entry endpoint(const std::string& service, const std::string& address, uint64_t version, bool tombstone) {
+  proto::Entry e;
+  e.set_service(service);
+  e.set_endpoint(address);
+  e.set_owner("api:test");
+  e.set_version(version);
+  e.set_tombstone(tombstone);
+  if (!tombstone) e.mutable_address_of()->set_address(address);
+  return e;
+}
+
+struct Client {
+  int fd;
+  proto::FrameDecoder decoder;
+  explicit Client(const SocketAddr& addr) {
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    REQUIRE(connect(fd, addr.sa(), addr.len()) == 0);
+  }
+  ~Client() { close(fd); }
+  void send(const proto::Request& r) {
+    std::string frame;
+    proto::append_frame(r, &frame);
+    REQUIRE(::send(fd, frame.data(), frame.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(frame.size()));
+  }
+  // The next response, waiting up to 5 s.
+  proto::Response next() {
+    proto::Response resp;
+    while (!decoder.next_message(&resp)) {
+      REQUIRE_FALSE(decoder.failed());
+      pollfd p{fd, POLLIN, 0};
+      REQUIRE(poll(&p, 1, 5000) == 1);
+      char buf[4096];
+      ssize_t n = recv(fd, buf, sizeof buf, 0);
+      REQUIRE(n > 0);
+      decoder.feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+    return resp;
+  }
+};
+}  // namespace
+
+TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only") {
+  char tmpl[] = "/tmp/meshd-api-test-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  controller::Controller ctl;
+  REQUIRE(ctl.start({dir, ""}, 1000));
+  controller::ApiServer api(&ctl);
+  REQUIRE(api.listen(SocketAddr::loopback(AF_INET, 0)));
+  SocketAddr addr = api.local_address();
+  REQUIRE(addr.port() != 0);
+
+  // Changes are applied on the server's own thread, in its tick.
+  std::mutex mu;
+  std::vector<proto::Entry> pending;
+  std::atomic<bool> apply_failed{false};
+  int stop = eventfd(0, EFD_CLOEXEC);
+  std::thread server([&] {
+    api.run(stop, 10, [&] {
+      std::vector<proto::Entry> batch;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        batch.swap(pending);
+      }
+      if (batch.empty()) return;
+      // Catch2 asserts only on the test's own thread: note failures here.
+      auto changes = ctl.apply(batch, 2000);
+      if (!changes) {
+        apply_failed = true;
+        return;
+      }
+      api.publish(*changes);
+    });
+  });
+  auto apply = [&](proto::Entry e) {
+    std::lock_guard<std::mutex> lock(mu);
+    pending.push_back(std::move(e));
+  };
+
+  {
+    Client c(addr);
+    proto::Request sub;
+    sub.set_id(7);
+    sub.mutable_subscribe()->set_service("web.prod");
+    c.send(sub);
+    auto snap = c.next();
+    REQUIRE(snap.id() == 7);
+    REQUIRE(snap.update().snapshot());
+    REQUIRE_FALSE(snap.update().exists());
+
+    apply(endpoint("api.prod", "10.0.0.9:80", 1, false));  // another service: not sent
+    apply(endpoint("web.prod", "10.0.0.1:80", 1, false));
+    auto up = c.next();
+    REQUIRE(up.id() == 7);
+    REQUIRE(up.update().service() == "web.prod");
+    REQUIRE(up.update().exists());
+    REQUIRE(up.update().upserted_size() == 1);
+    REQUIRE(up.update().upserted(0).address() == "10.0.0.1:80");
+
+    apply(endpoint("web.prod", "10.0.0.1:80", 2, true));
+    auto gone = c.next();
+    REQUIRE(gone.update().removed_size() == 1);
+    REQUIRE_FALSE(gone.update().exists());
+
+    proto::Request bad;
+    bad.set_id(8);
+    bad.mutable_subscribe()->set_service("Not A Name");
+    c.send(bad);
+    auto refused = c.next();
+    REQUIRE(refused.id() == 8);
+    REQUIRE(refused.error().find("'Not A Name'") != std::string::npos);
+  }
+
+  uint64_t one = 1;
+  REQUIRE(write(stop, &one, sizeof one) == sizeof one);
+  server.join();
+  close(stop);
+  REQUIRE_FALSE(apply_failed.load());
+  std::remove((dir + "/registry.log").c_str());
+  rmdir(dir.c_str());
+}
