@@ -26,6 +26,8 @@ using meshd::ctl::Io;
 constexpr Command kCommands[] = {
     {"status", "what the local proxy is doing: listeners, connections, memory, redirect", meshd::ctl::run_status},
     {"services", "the services a controller knows (name, ports, endpoints, owner)", meshd::ctl::run_services},
+    {"register", "add an endpoint to a service in the controller's registry", meshd::ctl::run_register},
+    {"deregister", "remove an endpoint from the controller's registry", meshd::ctl::run_deregister},
 };
 
 const Command* find_command(std::string_view name) {

@@ -97,7 +97,7 @@ int main(int argc, char** argv) {
 
   controller::Controller ctl;
   if (auto r = ctl.start({data_dir, registry_file}, now_ms()); !r) return fail(1, r.error());
-  controller::ApiServer api(&ctl);
+  controller::ApiServer api(&ctl, now_ms);
   if (auto r = api.listen(*addr); !r) return fail(1, r.error());
   LOG_INFO("meshd-controller", "meshd-controller %s serving %zu registry entries on %s", MESHD_VERSION,
            ctl.registry().size(), addr->str().c_str());
@@ -109,6 +109,11 @@ int main(int argc, char** argv) {
       LOG_ERROR("meshd-controller", "%s; keeping the last good registry", changes.error().c_str());
     else if (!changes->empty())
       api.publish(*changes);
+    auto expired = ctl.expire_leases(now_ms());
+    if (!expired)
+      LOG_ERROR("meshd-controller", "expiring leases: %s", expired.error().c_str());
+    else if (!expired->empty())
+      api.publish(*expired);
   });
   LOG_INFO("meshd-controller", "stopped");
   close(stop_fd);

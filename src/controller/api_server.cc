@@ -165,6 +165,27 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
       *resp.mutable_update() = controller_->snapshot(service);
       break;
     }
+    case proto::Request::kRegister:
+    case proto::Request::kDeregister: {
+      uint64_t now = now_ms_();
+      auto changes = req.kind_case() == proto::Request::kRegister ? controller_->register_entries(req.register_(), now)
+                                                                  : controller_->deregister(req.deregister(), now);
+      if (!changes) {
+        resp.set_error(changes.error());
+        break;
+      }
+      resp.mutable_ack()->set_applied(static_cast<uint32_t>(changes->size()));
+      // Answer first: the ack means "on disk"; then tell the subscribers.
+      send(c, resp);
+      publish(*changes);
+      return;
+    }
+    case proto::Request::kRenew:
+      if (auto ok = controller_->renew(req.renew().owner(), now_ms_()); !ok)
+        resp.set_error(ok.error());
+      else
+        resp.mutable_ack();
+      break;
     case proto::Request::KIND_NOT_SET:
       resp.set_error("request " + std::to_string(req.id()) + " asks for nothing this controller knows");
       break;

@@ -29,7 +29,9 @@ class ApiServer {
   static constexpr size_t kMaxSubscriptionsPerStream = 10000;
   static constexpr size_t kMaxQueuedBytes = 16u << 20;
 
-  explicit ApiServer(Controller* controller) : controller_(controller) {}
+  // now_ms: the wall clock in milliseconds (entries are versioned by it).
+  ApiServer(Controller* controller, std::function<uint64_t()> now_ms)
+      : controller_(controller), now_ms_(std::move(now_ms)) {}
   ~ApiServer();
   Parsed<bool> listen(const SocketAddr& addr);
   // Where it listens (the port the kernel chose, for port 0).
@@ -64,6 +66,7 @@ class ApiServer {
   void drop(Client& c, const std::string& why);
 
   Controller* controller_;
+  std::function<uint64_t()> now_ms_;
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
   std::map<std::string, std::set<Client*>> subscribers_;

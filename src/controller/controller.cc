@@ -4,6 +4,7 @@
 
 #include <map>
 
+#include "base/addr.h"
 #include "base/log.h"
 
 namespace meshd::controller {
@@ -13,6 +14,14 @@ Parsed<bool> Controller::start(const Options& options, uint64_t now_ms) {
   if (!opened) return invalid(opened.error());
   LOG_INFO("controller", "%s: %zu records replayed, %zu entries", store_.path().c_str(), opened->records,
            registry_.size());
+  // Leased entries that survived a restart get their full lease again: their
+  // owners could not renew while the controller was down.
+  registry_.for_each([&](const proto::Entry& e) {
+    last_version_ = std::max(last_version_, e.version());
+    if (e.tombstone() || e.lease_ms() == 0) return;
+    lease_ms_[e.owner()] = e.lease_ms();
+    lease_deadline_[e.owner()] = now_ms + e.lease_ms();
+  });
   if (!options.registry_file.empty()) {
     file_.emplace(options.registry_file);
     // Entries the file no longer has were persisted under its owner: the
@@ -89,6 +98,103 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
     out.push_back(std::move(u));
   }
   return out;
+}
+
+uint64_t Controller::next_version(const EntryKey& key, uint64_t now_ms) {
+  uint64_t v = std::max(last_version_ + 1, now_ms);
+  if (const proto::Entry* old = registry_.find(key)) v = std::max(v, old->version() + 1);
+  last_version_ = v;
+  return v;
+}
+
+proto::Entry Controller::tombstone_for(const proto::Entry& e, uint64_t now_ms) {
+  proto::Entry t;
+  t.set_service(e.service());
+  t.set_endpoint(e.endpoint());
+  t.set_owner(e.owner());
+  t.set_version(next_version(key_of(e), now_ms));
+  t.set_tombstone(true);
+  t.set_updated_unix_ms(now_ms);
+  return t;
+}
+
+Parsed<Changes> Controller::register_entries(const proto::Register& req, uint64_t now_ms) {
+  if (req.owner().empty() || req.owner().size() > 256) return invalid("register: an owner name is required");
+  if (req.entries().empty()) return invalid("register: no entries");
+  if (req.entries_size() > 10000) return invalid("register: at most 10000 entries at once");
+  if (req.lease_ms() > 0 && (req.lease_ms() < 1000 || req.lease_ms() > 86'400'000))
+    return invalid("register: a lease must be between 1s and 24h");
+  std::vector<proto::Entry> entries;
+  for (const auto& in : req.entries()) {
+    proto::Entry e = in;
+    e.set_owner(req.owner());
+    e.set_tombstone(false);
+    e.set_version(1);  // for validate(); the real one below
+    e.set_updated_unix_ms(now_ms);
+    e.set_lease_ms(req.lease_ms());
+    if (!e.endpoint().empty()) {
+      // One spelling per address, so re-registering finds the same key.
+      if (auto a = SocketAddr::parse(e.endpoint())) {
+        e.set_endpoint(a->str());
+        if (e.has_address_of()) e.mutable_address_of()->set_address(a->str());
+      }
+    }
+    if (auto ok = validate(e); !ok) return invalid("register: " + ok.error());
+    e.set_version(next_version(key_of(e), now_ms));
+    entries.push_back(std::move(e));
+  }
+  auto changes = apply(entries, now_ms);
+  if (!changes) return changes;
+  if (req.lease_ms() > 0) {
+    lease_ms_[req.owner()] = req.lease_ms();
+    lease_deadline_[req.owner()] = now_ms + req.lease_ms();
+  }
+  return changes;
+}
+
+Parsed<Changes> Controller::deregister(const proto::Deregister& req, uint64_t now_ms) {
+  std::string endpoint = req.endpoint();
+  if (!endpoint.empty()) {
+    auto a = SocketAddr::parse(endpoint);
+    if (!a) return invalid("deregister: " + a.error());
+    endpoint = a->str();
+  }
+  const proto::Entry* e = registry_.find({req.service(), endpoint});
+  if (e == nullptr || e->tombstone())
+    return invalid("deregister: " + req.service() + (endpoint.empty() ? "" : " " + endpoint) + " is not registered");
+  if (!req.owner().empty() && e->owner() != req.owner())
+    return invalid("deregister: " + req.service() + " " + endpoint + " belongs to " + e->owner() + ", not " +
+                   req.owner());
+  return apply({tombstone_for(*e, now_ms)}, now_ms);
+}
+
+Parsed<bool> Controller::renew(const std::string& owner, uint64_t now_ms) {
+  auto it = lease_ms_.find(owner);
+  if (it == lease_ms_.end()) return invalid("renew: " + owner + " holds no lease (register again)");
+  lease_deadline_[owner] = now_ms + it->second;
+  return true;
+}
+
+Parsed<Changes> Controller::expire_leases(uint64_t now_ms) {
+  std::vector<std::string> expired;
+  for (const auto& [owner, deadline] : lease_deadline_)
+    if (deadline < now_ms) expired.push_back(owner);
+  if (expired.empty()) return Changes{};
+  std::vector<proto::Entry> gone;
+  for (const auto& owner : expired) {
+    size_t n = 0;
+    registry_.for_each([&](const proto::Entry& e) {
+      if (e.owner() == owner && !e.tombstone()) {
+        gone.push_back(tombstone_for(e, now_ms));
+        ++n;
+      }
+    });
+    LOG_WARN("controller", "lease of %s expired: removing its %zu entries", owner.c_str(), n);
+    lease_deadline_.erase(owner);
+    lease_ms_.erase(owner);
+    ++leases_expired_;
+  }
+  return apply(gone, now_ms);
 }
 
 proto::ServiceUpdate Controller::snapshot(const std::string& service) const {

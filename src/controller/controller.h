@@ -6,6 +6,7 @@
 // services changed so the API server can tell their subscribers.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,12 +37,27 @@ class Controller {
   // Re-reads the registry file when it changed on disk.
   Parsed<Changes> poll_file(uint64_t now_ms);
 
+  // The register API. Entries are validated, owned and versioned here:
+  // versions from the controller's clock, never from the client.
+  Parsed<Changes> register_entries(const proto::Register& req, uint64_t now_ms);
+  Parsed<Changes> deregister(const proto::Deregister& req, uint64_t now_ms);
+  Parsed<bool> renew(const std::string& owner, uint64_t now_ms);
+  // Removes the entries of owners whose lease ran out.
+  Parsed<Changes> expire_leases(uint64_t now_ms);
+  uint64_t leases_expired() const noexcept { return leases_expired_; }
+
   const Registry& registry() const noexcept { return registry_; }
   proto::ServiceUpdate snapshot(const std::string& service) const;
   proto::ServiceList services() const;
 
  private:
   Parsed<Changes> load_file(uint64_t now_ms);
+  uint64_t next_version(const EntryKey& key, uint64_t now_ms);
+  proto::Entry tombstone_for(const proto::Entry& e, uint64_t now_ms);
+  std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
+  std::map<std::string, uint64_t> lease_ms_;        // owner -> lease length
+  uint64_t last_version_ = 0;
+  uint64_t leases_expired_ = 0;
   Registry registry_;
   Store store_;
   std::optional<FileSource> file_;

@@ -118,3 +118,49 @@ def test_no_controller_is_one_clear_line(ns):
     r = ns.exec([binary("meshd-ctl"), "services"], check=False)
     assert r.returncode == 1
     assert r.stderr.strip().startswith("meshd-ctl: no controller answering at 127.0.0.1:4190")
+
+
+def ctl(ns, *args, check=True):
+    r = ns.exec([binary("meshd-ctl")] + list(args), check=False)
+    if check and r.returncode != 0:
+        raise AssertionError(r.stderr)
+    return r
+
+
+@pytest.mark.timeout(60)
+def test_register_and_deregister_are_acknowledged_durably(ns, workdir):
+    p, _ = start_controller(ns, workdir, registry=False)
+    ctl(ns, "register", "api.prod", "10.0.0.21:9000", "--owner", "api:ops", "--label", "zone=a,version=v1")
+    ctl(ns, "register", "api.prod", "[FD00::22]:9000", "--owner", "api:ops", "--weight", "50")
+    assert services(ns)["api.prod"]["endpoints"] == 2
+    # The ack means on disk: a restart keeps both.
+    assert stop(p, signal.SIGTERM) == 0
+    p, _ = start_controller(ns, workdir, registry=False)
+    assert services(ns)["api.prod"]["endpoints"] == 2
+    # Only the owner (or anyone, without --owner) may deregister.
+    r = ctl(ns, "deregister", "api.prod", "10.0.0.21:9000", "--owner", "api:intruder", check=False)
+    assert r.returncode == 1 and "belongs to api:ops" in r.stderr
+    ctl(ns, "deregister", "api.prod", "[fd00::22]:9000")
+    assert services(ns)["api.prod"]["endpoints"] == 1
+    r = ctl(ns, "register", "Bad_Name", "10.0.0.1:1", check=False)
+    assert r.returncode == 1 and "'Bad_Name'" in r.stderr
+    r = ctl(ns, "register", "api.prod", "10.0.0.1", check=False)
+    assert r.returncode == 2 and "IP:PORT" in r.stderr
+    assert stop(p, signal.SIGTERM) == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_owner_that_disappears_loses_its_entries_when_the_lease_expires(ns, workdir):
+    p, log = start_controller(ns, workdir, registry=False)
+    ctl(ns, "register", "cache.prod", "10.0.0.31:6379", "--owner", "lease:node-a", "--lease", "2s")
+    ctl(ns, "register", "cache.prod", "10.0.0.32:6379", "--owner", "lease:node-b", "--lease", "2s")
+    assert services(ns)["cache.prod"]["endpoints"] == 2
+    # node-b keeps renewing (by registering again); node-a goes quiet.
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:
+        ctl(ns, "register", "cache.prod", "10.0.0.32:6379", "--owner", "lease:node-b", "--lease", "2s")
+        time.sleep(0.5)
+    assert services(ns)["cache.prod"]["endpoints"] == 1
+    assert stop(p, signal.SIGTERM) == 0
+    log.seek(0)
+    assert "lease of lease:node-a expired: removing its 1 entries" in log.read()

@@ -67,7 +67,7 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
   std::string dir = mkdtemp(tmpl);
   controller::Controller ctl;
   REQUIRE(ctl.start({dir, ""}, 1000));
-  controller::ApiServer api(&ctl);
+  controller::ApiServer api(&ctl, [] { return uint64_t{3000}; });
   REQUIRE(api.listen(SocketAddr::loopback(AF_INET, 0)));
   SocketAddr addr = api.local_address();
   REQUIRE(addr.port() != 0);
