@@ -66,6 +66,12 @@ void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& 
         it->second.erase(c.get());
         if (it->second.empty()) subscribers_.erase(it);
       }
+      for (const auto& [address, id] : c->address_subscriptions) {
+        auto it = address_waiters_.find(address);
+        if (it == address_waiters_.end()) continue;
+        it->second.erase(c.get());
+        if (it->second.empty()) address_waiters_.erase(it);
+      }
       io::close_fd(c->fd);
       return true;
     });
@@ -150,19 +156,37 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
   switch (req.kind_case()) {
     case proto::Request::kListServices: *resp.mutable_services() = controller_->services(); break;
     case proto::Request::kSubscribe: {
-      const std::string& service = req.subscribe().service();
-      if (auto ok = validate_service_name(service); !ok) {
-        resp.set_error(ok.error());
-        break;
-      }
-      if (!c.subscriptions.contains(service) && c.subscriptions.size() >= kMaxSubscriptionsPerStream) {
+      const auto& sub = req.subscribe();
+      if (c.subscriptions.size() + c.address_subscriptions.size() >= kMaxSubscriptionsPerStream) {
         resp.set_error("too many subscriptions on one stream (at most " + std::to_string(kMaxSubscriptionsPerStream) +
                        ")");
         break;
       }
-      c.subscriptions[service] = req.id();
-      subscribers_[service].insert(&c);
+      std::string service = sub.service();
+      std::string address;
+      if (service.empty()) {
+        auto a = SocketAddr::parse(sub.address());
+        if (!a) {
+          resp.set_error("subscribe: " + a.error());
+          break;
+        }
+        address = a->str();
+        service = controller_->service_for_address(address);
+        if (service.empty()) {
+          // Known to no service yet: answer so, and follow up if one claims it.
+          c.address_subscriptions[address] = req.id();
+          address_waiters_[address].insert(&c);
+          resp.mutable_update()->set_address(address);
+          resp.mutable_update()->set_snapshot(true);
+          break;
+        }
+      } else if (auto ok = validate_service_name(service); !ok) {
+        resp.set_error(ok.error());
+        break;
+      }
+      subscribe(c, service, req.id());
       *resp.mutable_update() = controller_->snapshot(service);
+      resp.mutable_update()->set_address(address);
       break;
     }
     case proto::Request::kRegister:
@@ -193,6 +217,32 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
   send(c, resp);
 }
 
+void ApiServer::subscribe(Client& c, const std::string& service, uint64_t id) {
+  c.subscriptions[service] = id;
+  subscribers_[service].insert(&c);
+}
+
+void ApiServer::resolve_waiting_addresses() {
+  for (auto it = address_waiters_.begin(); it != address_waiters_.end();) {
+    std::string service = controller_->service_for_address(it->first);
+    if (service.empty()) {
+      ++it;
+      continue;
+    }
+    for (Client* c : it->second) {
+      uint64_t id = c->address_subscriptions[it->first];
+      c->address_subscriptions.erase(it->first);
+      subscribe(*c, service, id);
+      proto::Response resp;
+      resp.set_id(id);
+      *resp.mutable_update() = controller_->snapshot(service);
+      resp.mutable_update()->set_address(it->first);
+      send(*c, resp);
+    }
+    it = address_waiters_.erase(it);
+  }
+}
+
 void ApiServer::publish(const Changes& changes) {
   for (const auto& update : changes) {
     auto it = subscribers_.find(update.service());
@@ -206,6 +256,9 @@ void ApiServer::publish(const Changes& changes) {
       send(*c, resp);
     }
   }
+  // Last, so that a stream that just learned its address's service gets
+  // the snapshot (which includes these changes) and not the changes again.
+  if (!changes.empty() && !address_waiters_.empty()) resolve_waiting_addresses();
 }
 
 }  // namespace meshd::controller

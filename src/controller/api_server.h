@@ -55,7 +55,8 @@ class ApiServer {
     proto::FrameDecoder decoder;
     std::string out;
     size_t sent = 0;
-    std::map<std::string, uint64_t> subscriptions;  // service -> request id
+    std::map<std::string, uint64_t> subscriptions;          // service -> request id
+    std::map<std::string, uint64_t> address_subscriptions;  // unknown address -> request id
     bool closing = false;
   };
   void accept_clients();
@@ -69,7 +70,11 @@ class ApiServer {
   std::function<uint64_t()> now_ms_;
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
+  void subscribe(Client& c, const std::string& service, uint64_t id);
+  // Addresses asked about that no service had: looked at again on changes.
+  void resolve_waiting_addresses();
   std::map<std::string, std::set<Client*>> subscribers_;
+  std::map<std::string, std::set<Client*>> address_waiters_;
   Counters counters_;
 };
 

@@ -92,6 +92,7 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
       *u.add_upserted() = e.address_of();
     }
   }
+  if (!by_service.empty()) address_index_stale_ = true;
   Changes out;
   for (auto& [name, u] : by_service) {
     u.set_exists(!registry_.service(name).empty());
@@ -210,6 +211,23 @@ proto::ServiceUpdate Controller::snapshot(const std::string& service) const {
       *u.add_upserted() = e->address_of();
   }
   return u;
+}
+
+std::string Controller::service_for_address(const std::string& addr) {
+  if (address_index_stale_) {
+    address_index_.clear();
+    registry_.for_each([&](const proto::Entry& e) {
+      if (e.tombstone()) return;
+      if (e.endpoint().empty()) {
+        for (const auto& vip : e.definition().virtual_addresses()) address_index_.emplace(vip, e.service());
+      } else {
+        address_index_.emplace(e.endpoint(), e.service());
+      }
+    });
+    address_index_stale_ = false;
+  }
+  auto it = address_index_.find(addr);
+  return it == address_index_.end() ? std::string() : it->second;
 }
 
 proto::ServiceList Controller::services() const {

@@ -48,6 +48,9 @@ class Controller {
 
   const Registry& registry() const noexcept { return registry_; }
   proto::ServiceUpdate snapshot(const std::string& service) const;
+  // The service that has addr (canonical IP:PORT) as a virtual address or
+  // an endpoint; empty when none does.
+  std::string service_for_address(const std::string& addr);
   proto::ServiceList services() const;
 
  private:
@@ -57,6 +60,9 @@ class Controller {
   std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
   std::map<std::string, uint64_t> lease_ms_;        // owner -> lease length
   uint64_t last_version_ = 0;
+  // address -> service, rebuilt on the first lookup after a change.
+  std::map<std::string, std::string> address_index_;
+  bool address_index_stale_ = true;
   uint64_t leases_expired_ = 0;
   Registry registry_;
   Store store_;

@@ -94,6 +94,17 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
       api.publish(*changes);
     });
   });
+  // Stops and joins the server however the test leaves this scope, so a
+  // failed assertion reports instead of aborting on a joinable thread.
+  struct Joiner {
+    int fd;
+    std::thread& t;
+    ~Joiner() {
+      uint64_t one = 1;
+      if (write(fd, &one, sizeof one) == sizeof one && t.joinable()) t.join();
+      close(fd);
+    }
+  } joiner{stop, server};
   auto apply = [&](proto::Entry e) {
     std::lock_guard<std::mutex> lock(mu);
     pending.push_back(std::move(e));
@@ -124,6 +135,33 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
     REQUIRE(gone.update().removed_size() == 1);
     REQUIRE_FALSE(gone.update().exists());
 
+    // By address: a VIP no service has yet, then one that claims it.
+    proto::Request by_addr;
+    by_addr.set_id(9);
+    by_addr.mutable_subscribe()->set_address("10.96.0.10:80");
+    c.send(by_addr);
+    auto unknown = c.next();
+    REQUIRE(unknown.id() == 9);
+    REQUIRE(unknown.update().address() == "10.96.0.10:80");
+    REQUIRE_FALSE(unknown.update().exists());
+    proto::Entry def;
+    def.set_service("db.prod");
+    def.set_owner("api:test");
+    def.set_version(1);
+    def.mutable_definition()->set_name("db.prod");
+    def.mutable_definition()->add_virtual_addresses("10.96.0.10:80");
+    apply(def);
+    auto claimed = c.next();
+    REQUIRE(claimed.id() == 9);
+    REQUIRE(claimed.update().service() == "db.prod");
+    REQUIRE(claimed.update().snapshot());
+    REQUIRE(claimed.update().exists());
+    apply(endpoint("db.prod", "10.0.0.5:5432", 1, false));
+    auto more = c.next();
+    REQUIRE(more.id() == 9);
+    REQUIRE(more.update().upserted_size() == 1);
+    REQUIRE_FALSE(more.update().snapshot());
+
     proto::Request bad;
     bad.set_id(8);
     bad.mutable_subscribe()->set_service("Not A Name");
@@ -133,11 +171,8 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
     REQUIRE(refused.error().find("'Not A Name'") != std::string::npos);
   }
 
-  uint64_t one = 1;
-  REQUIRE(write(stop, &one, sizeof one) == sizeof one);
-  server.join();
-  close(stop);
   REQUIRE_FALSE(apply_failed.load());
+  // (the Joiner stops the server at the end of this scope)
   std::remove((dir + "/registry.log").c_str());
   rmdir(dir.c_str());
 }
