@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "ctl/common.h"
 #include "ctl/stream.h"
 #include "proto/frame.h"
 
@@ -43,6 +44,23 @@ Parsed<proto::Response> controller_call(const AdminTarget& target, const proto::
     if (*n == 0) return invalid("controller " + target.text + " closed the stream without an answer");
     decoder.feed(std::string_view(buf, *n));
   }
+}
+
+std::expected<proto::Response, int> call_controller(const Io& io, std::string_view command,
+                                                    const std::string& controller_flag, uint64_t timeout_ms,
+                                                    const proto::Request& request) {
+  auto target = resolve_controller_target(controller_flag);
+  if (!target) return std::unexpected(usage_error(io, command, target.error()));
+  auto resp = controller_call(*target, request, timeout_ms);
+  if (!resp) {
+    fprintf(io.err, "meshd-ctl: %s\n", resp.error().c_str());
+    return std::unexpected(kExitFailure);
+  }
+  if (!resp->error().empty()) {
+    fprintf(io.err, "meshd-ctl: controller %s refused: %s\n", target->text.c_str(), resp->error().c_str());
+    return std::unexpected(kExitFailure);
+  }
+  return std::move(*resp);
 }
 
 }  // namespace meshd::ctl

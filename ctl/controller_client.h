@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "ctl/admin_client.h"
+#include "ctl/command.h"
 #include "proto/api.pb.h"
 
 namespace meshd::ctl {
@@ -17,5 +18,12 @@ Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value);
 
 // The error is one line, naming the controller.
 Parsed<proto::Response> controller_call(const AdminTarget& target, const proto::Request& request, uint64_t timeout_ms);
+
+// What a command does with it: resolves --controller, calls, and on any
+// failure (bad flag, no controller, refusal) prints one line on io.err and
+// answers the exit code to return.
+std::expected<proto::Response, int> call_controller(const Io& io, std::string_view command,
+                                                    const std::string& controller_flag, uint64_t timeout_ms,
+                                                    const proto::Request& request);
 
 }  // namespace meshd::ctl

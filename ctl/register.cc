@@ -45,17 +45,8 @@ std::string default_owner() {
 
 int call(const Io& io, std::string_view command, const std::string& controller_flag, uint64_t timeout_ms,
          const proto::Request& req, const std::string& what) {
-  auto target = resolve_controller_target(controller_flag);
-  if (!target) return usage_error(io, command, target.error());
-  auto resp = controller_call(*target, req, timeout_ms);
-  if (!resp) {
-    fprintf(io.err, "meshd-ctl: %s\n", resp.error().c_str());
-    return kExitFailure;
-  }
-  if (!resp->error().empty()) {
-    fprintf(io.err, "meshd-ctl: controller %s refused: %s\n", target->text.c_str(), resp->error().c_str());
-    return kExitFailure;
-  }
+  auto resp = call_controller(io, command, controller_flag, timeout_ms, req);
+  if (!resp) return resp.error();
   fprintf(io.out, "%s (%u change%s)\n", what.c_str(), resp->ack().applied(), resp->ack().applied() == 1 ? "" : "s");
   return kExitOk;
 }

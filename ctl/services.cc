@@ -94,21 +94,11 @@ int run_services(std::span<const std::string_view> args, const Io& io) {
   if (auto ok = check_output(output); !ok) return usage_error(ok.error());
   auto timeout = timeout_flag(timeout_text, timeout_seen, kDefaultTimeoutMs);
   if (!timeout) return usage_error(timeout.error());
-  auto target = resolve_controller_target(controller_flag);
-  if (!target) return usage_error(target.error());
-
   proto::Request req;
   req.set_id(1);
   req.mutable_list_services();
-  auto resp = controller_call(*target, req, *timeout);
-  if (!resp) {
-    fprintf(io.err, "meshd-ctl: %s\n", resp.error().c_str());
-    return kExitFailure;
-  }
-  if (!resp->error().empty()) {
-    fprintf(io.err, "meshd-ctl: controller %s refused: %s\n", target->text.c_str(), resp->error().c_str());
-    return kExitFailure;
-  }
+  auto resp = call_controller(io, "services", controller_flag, *timeout, req);
+  if (!resp) return resp.error();
   write_all(io.out, output == "json" ? render_services_json(resp->services()) : render_services_text(resp->services()));
   return kExitOk;
 }
