@@ -9,9 +9,11 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "admin/server.h"
 #include "base/flags.h"
 #include "base/log.h"
 #include "controller/api_server.h"
@@ -33,6 +35,8 @@ constexpr const char* kUsage =
     "  --data-dir DIR         where state is persisted (default /var/lib/meshd-controller;\n"
     "                         env MESHD_CONTROLLER_DATA_DIR)\n"
     "  --registry-file FILE   services and endpoints in TOML (env MESHD_CONTROLLER_REGISTRY_FILE)\n"
+    "  --admin ADDR           /metrics, /ready, /live (default 127.0.0.1:4194; 'off' to disable;\n"
+    "                         env MESHD_CONTROLLER_ADMIN)\n"
     "  --log-level LEVEL      debug, info, warn or error (default info)\n"
     "  --version, -h/--help\n";
 
@@ -59,6 +63,7 @@ int main(int argc, char** argv) {
   std::string data_dir = env_or("MESHD_CONTROLLER_DATA_DIR", "/var/lib/meshd-controller");
   std::string registry_file = env_or("MESHD_CONTROLLER_REGISTRY_FILE", "");
   std::string level = "info";
+  std::string admin = env_or("MESHD_CONTROLLER_ADMIN", "127.0.0.1:4194");
   bool help = false, version = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   FlagParser flags;
@@ -66,6 +71,7 @@ int main(int argc, char** argv) {
       .value("--data-dir", "", &data_dir)
       .value("--registry-file", "", &registry_file)
       .value("--log-level", "", &level)
+      .value("--admin", "", &admin)
       .toggle("--help", "-h", &help)
       .toggle("--version", "", &version);
   auto rest = flags.parse(args);
@@ -85,6 +91,12 @@ int main(int argc, char** argv) {
   auto addr = SocketAddr::parse(listen);
   if (!addr) return fail(2, "invalid --listen: " + addr.error());
   if (data_dir.empty()) return fail(2, "--data-dir must not be empty");
+  std::optional<SocketAddr> admin_addr;
+  if (admin != "off") {
+    auto a = SocketAddr::parse(admin);
+    if (!a) return fail(2, "invalid --admin: " + a.error());
+    admin_addr = *a;
+  }
 
   sigset_t signals;
   sigemptyset(&signals);
@@ -95,9 +107,21 @@ int main(int argc, char** argv) {
   int stop_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
   if (stop_fd < 0) return fail(1, std::string("signalfd: ") + strerror(errno));
 
-  controller::Controller ctl;
+  static controller::Stats stats;
+  controller::Controller ctl(&stats);
   if (auto r = ctl.start({data_dir, registry_file}, now_ms()); !r) return fail(1, r.error());
-  controller::ApiServer api(&ctl, now_ms);
+  controller::ApiServer api(&ctl, &stats, now_ms);
+  admin::Server admin_server;
+  if (admin_addr) {
+    if (auto r = admin_server.bind(*admin_addr); !r)
+      return fail(1, "cannot listen on " + admin_addr->str() + " (admin): " + r.error().what());
+    admin_server.start([](std::string_view path) -> admin::Response {
+      if (path == "/metrics")
+        return {200, "text/plain; version=0.0.4; charset=utf-8", controller::render_metrics(stats)};
+      if (path == "/live" || path == "/ready") return {200, "text/plain; charset=utf-8", "ok\n"};
+      return {404, "text/plain; charset=utf-8", "not found; try /metrics /ready /live\n"};
+    });
+  }
   if (auto r = api.listen(*addr); !r) return fail(1, r.error());
   LOG_INFO("meshd-controller", "meshd-controller %s serving %zu registry entries on %s", MESHD_VERSION,
            ctl.registry().size(), addr->str().c_str());
@@ -115,6 +139,7 @@ int main(int argc, char** argv) {
     else if (!expired->empty())
       api.publish(*expired);
   });
+  admin_server.stop();
   LOG_INFO("meshd-controller", "stopped");
   close(stop_fd);
   return 0;

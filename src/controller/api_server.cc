@@ -73,6 +73,7 @@ void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& 
         if (it->second.empty()) address_waiters_.erase(it);
       }
       io::close_fd(c->fd);
+      stats_->streams_closed.inc();
       return true;
     });
   }
@@ -89,7 +90,7 @@ void ApiServer::accept_clients() {
     c->fd = fd;
     c->peer = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).str();
     clients_.push_back(std::move(c));
-    ++counters_.streams_opened;
+    stats_->streams_opened.inc();
   }
 }
 
@@ -114,7 +115,7 @@ void ApiServer::read_from(Client& c) {
     req.Clear();
   }
   if (c.decoder.failed()) {
-    ++counters_.streams_closed_bad_input;
+    stats_->streams_closed_bad_input.inc();
     drop(c, c.decoder.error());
   }
 }
@@ -141,9 +142,10 @@ void ApiServer::write_to(Client& c) {
 
 void ApiServer::send(Client& c, const proto::Response& resp) {
   if (c.closing) return;
+  if (!resp.error().empty()) stats_->requests_refused.inc();
   proto::append_frame(resp, &c.out);
   if (c.out.size() - c.sent > kMaxQueuedBytes) {
-    ++counters_.streams_closed_slow;
+    stats_->streams_closed_slow.inc();
     drop(c, "it does not read what it is sent (" + std::to_string(c.out.size() - c.sent) + " bytes queued)");
     return;
   }
@@ -151,6 +153,7 @@ void ApiServer::send(Client& c, const proto::Response& resp) {
 }
 
 void ApiServer::handle(Client& c, const proto::Request& req) {
+  stats_->requests.inc();
   proto::Response resp;
   resp.set_id(req.id());
   switch (req.kind_case()) {

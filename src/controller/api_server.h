@@ -30,8 +30,8 @@ class ApiServer {
   static constexpr size_t kMaxQueuedBytes = 16u << 20;
 
   // now_ms: the wall clock in milliseconds (entries are versioned by it).
-  ApiServer(Controller* controller, std::function<uint64_t()> now_ms)
-      : controller_(controller), now_ms_(std::move(now_ms)) {}
+  ApiServer(Controller* controller, Stats* stats, std::function<uint64_t()> now_ms)
+      : controller_(controller), stats_(stats), now_ms_(std::move(now_ms)) {}
   ~ApiServer();
   Parsed<bool> listen(const SocketAddr& addr);
   // Where it listens (the port the kernel chose, for port 0).
@@ -40,13 +40,6 @@ class ApiServer {
   void run(int stop_fd, unsigned tick_ms, const std::function<void()>& tick);
   // Sends each change to the streams subscribed to its service.
   void publish(const Changes& changes);
-
-  struct Counters {
-    uint64_t streams_opened = 0;
-    uint64_t streams_closed_bad_input = 0;
-    uint64_t streams_closed_slow = 0;
-  };
-  const Counters& counters() const noexcept { return counters_; }
 
  private:
   struct Client {
@@ -67,6 +60,7 @@ class ApiServer {
   void drop(Client& c, const std::string& why);
 
   Controller* controller_;
+  Stats* stats_;
   std::function<uint64_t()> now_ms_;
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
@@ -75,7 +69,6 @@ class ApiServer {
   void resolve_waiting_addresses();
   std::map<std::string, std::set<Client*>> subscribers_;
   std::map<std::string, std::set<Client*>> address_waiters_;
-  Counters counters_;
 };
 
 }  // namespace meshd::controller

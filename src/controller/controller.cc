@@ -9,9 +9,23 @@
 
 namespace meshd::controller {
 
+void Controller::count_live() {
+  uint64_t entries = 0, services = 0;
+  std::string last;
+  registry_.for_each([&](const proto::Entry& e) {
+    if (e.tombstone()) return;
+    ++entries;
+    if (e.service() != last) ++services;
+    last = e.service();
+  });
+  stats_->registry_entries.set(entries);
+  stats_->registry_services.set(services);
+}
+
 Parsed<bool> Controller::start(const Options& options, uint64_t now_ms) {
   auto opened = store_.open(options.data_dir, &registry_);
   if (!opened) return invalid(opened.error());
+  count_live();
   LOG_INFO("controller", "%s: %zu records replayed, %zu entries", store_.path().c_str(), opened->records,
            registry_.size());
   // Leased entries that survived a restart get their full lease again: their
@@ -39,7 +53,11 @@ Parsed<Changes> Controller::load_file(uint64_t now_ms) {
   file_mtime_ns_ = static_cast<int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
   file_size_ = static_cast<uint64_t>(st.st_size);
   auto changes = file_->reload(now_ms);
-  if (!changes) return invalid(changes.error());
+  if (!changes) {
+    stats_->file_reload_errors.inc();
+    return invalid(changes.error());
+  }
+  stats_->file_reloads.inc();
   std::vector<proto::Entry> all = std::move(*changes);
   if (file_loads_++ == 0) {
     // After a restart the file may no longer list entries it owned before
@@ -82,6 +100,7 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
     // On disk before it counts: a crash after this line replays it.
     if (auto r = store_.append(e); !r) return invalid(r.error());
     registry_.apply(e);
+    stats_->entries_applied.inc();
     proto::ServiceUpdate& u = by_service[e.service()];
     u.set_service(e.service());
     if (e.endpoint().empty()) {
@@ -92,7 +111,10 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
       *u.add_upserted() = e.address_of();
     }
   }
-  if (!by_service.empty()) address_index_stale_ = true;
+  if (!by_service.empty()) {
+    address_index_stale_ = true;
+    count_live();
+  }
   Changes out;
   for (auto& [name, u] : by_service) {
     u.set_exists(!registry_.service(name).empty());
@@ -193,7 +215,7 @@ Parsed<Changes> Controller::expire_leases(uint64_t now_ms) {
     LOG_WARN("controller", "lease of %s expired: removing its %zu entries", owner.c_str(), n);
     lease_deadline_.erase(owner);
     lease_ms_.erase(owner);
-    ++leases_expired_;
+    stats_->leases_expired.inc();
   }
   return apply(gone, now_ms);
 }

@@ -14,6 +14,7 @@
 
 #include "controller/registry.h"
 #include "controller/registry_file.h"
+#include "controller/stats.h"
 #include "controller/store.h"
 #include "proto/api.pb.h"
 
@@ -29,6 +30,8 @@ using Changes = std::vector<proto::ServiceUpdate>;
 
 class Controller {
  public:
+  explicit Controller(Stats* stats = nullptr) : stats_(stats != nullptr ? stats : &own_stats_) {}
+
   // Opens the store (replaying it) and loads the registry file. A bad file
   // at start-up is logged and the persisted state serves until a good edit.
   Parsed<bool> start(const Options& options, uint64_t now_ms);
@@ -44,7 +47,6 @@ class Controller {
   Parsed<bool> renew(const std::string& owner, uint64_t now_ms);
   // Removes the entries of owners whose lease ran out.
   Parsed<Changes> expire_leases(uint64_t now_ms);
-  uint64_t leases_expired() const noexcept { return leases_expired_; }
 
   const Registry& registry() const noexcept { return registry_; }
   proto::ServiceUpdate snapshot(const std::string& service) const;
@@ -55,6 +57,7 @@ class Controller {
 
  private:
   Parsed<Changes> load_file(uint64_t now_ms);
+  void count_live();
   uint64_t next_version(const EntryKey& key, uint64_t now_ms);
   proto::Entry tombstone_for(const proto::Entry& e, uint64_t now_ms);
   std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
@@ -63,7 +66,8 @@ class Controller {
   // address -> service, rebuilt on the first lookup after a change.
   std::map<std::string, std::string> address_index_;
   bool address_index_stale_ = true;
-  uint64_t leases_expired_ = 0;
+  Stats own_stats_;
+  Stats* stats_;
   Registry registry_;
   Store store_;
   std::optional<FileSource> file_;

@@ -38,6 +38,7 @@ class Counter {
  public:
   void add(uint64_t n) noexcept { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
   void inc() noexcept { add(1); }
+  void set(uint64_t v) noexcept { v_.store(v, std::memory_order_relaxed); }  // for gauges
   uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
 
  private:

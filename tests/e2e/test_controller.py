@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from mesh import Netns, binary, stop, wait_for
+from mesh import APPS, PYTHON, Netns, binary, parse_metrics, stop, wait_for
 
 REGISTRY = """
 [[service]]
@@ -57,6 +57,13 @@ def services(ns, check=True):
             raise AssertionError(r.stderr)
         return None
     return {s["name"]: s for s in json.loads(r.stdout)["services"]}
+
+
+def metrics(ns):
+    r = ns.exec([PYTHON, APPS, "get", "http://127.0.0.1:4194/metrics"])
+    out = json.loads(r.stdout)
+    assert out["status"] == 200, out
+    return parse_metrics(out["body"])
 
 
 def write(workdir, text):
@@ -108,6 +115,7 @@ print("closed" if s.recv(1) == b"" else "open")
 """])
     assert probe.wait(timeout=10) == 0 and probe.stdout.read().strip() == "closed"
     assert services(ns)["web.prod"]["endpoints"] == 2  # everyone else is still served
+    assert metrics(ns)['controller_streams_closed_total{reason="bad_input"}'] == 1
     assert stop(p, signal.SIGTERM) == 0
     log.seek(0)
     assert "frame of 4294967295 bytes announced" in log.read()
@@ -161,6 +169,8 @@ def test_an_owner_that_disappears_loses_its_entries_when_the_lease_expires(ns, w
         ctl(ns, "register", "cache.prod", "10.0.0.32:6379", "--owner", "lease:node-b", "--lease", "2s")
         time.sleep(0.5)
     assert services(ns)["cache.prod"]["endpoints"] == 1
+    m = metrics(ns)
+    assert m["controller_leases_expired_total"] == 1 and m["controller_registry_entries"] == 1
     assert stop(p, signal.SIGTERM) == 0
     log.seek(0)
     assert "lease of lease:node-a expired: removing its 1 entries" in log.read()

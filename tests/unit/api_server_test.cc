@@ -65,9 +65,10 @@ struct Client {
 TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only") {
   char tmpl[] = "/tmp/meshd-api-test-XXXXXX";
   std::string dir = mkdtemp(tmpl);
-  controller::Controller ctl;
+  controller::Stats stats;
+  controller::Controller ctl(&stats);
   REQUIRE(ctl.start({dir, ""}, 1000));
-  controller::ApiServer api(&ctl, [] { return uint64_t{3000}; });
+  controller::ApiServer api(&ctl, &stats, [] { return uint64_t{3000}; });
   REQUIRE(api.listen(SocketAddr::loopback(AF_INET, 0)));
   SocketAddr addr = api.local_address();
   REQUIRE(addr.port() != 0);
@@ -172,6 +173,9 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
   }
 
   REQUIRE_FALSE(apply_failed.load());
+  REQUIRE(stats.requests_refused.get() == 1);
+  REQUIRE(stats.registry_services.get() == 2);  // web.prod is gone: api.prod, db.prod
+  REQUIRE(controller::render_metrics(stats).find("controller_requests_refused_total 1\n") != std::string::npos);
   // (the Joiner stops the server at the end of this scope)
   std::remove((dir + "/registry.log").c_str());
   rmdir(dir.c_str());

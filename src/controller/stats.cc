@@ -1,0 +1,49 @@
+#include "controller/stats.h"
+
+#include "metrics/process.h"
+#include "metrics/prometheus.h"
+#include "version.h"
+
+namespace meshd::controller {
+
+std::string render_metrics(const Stats& s) {
+  metrics::PrometheusWriter w;
+  auto counter = [&w](const char* name, const char* help, const metrics::Counter& c) {
+    w.family(name, "counter", help);
+    w.sample(name, {}, c.get());
+  };
+  counter("controller_streams_opened_total", "API streams accepted.", s.streams_opened);
+  w.family("controller_streams_closed_total", "counter", "API streams closed, by reason.");
+  uint64_t bad = s.streams_closed_bad_input.get(), slow = s.streams_closed_slow.get();
+  uint64_t all = s.streams_closed.get();
+  w.sample("controller_streams_closed_total", {{"reason", "peer"}}, all - std::min(all, bad + slow));
+  w.sample("controller_streams_closed_total", {{"reason", "bad_input"}}, bad);
+  w.sample("controller_streams_closed_total", {{"reason", "slow_reader"}}, slow);
+  w.family("controller_streams_open", "gauge", "API streams open now.");
+  w.sample("controller_streams_open", {}, s.streams_opened.get() - std::min(s.streams_opened.get(), all));
+  counter("controller_requests_total", "API requests answered.", s.requests);
+  counter("controller_requests_refused_total", "API requests refused with an error.", s.requests_refused);
+  counter("controller_entries_applied_total", "Registry entries that changed the registry, on disk.",
+          s.entries_applied);
+  counter("controller_leases_expired_total", "Owners whose lease ran out; their entries were removed.",
+          s.leases_expired);
+  counter("controller_file_reloads_total", "Registry file loads that applied.", s.file_reloads);
+  counter("controller_file_reload_errors_total", "Registry file edits refused (the last good state stayed).",
+          s.file_reload_errors);
+  w.family("controller_registry_entries", "gauge", "Live registry entries (definitions and endpoints).");
+  w.sample("controller_registry_entries", {}, s.registry_entries.get());
+  w.family("controller_registry_services", "gauge", "Services with live entries.");
+  w.sample("controller_registry_services", {}, s.registry_services.get());
+  metrics::ProcessStats p = metrics::read_process_stats();
+  w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  w.sample("process_resident_memory_bytes", {}, p.rss_bytes);
+  w.family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+  w.sample("process_cpu_seconds_total", {}, p.cpu_seconds);
+  w.family("process_open_fds", "gauge", "Open file descriptors.");
+  w.sample("process_open_fds", {}, p.open_fds);
+  w.family("meshd_build_info", "gauge", "meshd's version; the value is always 1.");
+  w.sample("meshd_build_info", {{"version", MESHD_VERSION}, {"git_rev", MESHD_GIT_REV}}, uint64_t{1});
+  return w.str();
+}
+
+}  // namespace meshd::controller
