@@ -1,5 +1,5 @@
 #include "ctl/admin_client.h"
-#include "ctl/stream.h"
+#include "io/stream.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -219,7 +219,7 @@ AdminError protocol(std::string why) { return AdminError{AdminError::Kind::kProt
 
 std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std::string_view path, uint64_t timeout_ms,
                                                  size_t max_response_bytes) {
-  auto stream = Stream::connect(target.addr, timeout_ms);
+  auto stream = io::Stream::connect(target.addr, timeout_ms);
   if (!stream) return std::unexpected(unreachable(stream.error()));
   std::string request = "GET " + std::string(path) + " HTTP/1.1\r\nHost: " + target.addr.str() +
                         "\r\nUser-Agent: meshd-ctl/" MESHD_VERSION

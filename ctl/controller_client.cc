@@ -3,7 +3,7 @@
 #include <cstdlib>
 
 #include "ctl/common.h"
-#include "ctl/stream.h"
+#include "discovery/controller_call.h"
 #include "proto/frame.h"
 
 namespace meshd::ctl {
@@ -22,36 +22,12 @@ Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value) {
   return parse_admin_target("127.0.0.1:4190");
 }
 
-Parsed<proto::Response> controller_call(const AdminTarget& target, const proto::Request& request, uint64_t timeout_ms) {
-  auto stream = Stream::connect(target.addr, timeout_ms);
-  if (!stream)
-    return invalid("no controller answering at " + target.text + " (" + stream.error() +
-                   "); is meshd-controller running? (--controller to point elsewhere)");
-  std::string frame;
-  proto::append_frame(request, &frame);
-  if (auto sent = stream->send_all(frame); !sent) return invalid("controller " + target.text + ": " + sent.error());
-  proto::FrameDecoder decoder;
-  char buf[65536];
-  for (;;) {
-    proto::Response resp;
-    while (decoder.next_message(&resp)) {
-      if (resp.id() == request.id()) return resp;
-      resp.Clear();
-    }
-    if (decoder.failed()) return invalid("controller " + target.text + " sent garbage: " + decoder.error());
-    auto n = stream->recv_some(buf, sizeof buf);
-    if (!n) return invalid("controller " + target.text + ": " + n.error());
-    if (*n == 0) return invalid("controller " + target.text + " closed the stream without an answer");
-    decoder.feed(std::string_view(buf, *n));
-  }
-}
-
 std::expected<proto::Response, int> call_controller(const Io& io, std::string_view command,
                                                     const std::string& controller_flag, uint64_t timeout_ms,
                                                     const proto::Request& request) {
   auto target = resolve_controller_target(controller_flag);
   if (!target) return std::unexpected(usage_error(io, command, target.error()));
-  auto resp = controller_call(*target, request, timeout_ms);
+  auto resp = discovery::controller_call(target->addr, target->text, request, timeout_ms);
   if (!resp) {
     fprintf(io.err, "meshd-ctl: %s\n", resp.error().c_str());
     return std::unexpected(kExitFailure);

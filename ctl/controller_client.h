@@ -16,9 +16,6 @@ namespace meshd::ctl {
 // --controller if given, else $MESHD_CONTROLLER, else 127.0.0.1:4190.
 Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value);
 
-// The error is one line, naming the controller.
-Parsed<proto::Response> controller_call(const AdminTarget& target, const proto::Request& request, uint64_t timeout_ms);
-
 // What a command does with it: resolves --controller, calls, and on any
 // failure (bad flag, no controller, refusal) prints one line on io.err and
 // answers the exit code to return.

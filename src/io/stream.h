@@ -1,4 +1,5 @@
-// Stream: a blocking TCP connection for the CLI, whose connect, sends and
+// Stream: a blocking TCP connection for tools and helper threads (never a
+// worker), whose connect, sends and
 // reads all share one deadline, so no command can hang on a peer that
 // accepts and then says nothing. Used for the proxy's admin endpoint (HTTP)
 // and the controller's API (framed protobuf).
@@ -12,7 +13,7 @@
 
 #include "base/addr.h"
 
-namespace meshd::ctl {
+namespace meshd::io {
 
 class Stream {
  public:
@@ -42,4 +43,4 @@ class Stream {
 // strerror() with its first letter lowered, to sit inside a sentence.
 std::string errno_text(int err);
 
-}  // namespace meshd::ctl
+}  // namespace meshd::io

@@ -1,4 +1,4 @@
-#include "ctl/stream.h"
+#include "io/stream.h"
 
 #include <poll.h>
 #include <sys/socket.h>
@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace meshd::ctl {
+namespace meshd::io {
 namespace {
 
 // Waits for `events` until the deadline; false on timeout (errno = ETIMEDOUT).
@@ -96,4 +96,4 @@ std::expected<size_t, std::string> Stream::recv_some(char* buf, size_t cap) {
   }
 }
 
-}  // namespace meshd::ctl
+}  // namespace meshd::io
