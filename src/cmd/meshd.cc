@@ -18,6 +18,7 @@
 #include "admin/server.h"
 #include "base/log.h"
 #include "config/config.h"
+#include "discovery/registrar.h"
 #include "io/socket.h"
 #include "metrics/process.h"
 #include "proxy/worker.h"
@@ -204,6 +205,10 @@ int run(int argc, char** argv) {
   view.draining = &draining;
   if (config.admin) admin_server.start(admin::make_handler(view));
   ready.store(true);
+  std::vector<discovery::Registration> registrations;
+  for (const auto& r : config.registrations) registrations.push_back({r.service, r.port});
+  discovery::Registrar registrar(config.controllers, std::move(registrations), config.register_lease_ms);
+  registrar.start();
 
   std::string where;
   for (const auto& s : specs) where += " " + s.name + "=" + s.address.str();
@@ -216,6 +221,8 @@ int run(int argc, char** argv) {
   LOG_INFO("meshd", "%s: draining (up to %llu ms)", strsignal(sig),
            static_cast<unsigned long long>(config.drain_timeout_ms));
   draining.store(true);
+  // Leave the registry first, so that no new traffic is sent here.
+  registrar.stop();
   for (auto& w : workers) w->command(proxy::Worker::Command::kDrain);
   // A second signal cuts the drain short.
   while (finished.load() < n) {

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "base/parse.h"
+#include "controller/registry.h"
 
 namespace meshd::config {
 namespace {
@@ -169,6 +170,39 @@ const Setting kSettings[] = {
      "started as root, meshd switches to this UID after binding, so that the redirect rules (which exclude it) "
      "never send its own connections back to it",
      false, [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 4'294'967'294u>(&c.proxy_uid, v.back()); }},
+    {"controller", "ADDR[,ADDR]", "off", "the meshd-controller API address(es) to register with ('off': none)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto l = addr_list(v.back());
+       if (!l) return invalid(l.error());
+       c.controllers = *l;
+       return true;
+     }},
+    {"register", "NAME=PORT", "",
+     "a service this host fronts: registered with the controller under a lease that meshd renews, removed on "
+     "shutdown (repeatable; comma-separated in a variable)",
+     true,
+     [](Config& c, const std::vector<Raw>& values) -> Parsed<bool> {
+       c.registrations.clear();
+       for (const auto& r : values) {
+         for (const auto& item : split_list(r.text)) {
+           auto eq = item.find('=');
+           if (eq == std::string::npos) return error(r, "expected NAME=PORT, e.g. web.prod=8080");
+           std::string name = item.substr(0, eq);
+           if (auto ok = controller::validate_service_name(name); !ok) return error(r, ok.error());
+           auto port = parse_port(item.substr(eq + 1));
+           if (!port) return error(r, port.error());
+           c.registrations.push_back({name, *port});
+         }
+       }
+       return true;
+     }},
+    {"register-lease", "DURATION", "30s", "how long a registration lives unless renewed (renewed every third)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto r = set_duration(&c.register_lease_ms, v.back(), false);
+       if (r && (c.register_lease_ms < 3000 || c.register_lease_ms > 86'400'000))
+         return error(v.back(), "must be between 3s and 24h");
+       return r;
+     }},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (!log::parse_level(v.back().text.c_str(), &c.log_level))
@@ -360,6 +394,8 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
   if (pool > (256ull << 20))
     return invalid("buffers-per-thread x buffer-size is " + std::to_string(pool >> 20) +
                    " MiB per worker; at most 256 MiB");
+  if (!c.registrations.empty() && c.controllers.empty())
+    return invalid("register needs a controller: set controller to the meshd-controller's address");
   if (c.outbound_listen.empty() && c.inbound_listen.empty() && c.forwards.empty())
     return invalid("nothing to do: outbound-listen and inbound-listen are off and no --forward is given");
   return out;

@@ -24,6 +24,12 @@ struct ForwardRule {
 
 enum class InboundTarget { kLoopback, kOriginal };
 
+// `--register NAME=PORT`: a service this host's proxy fronts.
+struct ServiceRegistration {
+  std::string service;
+  uint16_t port = 0;
+};
+
 struct Config {
   // Every value here is set by load(), from the settings table's defaults
   // when no source names it: the table is the one place defaults live.
@@ -44,6 +50,9 @@ struct Config {
   uint32_t buffers_per_thread = 0;
   InboundTarget inbound_target = InboundTarget::kLoopback;
   uint32_t proxy_uid = 0;
+  std::vector<SocketAddr> controllers;  // empty: no controller
+  std::vector<ServiceRegistration> registrations;
+  uint64_t register_lease_ms = 0;
   log::Level log_level = log::Level::kInfo;
   std::string config_file;
 };

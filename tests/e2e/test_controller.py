@@ -39,9 +39,9 @@ def workdir():
         yield d
 
 
-def start_controller(ns, workdir, registry=True):
+def start_controller(ns, workdir, registry=True, listen="127.0.0.1:4190"):
     log = open(os.path.join(workdir, "controller.log"), "a+")
-    argv = [binary("meshd-controller"), "--listen", "127.0.0.1:4190", "--data-dir", os.path.join(workdir, "data")]
+    argv = [binary("meshd-controller"), "--listen", listen, "--data-dir", os.path.join(workdir, "data")]
     if registry:
         argv += ["--registry-file", os.path.join(workdir, "registry.toml")]
     p = ns.spawn(argv, stdout=log, stderr=log)
@@ -174,3 +174,35 @@ def test_an_owner_that_disappears_loses_its_entries_when_the_lease_expires(ns, w
     assert stop(p, signal.SIGTERM) == 0
     log.seek(0)
     assert "lease of lease:node-a expired: removing its 1 entries" in log.read()
+
+
+@pytest.mark.timeout(90)
+def test_a_proxy_registers_what_it_fronts_and_leaves_on_shutdown(workdir):
+    """meshd --register on one host, the controller on the other: the
+    endpoint appears with the host's address, is renewed, disappears at once
+    on a clean shutdown, and by lease expiry when the proxy is killed."""
+    from mesh import Pair
+    p = Pair()
+    try:
+        ctrl, log = start_controller(p.client.ns, workdir, registry=False, listen="0.0.0.0:4190")
+        flags = ["--controller", "10.77.0.1:4190", "--register", "echo.prod=8080", "--register-lease", "3s"]
+        assert stop(p.server.meshd, signal.SIGTERM) == 0
+        p.server.start_meshd(*flags)
+        wait_for(lambda: services(p.client.ns).get("echo.prod", {}).get("endpoints") == 1, 10, "the registration")
+        time.sleep(4)  # longer than the lease: renewals keep it
+        assert services(p.client.ns)["echo.prod"]["endpoints"] == 1
+        # A clean shutdown deregisters at once.
+        assert stop(p.server.meshd, signal.SIGTERM) == 0
+        assert "echo.prod" not in services(p.client.ns)  # its only entry is gone
+        # A killed proxy cannot: its lease expires.
+        p.server.start_meshd(*flags)
+        wait_for(lambda: "echo.prod" in services(p.client.ns), 10, "the registration again")
+        p.server.meshd.kill()
+        p.server.meshd.wait(timeout=10)
+        p.server.meshd = None
+        wait_for(lambda: "echo.prod" not in services(p.client.ns), 10, "the lease to expire")
+        assert stop(ctrl, signal.SIGTERM) == 0
+        log.seek(0)
+        assert "lease of lease:" in log.read()
+    finally:
+        p.close()

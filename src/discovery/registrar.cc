@@ -1,0 +1,138 @@
+#include "discovery/registrar.h"
+
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+
+#include "base/log.h"
+#include "discovery/controller_call.h"
+
+namespace meshd::discovery {
+
+namespace {
+constexpr uint64_t kCallTimeoutMs = 2000;
+}
+
+Registrar::Registrar(std::vector<SocketAddr> controllers, std::vector<Registration> registrations, uint64_t lease_ms)
+    : controllers_(std::move(controllers)), registrations_(std::move(registrations)), lease_ms_(lease_ms) {
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  owner_ = std::string("lease:") + host;
+}
+
+Registrar::~Registrar() { stop(); }
+
+std::string Registrar::local_address_towards(const SocketAddr& controller) {
+  int fd = ::socket(controller.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return "";
+  std::string out;
+  if (::connect(fd, controller.sa(), controller.len()) == 0) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+      out = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).host();
+  }
+  ::close(fd);
+  return out;
+}
+
+void Registrar::start() {
+  if (registrations_.empty() || controllers_.empty()) return;
+  thread_ = std::thread([this] { run(); });
+}
+
+void Registrar::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) {
+    thread_.join();
+    deregister_all();
+  }
+}
+
+bool Registrar::register_once(const SocketAddr& controller) {
+  std::string ip = local_address_towards(controller);
+  if (ip.empty()) return false;
+  if (ip != local_ip_) {
+    local_ip_ = ip;
+    if (SocketAddr::parse(ip + ":1").value_or(SocketAddr()).is_loopback())
+      LOG_WARN("registrar", "registering on loopback (%s): only this host can reach these endpoints", ip.c_str());
+  }
+  proto::Request req;
+  req.set_id(1);
+  auto* reg = req.mutable_register_();
+  reg->set_owner(owner_);
+  reg->set_lease_ms(lease_ms_);
+  for (const auto& r : registrations_) {
+    auto addr =
+        SocketAddr::parse((ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(r.port));
+    if (!addr) return false;
+    proto::Entry* e = reg->add_entries();
+    e->set_service(r.service);
+    e->set_endpoint(addr->str());
+    e->mutable_address_of()->set_address(addr->str());
+    e->mutable_address_of()->set_weight(100);
+    e->mutable_address_of()->set_meshed(true);  // this proxy's inbound fronts it
+  }
+  auto resp = controller_call(controller, controller.str(), req, kCallTimeoutMs);
+  if (!resp || !resp->error().empty()) {
+    LOG_WARN("registrar", "registering with %s failed: %s", controller.str().c_str(),
+             resp ? resp->error().c_str() : resp.error().c_str());
+    return false;
+  }
+  return true;
+}
+
+void Registrar::run() {
+  std::mt19937_64 rng(std::random_device{}());
+  uint64_t backoff_ms = 250;
+  bool registered = false;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    bool ok = false;
+    for (size_t i = 0; i < controllers_.size() && !ok; ++i) {
+      size_t idx = (current_ + i) % controllers_.size();
+      ok = register_once(controllers_[idx]);
+      if (ok) current_ = idx;
+    }
+    if (ok && !registered)
+      LOG_INFO("registrar", "registered %zu service(s) as %s with %s (lease %llu ms)", registrations_.size(),
+               owner_.c_str(), controllers_[current_].str().c_str(), static_cast<unsigned long long>(lease_ms_));
+    registered = ok;
+    // Renew well inside the lease; retry sooner, backing off, on failure.
+    // Jitter keeps a fleet of proxies from renewing in lockstep.
+    uint64_t wait_ms = ok ? lease_ms_ / 3 : backoff_ms;
+    backoff_ms = ok ? 250 : std::min<uint64_t>(backoff_ms * 2, std::max<uint64_t>(lease_ms_ / 3, 1000));
+    wait_ms = wait_ms * (90 + rng() % 21) / 100;
+    lock.lock();
+    cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stopping_; });
+  }
+}
+
+void Registrar::deregister_all() {
+  if (controllers_.empty() || local_ip_.empty()) return;
+  const SocketAddr& controller = controllers_[current_];
+  for (const auto& r : registrations_) {
+    proto::Request req;
+    req.set_id(1);
+    auto* d = req.mutable_deregister();
+    d->set_owner(owner_);
+    d->set_service(r.service);
+    d->set_endpoint((local_ip_.find(':') != std::string::npos ? "[" + local_ip_ + "]" : local_ip_) + ":" +
+                    std::to_string(r.port));
+    auto resp = controller_call(controller, controller.str(), req, 1000);
+    if (!resp || !resp->error().empty())
+      LOG_WARN("registrar", "deregistering %s from %s failed (its lease will expire): %s", r.service.c_str(),
+               controller.str().c_str(), resp ? resp->error().c_str() : resp.error().c_str());
+  }
+}
+
+}  // namespace meshd::discovery

@@ -1,0 +1,56 @@
+// Registrar: a host's proxy telling the controller which services it fronts
+// (`meshd --register NAME=PORT`), under a lease it keeps renewing, so that a
+// host that disappears has its endpoints removed when the lease runs out.
+//
+// It runs on a thread of its own with blocking calls (never on a worker):
+// every lease/3 it registers again, moving to the next controller when one
+// does not answer, with a jittered backoff. On shutdown it deregisters
+// first, so that new traffic stops arriving while open connections drain.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/addr.h"
+
+namespace meshd::discovery {
+
+struct Registration {
+  std::string service;
+  uint16_t port = 0;
+};
+
+class Registrar {
+ public:
+  Registrar(std::vector<SocketAddr> controllers, std::vector<Registration> registrations, uint64_t lease_ms);
+  ~Registrar();
+  void start();
+  // Deregisters (best effort, bounded) and stops the thread.
+  void stop();
+
+  // The address other hosts reach this one at, as seen on the way to the
+  // controller: the source address of a (UDP, never sent) connect to it.
+  static std::string local_address_towards(const SocketAddr& controller);
+
+ private:
+  void run();
+  bool register_once(const SocketAddr& controller);
+  void deregister_all();
+
+  std::vector<SocketAddr> controllers_;
+  std::vector<Registration> registrations_;
+  uint64_t lease_ms_;
+  std::string owner_;
+  size_t current_ = 0;  // which controller answered last
+  std::string local_ip_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace meshd::discovery
