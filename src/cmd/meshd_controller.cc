@@ -138,6 +138,8 @@ int main(int argc, char** argv) {
       LOG_ERROR("meshd-controller", "expiring leases: %s", expired.error().c_str());
     else if (!expired->empty())
       api.publish(*expired);
+    if (auto compacted = ctl.maybe_compact(); !compacted)
+      LOG_ERROR("meshd-controller", "compacting the store: %s", compacted.error().c_str());
   });
   admin_server.stop();
   LOG_INFO("meshd-controller", "stopped");

@@ -6,6 +6,7 @@
 
 #include "base/addr.h"
 #include "base/log.h"
+#include "proto/frame.h"
 
 namespace meshd::controller {
 
@@ -84,6 +85,22 @@ Parsed<Changes> Controller::load_file(uint64_t now_ms) {
   return apply(all, now_ms);
 }
 
+Parsed<bool> Controller::maybe_compact() {
+  // Rewrite the log when it is mostly history: past 1 MiB and four times
+  // what the registry holds now.
+  // Looked at again only after the log grew by a quarter, so the check
+  // itself (a walk of the registry) stays rare.
+  if (store_.log_bytes() < std::max<uint64_t>(next_compaction_check_, 1u << 20)) return true;
+  next_compaction_check_ = store_.log_bytes() + store_.log_bytes() / 4;
+  uint64_t live = registry_.canonical().size();
+  if (store_.log_bytes() < 4 * live) return true;
+  uint64_t before = store_.log_bytes();
+  if (auto r = store_.compact(registry_); !r) return r;
+  LOG_INFO("controller", "%s: compacted %llu -> %llu bytes", store_.path().c_str(),
+           static_cast<unsigned long long>(before), static_cast<unsigned long long>(store_.log_bytes()));
+  return true;
+}
+
 Parsed<Changes> Controller::poll_file(uint64_t now_ms) {
   if (!file_) return Changes{};
   struct stat st {};
@@ -94,11 +111,21 @@ Parsed<Changes> Controller::poll_file(uint64_t now_ms) {
 }
 
 Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint64_t) {
-  std::map<std::string, proto::ServiceUpdate> by_service;
+  // What would change the registry, in order (a later entry for the same
+  // key in this batch must beat the earlier one too).
+  Registry staged_view;
+  std::vector<proto::Entry> winners;
   for (const auto& e : entries) {
-    if (const proto::Entry* old = registry_.find(key_of(e)); old != nullptr && !supersedes(e, *old)) continue;
-    // On disk before it counts: a crash after this line replays it.
-    if (auto r = store_.append(e); !r) return invalid(r.error());
+    const proto::Entry* old = staged_view.find(key_of(e));
+    if (old == nullptr) old = registry_.find(key_of(e));
+    if (old != nullptr && !supersedes(e, *old)) continue;
+    staged_view.apply(e);
+    winners.push_back(e);
+  }
+  // On disk before it counts: a crash after this line replays it.
+  if (auto r = store_.append(winners); !r) return invalid(r.error());
+  std::map<std::string, proto::ServiceUpdate> by_service;
+  for (const auto& e : winners) {
     registry_.apply(e);
     stats_->entries_applied.inc();
     proto::ServiceUpdate& u = by_service[e.service()];
@@ -122,6 +149,19 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
   }
   return out;
 }
+
+namespace {
+// Equal but for version and write time.
+bool same_value(const proto::Entry& a, const proto::Entry& b) {
+  if (a.tombstone() || b.tombstone() || a.owner() != b.owner() || a.lease_ms() != b.lease_ms()) return false;
+  proto::Entry x = a, y = b;
+  x.set_version(0);
+  y.set_version(0);
+  x.set_updated_unix_ms(0);
+  y.set_updated_unix_ms(0);
+  return proto::serialize_deterministic(x) == proto::serialize_deterministic(y);
+}
+}  // namespace
 
 uint64_t Controller::next_version(const EntryKey& key, uint64_t now_ms) {
   uint64_t v = std::max(last_version_ + 1, now_ms);
@@ -163,6 +203,10 @@ Parsed<Changes> Controller::register_entries(const proto::Register& req, uint64_
       }
     }
     if (auto ok = validate(e); !ok) return invalid("register: " + ok.error());
+    // Re-registering what is already there, unchanged, is a renewal: no
+    // new version and no write, or every renewal of every endpoint would
+    // grow the log and wake every subscriber.
+    if (const proto::Entry* old = registry_.find(key_of(e)); old != nullptr && same_value(*old, e)) continue;
     e.set_version(next_version(key_of(e), now_ms));
     entries.push_back(std::move(e));
   }

@@ -37,6 +37,8 @@ class Controller {
   Parsed<bool> start(const Options& options, uint64_t now_ms);
   // Persists and merges entries; entries that change nothing are skipped.
   Parsed<Changes> apply(const std::vector<proto::Entry>& entries, uint64_t now_ms);
+  // Rewrites the store when it has grown mostly stale.
+  Parsed<bool> maybe_compact();
   // Re-reads the registry file when it changed on disk.
   Parsed<Changes> poll_file(uint64_t now_ms);
 
@@ -49,6 +51,7 @@ class Controller {
   Parsed<Changes> expire_leases(uint64_t now_ms);
 
   const Registry& registry() const noexcept { return registry_; }
+  uint64_t store_bytes() const noexcept { return store_.log_bytes(); }
   proto::ServiceUpdate snapshot(const std::string& service) const;
   // The service that has addr (canonical IP:PORT) as a virtual address or
   // an endpoint; empty when none does.
@@ -63,6 +66,7 @@ class Controller {
   std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
   std::map<std::string, uint64_t> lease_ms_;        // owner -> lease length
   uint64_t last_version_ = 0;
+  uint64_t next_compaction_check_ = 0;
   // address -> service, rebuilt on the first lookup after a change.
   std::map<std::string, std::string> address_index_;
   bool address_index_stale_ = true;

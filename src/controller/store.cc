@@ -128,8 +128,14 @@ Parsed<Store::Opened> Store::open(const std::string& dir, Registry* registry) {
   return out;
 }
 
-Parsed<bool> Store::append(const proto::Entry& e) {
-  std::string r = record(e);
+Parsed<bool> Store::append(const proto::Entry& e) { return append(std::span<const proto::Entry>(&e, 1)); }
+
+Parsed<bool> Store::append(std::span<const proto::Entry> entries) {
+  // One write and one fdatasync for the whole batch: a registration of many
+  // endpoints costs one disk flush, not one per endpoint.
+  std::string r;
+  for (const auto& e : entries) r += record(e);
+  if (r.empty()) return true;
   if (!write_all(fd_, r) || ::fdatasync(fd_) != 0) {
     std::string why = errno_text("cannot write", path_);
     // Leave no half record behind for the next append to follow.

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "base/result.h"
@@ -35,8 +36,10 @@ class Store {
   };
   // Opens (creating) DIR/registry.log and merges every record into *registry.
   Parsed<Opened> open(const std::string& dir, Registry* registry);
-  // Appends e and makes it durable (fsync) before returning.
+  // Appends e (or all of entries) and makes it durable (fdatasync) before
+  // returning; on failure nothing of it stays in the log.
   Parsed<bool> append(const proto::Entry& e);
+  Parsed<bool> append(std::span<const proto::Entry> entries);
   // Rewrites the log as exactly registry's entries.
   Parsed<bool> compact(const Registry& registry);
   uint64_t log_bytes() const noexcept { return size_; }
