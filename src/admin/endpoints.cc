@@ -104,21 +104,7 @@ std::string render_metrics(const ProxyView& view) {
            "Memory one idle proxied connection holds in meshd (it holds no buffer while idle).");
   w.sample("meshd_idle_connection_bytes", {}, static_cast<uint64_t>(sizeof(proxy::TcpForward)));
 
-  metrics::ProcessStats p = metrics::read_process_stats();
-  w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-  w.sample("process_resident_memory_bytes", {}, p.rss_bytes);
-  w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
-  w.sample("process_virtual_memory_bytes", {}, p.virtual_bytes);
-  w.family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
-  w.sample("process_cpu_seconds_total", {}, p.cpu_seconds);
-  w.family("process_open_fds", "gauge", "Open file descriptors.");
-  w.sample("process_open_fds", {}, p.open_fds);
-  w.family("process_max_fds", "gauge", "Limit on open file descriptors.");
-  w.sample("process_max_fds", {}, p.max_fds);
-  w.family("process_start_time_seconds", "gauge", "Start time of the process since the epoch in seconds.");
-  w.sample("process_start_time_seconds", {}, metrics::start_time_seconds());
-  w.family("meshd_build_info", "gauge", "meshd's version; the value is always 1.");
-  w.sample("meshd_build_info", {{"version", MESHD_VERSION}, {"git_rev", MESHD_GIT_REV}}, uint64_t{1});
+  metrics::write_process_metrics(w);
   w.family("meshd_threads", "gauge", "Worker threads.");
   w.sample("meshd_threads", {}, static_cast<uint64_t>(view.workers.size()));
   return w.str();

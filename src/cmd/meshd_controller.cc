@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "controller/api_server.h"
 #include "controller/controller.h"
+#include "metrics/process.h"
 #include "version.h"
 
 namespace {
@@ -59,6 +60,7 @@ std::string env_or(const char* name, const char* fallback) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  metrics::mark_start_time();
   std::string listen = env_or("MESHD_CONTROLLER_LISTEN", "0.0.0.0:4190");
   std::string data_dir = env_or("MESHD_CONTROLLER_DATA_DIR", "/var/lib/meshd-controller");
   std::string registry_file = env_or("MESHD_CONTROLLER_REGISTRY_FILE", "");

@@ -2,7 +2,6 @@
 
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
-#include "version.h"
 
 namespace meshd::controller {
 
@@ -34,15 +33,7 @@ std::string render_metrics(const Stats& s) {
   w.sample("controller_registry_entries", {}, s.registry_entries.get());
   w.family("controller_registry_services", "gauge", "Services with live entries.");
   w.sample("controller_registry_services", {}, s.registry_services.get());
-  metrics::ProcessStats p = metrics::read_process_stats();
-  w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
-  w.sample("process_resident_memory_bytes", {}, p.rss_bytes);
-  w.family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
-  w.sample("process_cpu_seconds_total", {}, p.cpu_seconds);
-  w.family("process_open_fds", "gauge", "Open file descriptors.");
-  w.sample("process_open_fds", {}, p.open_fds);
-  w.family("meshd_build_info", "gauge", "meshd's version; the value is always 1.");
-  w.sample("meshd_build_info", {{"version", MESHD_VERSION}, {"git_rev", MESHD_GIT_REV}}, uint64_t{1});
+  metrics::write_process_metrics(w);
   return w.str();
 }
 

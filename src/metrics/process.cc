@@ -8,6 +8,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "metrics/prometheus.h"
+#include "version.h"
+
 namespace meshd::metrics {
 namespace {
 double g_start_real = 0;
@@ -57,6 +60,24 @@ ProcessStats read_process_stats() noexcept {
     closedir(d);
   }
   return out;
+}
+
+void write_process_metrics(PrometheusWriter& w) {
+  ProcessStats p = read_process_stats();
+  w.family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");
+  w.sample("process_resident_memory_bytes", {}, p.rss_bytes);
+  w.family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.");
+  w.sample("process_virtual_memory_bytes", {}, p.virtual_bytes);
+  w.family("process_cpu_seconds_total", "counter", "User and system CPU time spent in seconds.");
+  w.sample("process_cpu_seconds_total", {}, p.cpu_seconds);
+  w.family("process_open_fds", "gauge", "Open file descriptors.");
+  w.sample("process_open_fds", {}, p.open_fds);
+  w.family("process_max_fds", "gauge", "Limit on open file descriptors.");
+  w.sample("process_max_fds", {}, p.max_fds);
+  w.family("process_start_time_seconds", "gauge", "Start time of the process since the epoch in seconds.");
+  w.sample("process_start_time_seconds", {}, start_time_seconds());
+  w.family("meshd_build_info", "gauge", "meshd's version; the value is always 1.");
+  w.sample("meshd_build_info", {{"version", MESHD_VERSION}, {"git_rev", MESHD_GIT_REV}}, uint64_t{1});
 }
 
 }  // namespace meshd::metrics

@@ -15,6 +15,11 @@ struct ProcessStats {
 };
 
 ProcessStats read_process_stats() noexcept;
+
+class PrometheusWriter;
+// The process_* families and meshd_build_info, as every meshd binary's
+// /metrics shows them.
+void write_process_metrics(PrometheusWriter& w);
 // Seconds since the epoch when the process started (set once, in main).
 void mark_start_time() noexcept;
 double start_time_seconds() noexcept;
