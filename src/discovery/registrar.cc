@@ -25,18 +25,24 @@ Registrar::Registrar(std::vector<SocketAddr> controllers, std::vector<Registrati
 
 Registrar::~Registrar() { stop(); }
 
-std::string Registrar::local_address_towards(const SocketAddr& controller) {
+std::optional<SocketAddr> Registrar::local_address_towards(const SocketAddr& controller) {
   int fd = ::socket(controller.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  std::string out;
+  if (fd < 0) return std::nullopt;
+  std::optional<SocketAddr> out;
   if (::connect(fd, controller.sa(), controller.len()) == 0) {
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-      out = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).host();
+      out = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
   }
   ::close(fd);
   return out;
+}
+
+std::string Registrar::endpoint_address(uint16_t port) const {
+  SocketAddr a = *local_;
+  a.set_port(port);
+  return a.str();
 }
 
 void Registrar::start() {
@@ -58,12 +64,13 @@ void Registrar::stop() {
 }
 
 bool Registrar::register_once(const SocketAddr& controller) {
-  std::string ip = local_address_towards(controller);
-  if (ip.empty()) return false;
-  if (ip != local_ip_) {
-    local_ip_ = ip;
-    if (SocketAddr::parse(ip + ":1").value_or(SocketAddr()).is_loopback())
-      LOG_WARN("registrar", "registering on loopback (%s): only this host can reach these endpoints", ip.c_str());
+  auto local = local_address_towards(controller);
+  if (!local) return false;
+  if (!local_ || local_->host() != local->host()) {
+    local_ = local;
+    if (local->is_loopback())
+      LOG_WARN("registrar", "registering on loopback (%s): only this host can reach these endpoints",
+               local->host().c_str());
   }
   proto::Request req;
   req.set_id(1);
@@ -71,13 +78,11 @@ bool Registrar::register_once(const SocketAddr& controller) {
   reg->set_owner(owner_);
   reg->set_lease_ms(lease_ms_);
   for (const auto& r : registrations_) {
-    auto addr =
-        SocketAddr::parse((ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(r.port));
-    if (!addr) return false;
+    std::string addr = endpoint_address(r.port);
     proto::Entry* e = reg->add_entries();
     e->set_service(r.service);
-    e->set_endpoint(addr->str());
-    e->mutable_address_of()->set_address(addr->str());
+    e->set_endpoint(addr);
+    e->mutable_address_of()->set_address(addr);
     e->mutable_address_of()->set_weight(100);
     e->mutable_address_of()->set_meshed(true);  // this proxy's inbound fronts it
   }
@@ -118,7 +123,7 @@ void Registrar::run() {
 }
 
 void Registrar::deregister_all() {
-  if (controllers_.empty() || local_ip_.empty()) return;
+  if (controllers_.empty() || !local_) return;
   const SocketAddr& controller = controllers_[current_];
   for (const auto& r : registrations_) {
     proto::Request req;
@@ -126,8 +131,7 @@ void Registrar::deregister_all() {
     auto* d = req.mutable_deregister();
     d->set_owner(owner_);
     d->set_service(r.service);
-    d->set_endpoint((local_ip_.find(':') != std::string::npos ? "[" + local_ip_ + "]" : local_ip_) + ":" +
-                    std::to_string(r.port));
+    d->set_endpoint(endpoint_address(r.port));
     auto resp = controller_call(controller, controller.str(), req, 1000);
     if (!resp || !resp->error().empty())
       LOG_WARN("registrar", "deregistering %s from %s failed (its lease will expire): %s", r.service.c_str(),

@@ -11,6 +11,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -34,19 +35,21 @@ class Registrar {
 
   // The address other hosts reach this one at, as seen on the way to the
   // controller: the source address of a (UDP, never sent) connect to it.
-  static std::string local_address_towards(const SocketAddr& controller);
+  static std::optional<SocketAddr> local_address_towards(const SocketAddr& controller);
 
  private:
   void run();
   bool register_once(const SocketAddr& controller);
   void deregister_all();
+  // IP:PORT of this host's endpoint on port, as the controller knows it.
+  std::string endpoint_address(uint16_t port) const;
 
   std::vector<SocketAddr> controllers_;
   std::vector<Registration> registrations_;
   uint64_t lease_ms_;
   std::string owner_;
-  size_t current_ = 0;  // which controller answered last
-  std::string local_ip_;
+  size_t current_ = 0;               // which controller answered last
+  std::optional<SocketAddr> local_;  // this host, as seen on the way to the controller
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
