@@ -1,20 +1,15 @@
 #include "ctl/admin_client.h"
 #include "io/stream.h"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
-#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
 
 #include "base/parse.h"
+#include "io/stream.h"
 #include "version.h"
 
 #ifndef MESHD_VERSION

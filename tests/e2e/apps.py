@@ -33,9 +33,13 @@ def raise_fd_limit():
 BLOCK = 1048573
 
 
+def payload_block(n, seed):
+    """The block that payload(n, seed) repeats."""
+    return random.Random(seed).randbytes(min(n, BLOCK))
+
+
 def payload(n, seed):
-    block = random.Random(seed).randbytes(min(n, BLOCK))
-    return (block * (n // BLOCK + 1))[:n]
+    return (payload_block(n, seed) * (n // BLOCK + 1))[:n]
 
 
 async def handle(reader, writer):
@@ -65,7 +69,7 @@ async def handle(reader, writer):
             # Streams payload(n, seed) block by block, so that many large
             # sources at once cost the server little.
             n, seed = int(line[1]), int(line[2])
-            block = random.Random(seed).randbytes(min(n, BLOCK))
+            block = payload_block(n, seed)
             sent = 0
             while sent < n:
                 piece = block[:n - sent]
