@@ -38,7 +38,7 @@ ifeq ($(WERROR),1)
 endif
 CXXFLAGS := -std=c++23 -g $(MODEFLAGS) $(WARN) -pthread -Isrc -I. -I$(OUT)/gen
 LDFLAGS  := -pthread -Wl,--as-needed $(filter -fsanitize=%,$(MODEFLAGS))
-LIBS     := -luring -lprotobuf-lite -pthread
+LIBS     := -luring -lprotobuf-lite -lcares -lwolfssl -pthread
 
 # Library code: everything under src/ except the mains in src/cmd/, plus
 # the code protoc generates from src/proto/*.proto (lite runtime only).

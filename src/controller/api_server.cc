@@ -213,6 +213,9 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
       else
         resp.mutable_ack();
       break;
+    case proto::Request::kUnsubscribe:
+      unsubscribe(c, req.unsubscribe().id());
+      return;  // fire and forget: the subscription's updates simply stop
     case proto::Request::KIND_NOT_SET:
       resp.set_error("request " + std::to_string(req.id()) + " asks for nothing this controller knows");
       break;
@@ -223,6 +226,27 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
 void ApiServer::subscribe(Client& c, const std::string& service, uint64_t id) {
   c.subscriptions[service] = id;
   subscribers_[service].insert(&c);
+}
+
+void ApiServer::unsubscribe(Client& c, uint64_t id) {
+  for (auto it = c.subscriptions.begin(); it != c.subscriptions.end(); ++it) {
+    if (it->second != id) continue;
+    if (auto s = subscribers_.find(it->first); s != subscribers_.end()) {
+      s->second.erase(&c);
+      if (s->second.empty()) subscribers_.erase(s);
+    }
+    c.subscriptions.erase(it);
+    break;
+  }
+  for (auto it = c.address_subscriptions.begin(); it != c.address_subscriptions.end(); ++it) {
+    if (it->second != id) continue;
+    if (auto w = address_waiters_.find(it->first); w != address_waiters_.end()) {
+      w->second.erase(&c);
+      if (w->second.empty()) address_waiters_.erase(w);
+    }
+    c.address_subscriptions.erase(it);
+    break;
+  }
 }
 
 void ApiServer::resolve_waiting_addresses() {

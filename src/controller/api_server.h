@@ -65,6 +65,7 @@ class ApiServer {
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
   void subscribe(Client& c, const std::string& service, uint64_t id);
+  void unsubscribe(Client& c, uint64_t id);
   // Addresses asked about that no service had: looked at again on changes.
   void resolve_waiting_addresses();
   std::map<std::string, std::set<Client*>> subscribers_;
