@@ -31,6 +31,7 @@ struct Command {
 };
 
 int run_status(std::span<const std::string_view> args, const Io& io);
+int run_endpoints(std::span<const std::string_view> args, const Io& io);
 int run_services(std::span<const std::string_view> args, const Io& io);
 int run_register(std::span<const std::string_view> args, const Io& io);
 int run_deregister(std::span<const std::string_view> args, const Io& io);

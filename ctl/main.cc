@@ -25,6 +25,8 @@ using meshd::ctl::Io;
 
 constexpr Command kCommands[] = {
     {"status", "what the local proxy is doing: listeners, connections, memory, redirect", meshd::ctl::run_status},
+    {"endpoints", "a service's endpoints as the local proxy sees them (state, latency, load)",
+     meshd::ctl::run_endpoints},
     {"services", "the services a controller knows (name, ports, endpoints, owner)", meshd::ctl::run_services},
     {"register", "add an endpoint to a service in the controller's registry", meshd::ctl::run_register},
     {"deregister", "remove an endpoint from the controller's registry", meshd::ctl::run_deregister},

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <optional>
 #include <string_view>
 
@@ -141,6 +142,31 @@ std::string memory_text(const JsonValue& doc) {
   return s.empty() ? "?" : s;
 }
 
+// "10.0.0.5:4190 fresh, connected 3m2s, last update 4s ago, 12 destinations"
+// or why not; "none" when the proxy runs without a controller.
+std::string controller_text(const JsonValue& doc, double now_unix_s) {
+  const JsonValue& c = doc["controller"];
+  if (!c.is_object()) return "none (no --controller: connections go where they were dialled)";
+  std::string s = string_or(c["address"], "?");
+  std::string state = string_or(c["state"], "?");
+  auto ago = [&](const JsonValue& ms) -> std::string {
+    auto v = uint_of(ms);
+    if (!v || *v == 0) return "never";
+    return format_uptime(now_unix_s - static_cast<double>(*v) / 1000.0) + " ago";
+  };
+  if (state == "disconnected") {
+    s += " disconnected, serving what it last said (stale)";
+    if (auto e = c["last_error"].as_string(); e && !e->empty()) s += ": " + std::string(*e);
+  } else {
+    s += " " + state;
+    if (auto since = uint_of(c["connected_since_unix_ms"]))
+      s += ", connected " + format_uptime(now_unix_s - static_cast<double>(*since) / 1000.0);
+  }
+  s += ", last update " + ago(c["last_update_unix_ms"]);
+  s += ", " + count_text(c["destinations"]) + " destinations";
+  return s;
+}
+
 // The port of "0.0.0.0:4143" or "[::]:4143"; 0 when there is none.
 int port_of(std::string_view address) {
   size_t colon = address.rfind(':');
@@ -243,6 +269,7 @@ std::string render_status_text(const JsonValue& doc, const RedirectReport& redir
   add_line(out, "connections", connections_text(doc));
   add_line(out, "bytes", bytes_line_text(doc));
   add_line(out, "memory", memory_text(doc));
+  add_line(out, "controller", controller_text(doc, static_cast<double>(::time(nullptr))));
   add_line(out, "redirect", redirect_text(doc, redirect));
   return out;
 }

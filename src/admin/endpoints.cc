@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include "admin/discovery_view.h"
 #include "base/json.h"
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
@@ -13,17 +14,12 @@ namespace meshd::admin {
 using metrics::Direction;
 using metrics::TcpError;
 
-metrics::DirectionTotals totals(const ProxyView& view, Direction d) {
+metrics::DirectionTotals direct_totals(const ProxyView& view, Direction d) {
   metrics::DirectionTotals t;
   for (const auto* w : view.workers) {
     const auto& s = w->dir[static_cast<int>(d)];
-    // Closes before opens: a connection that opens and closes between the
-    // two reads then counts as neither, never as closed-but-not-opened.
-    for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) t.closed[i] += s.closed[i].get();
-    t.opened += s.opened.get();
+    t.add(s);
     for (int i = 0; i < static_cast<int>(metrics::RefuseReason::kCount); ++i) t.refused[i] += s.refused[i].get();
-    t.read_bytes += s.read_bytes.get();
-    t.write_bytes += s.write_bytes.get();
   }
   return t;
 }
@@ -48,47 +44,92 @@ uint64_t buffer_pool_bytes(const ProxyView& view) {
 }
 }  // namespace
 
+namespace {
+// One set of TCP series: a direction's connections that went where they
+// were dialled, or one destination service's (the dst label).
+struct SeriesSource {
+  std::string_view direction;
+  std::string_view dst;  // empty: no dst label
+  metrics::DirectionTotals t;
+};
+
+template <class F>
+void each_source(const std::vector<SeriesSource>& sources, F&& f) {
+  for (const auto& s : sources) f(s);
+}
+
+void sample(metrics::PrometheusWriter& w, std::string_view name, const SeriesSource& s, uint64_t v) {
+  if (s.dst.empty())
+    w.sample(name, {{"direction", s.direction}}, v);
+  else
+    w.sample(name, {{"direction", s.direction}, {"dst", s.dst}}, v);
+}
+
+void sample_close(metrics::PrometheusWriter& w, const SeriesSource& s, TcpError err, uint64_t v) {
+  std::string_view cls = err == TcpError::kNone ? "success" : "failure";
+  if (err == TcpError::kNone && s.dst.empty())
+    w.sample("tcp_close_total", {{"direction", s.direction}, {"classification", cls}}, v);
+  else if (err == TcpError::kNone)
+    w.sample("tcp_close_total", {{"direction", s.direction}, {"dst", s.dst}, {"classification", cls}}, v);
+  else if (s.dst.empty())
+    w.sample("tcp_close_total", {{"direction", s.direction}, {"classification", cls}, {"error", tcp_error_name(err)}},
+             v);
+  else
+    w.sample("tcp_close_total",
+             {{"direction", s.direction}, {"dst", s.dst}, {"classification", cls}, {"error", tcp_error_name(err)}}, v);
+}
+
+}  // namespace
+
+metrics::DirectionTotals totals(const ProxyView& view, Direction d) {
+  metrics::DirectionTotals t = direct_totals(view, d);
+  if (d == Direction::kOutbound && view.discovery != nullptr)
+    for (const auto& st : view.discovery->table()->stats) t.add(st->tcp);
+  return t;
+}
+
 std::string render_metrics(const ProxyView& view) {
   metrics::PrometheusWriter w;
-  metrics::DirectionTotals t[2] = {totals(view, Direction::kInbound), totals(view, Direction::kOutbound)};
-  const Direction dirs[2] = {Direction::kInbound, Direction::kOutbound};
+  std::shared_ptr<const discovery::DestinationTable> table =
+      view.discovery != nullptr ? view.discovery->table() : std::make_shared<discovery::DestinationTable>();
+  std::vector<SeriesSource> sources;
+  sources.push_back({"inbound", "", direct_totals(view, Direction::kInbound)});
+  sources.push_back({"outbound", "", direct_totals(view, Direction::kOutbound)});
+  for (const auto& st : table->stats) {
+    metrics::DirectionTotals t;
+    t.add(st->tcp);
+    sources.push_back({"outbound", st->name, t});
+  }
 
-  w.family("tcp_open_total", "counter", "TCP connections accepted and opened by the proxy.");
-  for (int i = 0; i < 2; ++i) w.sample("tcp_open_total", {{"direction", direction_name(dirs[i])}}, t[i].opened);
+  w.family("tcp_open_total", "counter",
+           "TCP connections accepted and opened by the proxy; dst names the service an outbound connection was "
+           "balanced to (none: it went where it was dialled).");
+  each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_open_total", s, s.t.opened); });
 
   w.family("tcp_close_total", "counter",
            "TCP connections closed; classification is success when both sides ended cleanly, else error says why.");
-  for (int i = 0; i < 2; ++i) {
-    for (int e = 0; e < static_cast<int>(TcpError::kCount); ++e) {
-      auto err = static_cast<TcpError>(e);
-      if (err == TcpError::kNone)
-        w.sample("tcp_close_total", {{"direction", direction_name(dirs[i])}, {"classification", "success"}},
-                 t[i].closed[e]);
-      else
-        w.sample(
-            "tcp_close_total",
-            {{"direction", direction_name(dirs[i])}, {"classification", "failure"}, {"error", tcp_error_name(err)}},
-            t[i].closed[e]);
-    }
-  }
+  each_source(sources, [&](const SeriesSource& s) {
+    for (int e = 0; e < static_cast<int>(TcpError::kCount); ++e)
+      sample_close(w, s, static_cast<TcpError>(e), s.t.closed[e]);
+  });
 
   w.family("tcp_open_connections", "gauge", "TCP connections open now.");
-  for (int i = 0; i < 2; ++i) w.sample("tcp_open_connections", {{"direction", direction_name(dirs[i])}}, t[i].open());
+  each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_open_connections", s, s.t.open()); });
 
   w.family("tcp_refused_total", "counter", "Accepted TCP connections refused (reset) before being opened.");
   for (int i = 0; i < 2; ++i)
     for (int r = 0; r < static_cast<int>(metrics::RefuseReason::kCount); ++r)
       w.sample("tcp_refused_total",
-               {{"direction", direction_name(dirs[i])},
+               {{"direction", sources[static_cast<size_t>(i)].direction},
                 {"reason", refuse_reason_name(static_cast<metrics::RefuseReason>(r))}},
-               t[i].refused[r]);
+               sources[static_cast<size_t>(i)].t.refused[r]);
 
   w.family("tcp_read_bytes_total", "counter", "Bytes read from the connecting side (what the client sent).");
-  for (int i = 0; i < 2; ++i)
-    w.sample("tcp_read_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].read_bytes);
+  each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_read_bytes_total", s, s.t.read_bytes); });
   w.family("tcp_write_bytes_total", "counter", "Bytes written to the connecting side (what the client received).");
-  for (int i = 0; i < 2; ++i)
-    w.sample("tcp_write_bytes_total", {{"direction", direction_name(dirs[i])}}, t[i].write_bytes);
+  each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_write_bytes_total", s, s.t.write_bytes); });
+
+  if (view.discovery != nullptr) render_discovery_metrics(w, *view.discovery, *table);
 
   PoolTotals pool = pool_totals(view);
   w.family("meshd_buffer_pool_bytes", "gauge", "Receive buffer memory mapped for all workers (the ceiling).");
@@ -126,6 +167,7 @@ std::string render_status(const ProxyView& view) {
     j.end_object();
   }
   j.end_array();
+  if (view.discovery != nullptr) write_controller_status(j, *view.discovery);
   j.key("directions").begin_object();
   for (Direction d : {Direction::kInbound, Direction::kOutbound}) {
     auto t = totals(view, d);
@@ -160,6 +202,13 @@ std::string render_status(const ProxyView& view) {
 
 Handler make_handler(const ProxyView& view) {
   return [view](std::string_view path) -> Response {
+    if (path.starts_with("/endpoints/")) {
+      if (view.discovery == nullptr)
+        return {404, "text/plain; charset=utf-8",
+                "this proxy has no controller (--controller): no endpoints to show\n"};
+      auto [code, body] = render_endpoints(*view.discovery, path.substr(11), 2000);
+      return {code, code == 200 ? "application/json" : "text/plain; charset=utf-8", body};
+    }
     if (path == "/metrics") return {200, "text/plain; version=0.0.4; charset=utf-8", render_metrics(view)};
     if (path == "/status.json") return {200, "application/json", render_status(view)};
     if (path == "/live") return {200, "text/plain; charset=utf-8", "live\n"};
@@ -167,7 +216,7 @@ Handler make_handler(const ProxyView& view) {
       if (view.ready->load() && !view.draining->load()) return {200, "text/plain; charset=utf-8", "ready\n"};
       return {503, "text/plain; charset=utf-8", view.draining->load() ? "draining\n" : "starting\n"};
     }
-    return {404, "text/plain; charset=utf-8", "not found; try /metrics /ready /live /status.json\n"};
+    return {404, "text/plain; charset=utf-8", "not found; try /metrics /ready /live /status.json /endpoints/SERVICE\n"};
   };
 }
 

@@ -8,6 +8,7 @@
 
 #include "admin/server.h"
 #include "config/config.h"
+#include "discovery/client.h"
 #include "metrics/tcp_stats.h"
 #include "proxy/listener.h"
 
@@ -20,8 +21,12 @@ struct ProxyView {
   std::vector<const metrics::WorkerStats*> workers;
   const std::atomic<bool>* ready = nullptr;
   const std::atomic<bool>* draining = nullptr;
+  discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
 };
 
+// Connections that went where they were dialled (the worker counters)...
+metrics::DirectionTotals direct_totals(const ProxyView& view, metrics::Direction d);
+// ...and all of a direction's, those balanced to services included.
 metrics::DirectionTotals totals(const ProxyView& view, metrics::Direction d);
 std::string render_metrics(const ProxyView& view);
 std::string render_status(const ProxyView& view);

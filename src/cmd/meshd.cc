@@ -18,6 +18,7 @@
 #include "admin/server.h"
 #include "base/log.h"
 #include "config/config.h"
+#include "discovery/client.h"
 #include "discovery/registrar.h"
 #include "io/socket.h"
 #include "metrics/process.h"
@@ -118,6 +119,16 @@ int run(int argc, char** argv) {
   std::vector<int> cpus = usable_cpus();
   static proxy::Shared shared;
   shared.config = &config;
+  // Discovery for outbound connections, when there is a controller: made
+  // before the workers, started once they run.
+  std::unique_ptr<discovery::DiscoveryClient> discovery;
+  if (!config.controllers.empty()) {
+    discovery::ClientOptions o;
+    o.controllers = config.controllers;
+    o.evict_after_ms = config.discovery_evict_ms;
+    discovery = std::make_unique<discovery::DiscoveryClient>(std::move(o));
+    shared.discovery = discovery.get();
+  }
   auto stats = std::make_unique<metrics::WorkerStats[]>(n);
   std::vector<std::unique_ptr<proxy::Worker>> workers;
   std::vector<int> worker_cpus;  // where each worker is pinned (-1: not pinned)
@@ -203,6 +214,15 @@ int run(int argc, char** argv) {
   for (unsigned i = 0; i < n; ++i) view.workers.push_back(&stats[i]);
   view.ready = &ready;
   view.draining = &draining;
+  view.discovery = discovery.get();
+  if (discovery) {
+    std::vector<proxy::Worker*> to_wake;
+    for (auto& w : workers) to_wake.push_back(w.get());
+    discovery->on_published([to_wake] {
+      for (proxy::Worker* w : to_wake) w->notify();
+    });
+    discovery->start();
+  }
   if (config.admin) admin_server.start(admin::make_handler(view));
   ready.store(true);
   std::vector<discovery::Registration> registrations;
@@ -235,6 +255,7 @@ int run(int argc, char** argv) {
   }
   for (auto& t : threads) t.join();
   admin_server.stop();
+  if (discovery) discovery->stop();
   LOG_INFO("meshd", "stopped");
   return 0;
 }

@@ -170,7 +170,10 @@ const Setting kSettings[] = {
      "started as root, meshd switches to this UID after binding, so that the redirect rules (which exclude it) "
      "never send its own connections back to it",
      false, [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 4'294'967'294u>(&c.proxy_uid, v.back()); }},
-    {"controller", "ADDR[,ADDR]", "off", "the meshd-controller API address(es) to register with ('off': none)", false,
+    {"controller", "ADDR[,ADDR]", "off",
+     "the meshd-controller API address(es): discovery for outbound connections, and where --register goes ('off': "
+     "none; traffic then goes where it was dialled)",
+     false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        auto l = addr_list(v.back());
        if (!l) return invalid(l.error());
@@ -201,6 +204,22 @@ const Setting kSettings[] = {
        auto r = set_duration(&c.register_lease_ms, v.back(), false);
        if (r && (c.register_lease_ms < 3000 || c.register_lease_ms > 86'400'000))
          return error(v.back(), "must be between 3s and 24h");
+       return r;
+     }},
+    {"discovery-timeout", "DURATION", "1s",
+     "how long a new outbound connection to an address not yet looked up waits for the controller's answer before "
+     "going where it was dialled (0: never wait)",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto r = set_duration(&c.discovery_timeout_ms, v.back(), true);
+       if (r && c.discovery_timeout_ms > 60'000) return error(v.back(), "must be at most 60s");
+       return r;
+     }},
+    {"discovery-evict", "DURATION", "10m",
+     "a destination no connection used for this long is unsubscribed and forgotten", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto r = set_duration(&c.discovery_evict_ms, v.back(), false);
+       if (r && c.discovery_evict_ms < 1000) return error(v.back(), "must be at least 1s");
        return r;
      }},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false,

@@ -53,6 +53,10 @@ struct Config {
   std::vector<SocketAddr> controllers;  // empty: no controller
   std::vector<ServiceRegistration> registrations;
   uint64_t register_lease_ms = 0;
+  // How long a new outbound connection to an address discovery has not
+  // answered for yet waits for the controller before going as dialled.
+  uint64_t discovery_timeout_ms = 0;
+  uint64_t discovery_evict_ms = 0;  // unused destinations are forgotten after this
   log::Level log_level = log::Level::kInfo;
   std::string config_file;
 };

@@ -20,7 +20,8 @@ Registrar::Registrar(std::vector<SocketAddr> controllers, std::vector<Registrati
     : controllers_(std::move(controllers)), registrations_(std::move(registrations)), lease_ms_(lease_ms) {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
-  owner_ = std::string("lease:") + host;
+  hostname_ = host;
+  owner_ = "lease:" + hostname_;
 }
 
 Registrar::~Registrar() { stop(); }
@@ -68,6 +69,9 @@ bool Registrar::register_once(const SocketAddr& controller) {
   if (!local) return false;
   if (!local_ || local_->host() != local->host()) {
     local_ = local;
+    // The owner names this proxy: the host name alone is not unique (pods
+    // and containers may share one), its address towards the controller is.
+    owner_ = "lease:" + hostname_ + "/" + local->host();
     if (local->is_loopback())
       LOG_WARN("registrar", "registering on loopback (%s): only this host can reach these endpoints",
                local->host().c_str());

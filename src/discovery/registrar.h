@@ -47,6 +47,7 @@ class Registrar {
   std::vector<SocketAddr> controllers_;
   std::vector<Registration> registrations_;
   uint64_t lease_ms_;
+  std::string hostname_;
   std::string owner_;
   size_t current_ = 0;               // which controller answered last
   std::optional<SocketAddr> local_;  // this host, as seen on the way to the controller

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <vector>
 
 namespace meshd::metrics {
 
@@ -25,8 +26,8 @@ void PrometheusWriter::family(std::string_view name, std::string_view type, std:
   out_ += '\n';
 }
 
-void PrometheusWriter::labels(std::initializer_list<Label> labels) {
-  if (labels.size() == 0) return;
+void PrometheusWriter::labels(std::span<const Label> labels) {
+  if (labels.empty()) return;
   out_ += '{';
   bool first = true;
   for (const auto& [k, v] : labels) {
@@ -51,7 +52,7 @@ void PrometheusWriter::labels(std::initializer_list<Label> labels) {
 
 void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label> l, uint64_t value) {
   out_ += name;
-  labels(l);
+  labels(std::span<const Label>(l.begin(), l.size()));
   out_ += ' ';
   out_ += std::to_string(value);
   out_ += '\n';
@@ -59,7 +60,7 @@ void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label
 
 void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label> l, double value) {
   out_ += name;
-  labels(l);
+  labels(std::span<const Label>(l.begin(), l.size()));
   char buf[40];
   if (std::isnan(value))
     snprintf(buf, sizeof buf, " NaN\n");
@@ -68,6 +69,24 @@ void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label
   else
     snprintf(buf, sizeof buf, " %.17g\n", value);
   out_ += buf;
+}
+
+void PrometheusWriter::histogram(std::string_view name, std::initializer_list<Label> l, const Histogram& h) {
+  Histogram::Snapshot snap = h.snapshot();
+  std::vector<Label> with_le(l.begin(), l.end());
+  with_le.emplace_back("le", "");
+  std::string series = std::string(name) + "_bucket";
+  for (size_t i = 0; i < Histogram::kBuckets; ++i) {
+    std::string le = i < Histogram::kBoundsMs.size() ? std::to_string(Histogram::kBoundsMs[i]) : "+Inf";
+    with_le.back().second = le;
+    out_ += series;
+    labels(with_le);
+    out_ += ' ';
+    out_ += std::to_string(snap.cumulative[i]);
+    out_ += '\n';
+  }
+  sample(std::string(name) + "_sum", l, snap.sum_ms);
+  sample(std::string(name) + "_count", l, snap.count);
 }
 
 }  // namespace meshd::metrics

@@ -4,9 +4,12 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+
+#include "metrics/histogram.h"
 
 namespace meshd::metrics {
 
@@ -18,10 +21,12 @@ class PrometheusWriter {
   void family(std::string_view name, std::string_view type, std::string_view help);
   void sample(std::string_view name, std::initializer_list<Label> labels, uint64_t value);
   void sample(std::string_view name, std::initializer_list<Label> labels, double value);
+  // name_bucket{...,le} for every bound, then name_sum and name_count.
+  void histogram(std::string_view name, std::initializer_list<Label> labels, const Histogram& h);
   const std::string& str() const { return out_; }
 
  private:
-  void labels(std::initializer_list<Label> labels);
+  void labels(std::span<const Label> labels);
   std::string out_;
 };
 

@@ -16,6 +16,7 @@ const char* tcp_error_name(TcpError e) noexcept {
     case TcpError::kIdleTimeout: return "idle_timeout";
     case TcpError::kNoOriginalDst: return "no_original_dst";
     case TcpError::kShutdown: return "shutdown";
+    case TcpError::kNoEndpoints: return "no_endpoints";
     case TcpError::kCount: break;
   }
   return "unknown";

@@ -26,6 +26,7 @@ enum class TcpError : uint8_t {
   kIdleTimeout,         // no bytes either way for idle-timeout
   kNoOriginalDst,       // accepted connection was not redirected: nowhere to send it
   kShutdown,            // still open when the drain deadline passed
+  kNoEndpoints,         // dialled a service's virtual address while it has no endpoint
   kCount,
 };
 const char* tcp_error_name(TcpError e) noexcept;
@@ -45,12 +46,30 @@ class Counter {
   std::atomic<uint64_t> v_{0};
 };
 
-struct DirectionStats {
-  Counter opened;
-  Counter closed[static_cast<int>(TcpError::kCount)];
+// A counter that several threads add to (per-service and per-endpoint
+// counters): a locked add, paid once per connection or completion.
+class SharedCounter {
+ public:
+  void add(uint64_t n) noexcept { v_.fetch_add(n, std::memory_order_relaxed); }
+  void inc() noexcept { add(1); }
+  uint64_t get() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<uint64_t> v_{0};
+};
+
+// The counters of a set of TCP connections: a direction (per worker), or
+// one destination service (shared by the workers).
+template <class C>
+struct TcpCounters {
+  C opened;
+  C closed[static_cast<int>(TcpError::kCount)];
+  C read_bytes;   // read from the accepted (client) side
+  C write_bytes;  // written to the accepted (client) side
+};
+
+struct DirectionStats : TcpCounters<Counter> {
   Counter refused[static_cast<int>(RefuseReason::kCount)];
-  Counter read_bytes;   // read from the accepted (client) side
-  Counter write_bytes;  // written to the accepted (client) side
 };
 
 struct WorkerStats {
@@ -73,6 +92,16 @@ struct DirectionTotals {
   uint64_t open() const noexcept {
     uint64_t ended = closed_total();
     return opened > ended ? opened - ended : 0;
+  }
+  // Adds one set of counters. Closes are read before opens: a connection
+  // that opens and closes between the two reads then counts as neither,
+  // never as closed-but-not-opened.
+  template <class C>
+  void add(const TcpCounters<C>& s) noexcept {
+    for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) closed[i] += s.closed[i].get();
+    opened += s.opened.get();
+    read_bytes += s.read_bytes.get();
+    write_bytes += s.write_bytes.get();
   }
 };
 

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "base/log.h"
+#include "discovery/balancer.h"
 #include "io/ring.h"
 #include "io/socket.h"
 #include "proxy/worker.h"
@@ -28,6 +30,57 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   released_ = false;
   error_ = TcpError::kNone;
   connecting_ = false;
+  opened_ = false;
+  timed_out_ = false;
+  endpoint_active_ = false;
+  attempts_ = 0;
+  endpoint_ = -1;
+  tried_ = 0;
+  set_.reset();
+}
+
+metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
+
+void TcpForward::count_open() noexcept {
+  if (opened_) return;
+  opened_ = true;
+  if (set_)
+    set_->stats->tcp.opened.inc();
+  else
+    direction_stats().opened.inc();
+}
+
+void TcpForward::count_bytes(bool read, uint64_t n) noexcept {
+  if (set_)
+    (read ? set_->stats->tcp.read_bytes : set_->stats->tcp.write_bytes).add(n);
+  else
+    (read ? direction_stats().read_bytes : direction_stats().write_bytes).add(n);
+}
+
+void TcpForward::count_close() noexcept {
+  count_open();
+  if (set_)
+    set_->stats->tcp.closed[static_cast<int>(error_)].inc();
+  else
+    direction_stats().closed[static_cast<int>(error_)].inc();
+}
+
+void TcpForward::connect_direct(const SocketAddr& target) noexcept {
+  count_open();
+  connect(target);
+}
+
+void TcpForward::connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept {
+  set_ = std::move(set);
+  count_open();
+  int e = discovery::pick_endpoint(*set_, worker_->now_ms(), tried_, worker_->random());
+  if (e == discovery::kNoEndpoint) {
+    close(TcpError::kNoEndpoints, true, false);
+    return;
+  }
+  endpoint_ = e;
+  ++attempts_;
+  connect(set_->endpoints[static_cast<size_t>(e)].address);
 }
 
 void TcpForward::connect(const SocketAddr& target) noexcept {
@@ -41,10 +94,24 @@ void TcpForward::connect(const SocketAddr& target) noexcept {
   io::set_nodelay(client_fd_);
   io::set_nodelay(upstream_fd_);
   connecting_ = true;
+  timed_out_ = false;
+  connect_start_us_ = worker_->now_us();
   worker_->track_connecting(this);
   io_uring_sqe* s = worker_->ring().sqe();
   io_uring_prep_connect(s, upstream_fd_, target_.sa(), target_.len());
   io::Ring::bind(s, connect_op_);
+}
+
+void TcpForward::connect_timed_out() noexcept {
+  if (!set_ || attempts_ >= discovery::kMaxConnectAttempts) {
+    close(TcpError::kConnectTimeout, true, false);
+    return;
+  }
+  // Another endpoint may answer: cancel this attempt, and let its
+  // completion (-ECANCELED) move on once the ring is done with it.
+  timed_out_ = true;
+  timer_link.unlink();
+  worker_->ring().cancel_op(connect_op_);
 }
 
 bool TcpForward::in_flight() const noexcept {
@@ -76,9 +143,38 @@ static TcpError connect_error(int res) noexcept {
   }
 }
 
+bool TcpForward::retry_elsewhere(int res) noexcept {
+  if (!set_ || endpoint_ < 0) return false;
+  const auto& ep = set_->endpoints[static_cast<size_t>(endpoint_)];
+  ep.health->record_connect(false, 0, worker_->now_ms());
+  if (endpoint_ < 64) tried_ |= uint64_t{1} << endpoint_;
+  if (attempts_ >= discovery::kMaxConnectAttempts) return false;
+  int next = discovery::pick_endpoint(*set_, worker_->now_ms(), tried_, worker_->random());
+  if (next == discovery::kNoEndpoint) return false;
+  LOG_DEBUG("proxy", "connect to %s (%s) failed: %s; trying %s", ep.address.str().c_str(), set_->service.c_str(),
+            strerror(-res), set_->endpoints[static_cast<size_t>(next)].address.str().c_str());
+  // Nothing is in flight on the failed socket: the connect was its only op.
+  io::close_fd(upstream_fd_);
+  upstream_fd_ = -1;
+  endpoint_ = next;
+  ++attempts_;
+  connect(set_->endpoints[static_cast<size_t>(next)].address);
+  return true;
+}
+
 void TcpForward::on_connect(int res) noexcept {
   if (closing_) return;
   connecting_ = false;
+  if (timed_out_ && res == -ECANCELED) res = -ETIMEDOUT;
+  timed_out_ = false;
+  if (res < 0 && retry_elsewhere(res)) return;
+  if (res >= 0 && set_ && endpoint_ >= 0) {
+    const auto& ep = set_->endpoints[static_cast<size_t>(endpoint_)];
+    uint64_t now = worker_->now_us();
+    ep.health->record_connect(true, now > connect_start_us_ ? now - connect_start_us_ : 0, worker_->now_ms());
+    ep.health->active.fetch_add(1, std::memory_order_relaxed);
+    endpoint_active_ = true;
+  }
   if (res < 0) {
     // The client sees a reset, as it would have seen a refusal without the
     // proxy: a clean FIN would read as an empty but successful exchange.
@@ -107,17 +203,14 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     close(TcpError::kClientReset, true, true);
     return;
   }
-  if (cqe.res > 0) {
-    auto& stats = worker_->stats().of(direction_);
-    if (h == kFromClient) stats.read_bytes.add(static_cast<uint64_t>(cqe.res));
-  }
+  if (cqe.res > 0 && h == kFromClient) count_bytes(true, static_cast<uint64_t>(cqe.res));
   run(h, half_[h].on_recv(cqe.res, buffer));
 }
 
 void TcpForward::on_send(Half h, int res) noexcept {
   if (closing_) return;
   worker_->touch(this);
-  if (res > 0 && h == kFromUpstream) worker_->stats().of(direction_).write_bytes.add(static_cast<uint64_t>(res));
+  if (res > 0 && h == kFromUpstream) count_bytes(false, static_cast<uint64_t>(res));
   int released = RelayHalf::kNoBuffer;
   bool was_spilled = half_[h].spilled();
   Actions actions = half_[h].on_send(res, &released);
@@ -243,7 +336,10 @@ void TcpForward::maybe_release() noexcept {
   io::close_fd(client_fd_);
   io::close_fd(upstream_fd_);
   client_fd_ = upstream_fd_ = -1;
-  worker_->stats().of(direction_).closed[static_cast<int>(error_)].inc();
+  if (endpoint_active_)
+    set_->endpoints[static_cast<size_t>(endpoint_)].health->active.fetch_sub(1, std::memory_order_relaxed);
+  count_close();
+  set_.reset();
   worker_->release(this);
 }
 

@@ -11,9 +11,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "base/addr.h"
 #include "base/intrusive_list.h"
+#include "discovery/endpoint_set.h"
 #include "io/op.h"
 #include "metrics/tcp_stats.h"
 #include "proxy/relay.h"
@@ -35,8 +37,17 @@ class TcpForward final : public io::OpOwner {
 
   // Takes ownership of an accepted socket.
   void adopt(Worker* worker, int client_fd, metrics::Direction direction) noexcept;
-  // Starts connecting to target.
-  void connect(const SocketAddr& target) noexcept;
+  // Opens the connection towards target as dialled (counted under its
+  // direction) and starts connecting.
+  void connect_direct(const SocketAddr& target) noexcept;
+  // Opens the connection towards a service (counted under its dst) and
+  // connects to one of its endpoints, trying others when a connect fails.
+  void connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept;
+  // Waits for discovery to answer about dst (the worker keeps the deadline).
+  void park(const SocketAddr& dst) noexcept { target_ = dst; }
+  const SocketAddr& target() const noexcept { return target_; }
+  // The worker's sweep found the connect overdue.
+  void connect_timed_out() noexcept;
   // Ends the connection: resets the sockets named, cancels what is in flight.
   void close(metrics::TcpError error, bool reset_client, bool reset_upstream) noexcept;
 
@@ -46,12 +57,19 @@ class TcpForward final : public io::OpOwner {
 
   bool connecting() const noexcept { return connecting_; }
   bool closing() const noexcept { return closing_; }
-  uint64_t deadline_ms = 0;  // connect deadline, then last activity
-  ListLink timer_link;       // in the worker's connecting or idle list
+  uint64_t deadline_ms = 0;  // discovery or connect deadline, then last activity
+  ListLink timer_link;       // in the worker's discovery, connecting or idle list
   ListLink wait_link;        // in the worker's list of connections out of buffers
 
  private:
+  void connect(const SocketAddr& target) noexcept;
   void on_connect(int res) noexcept;
+  // Counts the connection as opened, under its dst or its direction.
+  void count_open() noexcept;
+  void count_bytes(bool read, uint64_t n) noexcept;
+  void count_close() noexcept;
+  metrics::DirectionStats& direction_stats() noexcept;
+  bool retry_elsewhere(int res) noexcept;
   void on_recv(Half h, const io_uring_cqe& cqe) noexcept;
   void on_send(Half h, int res) noexcept;
   void run(Half h, Actions actions) noexcept;
@@ -77,6 +95,14 @@ class TcpForward final : public io::OpOwner {
   bool closing_ = false;
   bool released_ = true;  // back in the worker's pool
   metrics::TcpError error_ = metrics::TcpError::kNone;
+  bool opened_ = false;           // counted as opened (before any close is)
+  bool timed_out_ = false;        // the connect in flight was cancelled by the sweep
+  bool endpoint_active_ = false;  // counted in its endpoint's open connections
+  uint8_t attempts_ = 0;          // endpoints tried
+  int endpoint_ = -1;             // index in set_, when balanced
+  uint64_t tried_ = 0;            // endpoints that failed this connection
+  uint64_t connect_start_us_ = 0;
+  std::shared_ptr<const discovery::EndpointSet> set_;  // when balanced: keeps the snapshot alive
 };
 
 }  // namespace meshd::proxy

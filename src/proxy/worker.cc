@@ -27,7 +27,12 @@ constexpr unsigned kTickMs = 100;
 }  // namespace
 
 Worker::Worker(unsigned index, int cpu, Shared* shared, metrics::WorkerStats* stats) noexcept
-    : index_(index), cpu_(cpu), shared_(shared), stats_(stats), wake_op_(this, 0) {
+    : index_(index),
+      cpu_(cpu),
+      shared_(shared),
+      stats_(stats),
+      random_(monotonic_ms() * 0x9e3779b97f4a7c15ull + index),
+      wake_op_(this, 0) {
   // Made here, before any thread runs, so that a command sent while this
   // worker is still starting (another failed to) is never lost.
   wake_fd_ = eventfd(0, EFD_CLOEXEC);
@@ -60,6 +65,29 @@ void Worker::command(Command c) noexcept {
   (void)ignored;
 }
 
+void Worker::notify() noexcept {
+  uint64_t one = 1;
+  ssize_t ignored = ::write(wake_fd_, &one, sizeof one);
+  (void)ignored;
+}
+
+uint64_t Worker::now_us() const noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
+}
+
+const discovery::DestinationTable* Worker::table() noexcept {
+  // One relaxed-cost load per lookup; the lock inside table() is taken only
+  // when the client published something new.
+  uint64_t v = shared_->discovery->version();
+  if (v != table_version_ || !table_) {
+    table_ = shared_->discovery->table();
+    table_version_ = v;
+  }
+  return table_.get();
+}
+
 void Worker::arm_wakeup() noexcept {
   io_uring_sqe* s = ring_.sqe();
   io_uring_prep_read(s, wake_fd_, &wake_value_, sizeof wake_value_, 0);
@@ -89,6 +117,7 @@ void Worker::run() noexcept {
   while (!finished()) {
     ring_.run_once(kTickMs);
     now_ms_ = monotonic_ms();
+    if (!waiting_.empty() && shared_->discovery->version() != table_version_) resume_waiting();
     wake_buffer_waiters();
     sweep();
   }
@@ -104,9 +133,15 @@ bool Worker::finished() const noexcept {
 }
 
 void Worker::sweep() noexcept {
+  while (TcpForward* c = waiting_.front()) {
+    if (c->deadline_ms > now_ms_) break;
+    // No answer in time: the address as dialled (never a blackhole).
+    waiting_.pop_front();
+    c->connect_direct(c->target());
+  }
   while (TcpForward* c = connecting_.front()) {
     if (c->deadline_ms > now_ms_) break;
-    c->close(TcpError::kConnectTimeout, true, false);
+    c->connect_timed_out();
   }
   uint64_t idle = shared_->config->idle_timeout_ms;
   if (idle != 0) {
@@ -117,6 +152,7 @@ void Worker::sweep() noexcept {
   }
   if (draining_ && now_ms_ >= drain_deadline_ms_ && live_ != 0) {
     // Past the drain deadline: what is still open is cut, and says so.
+    waiting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
     connecting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
     idle_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
     buffer_waiters_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
@@ -153,7 +189,6 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
     io::close_fd(fd);
     return;
   }
-  stats.opened.inc();
   ++live_;
   stats_->connections_live.inc();
   TcpForward* c = take_connection();
@@ -165,7 +200,45 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
     c->close(TcpError::kNoOriginalDst, true, false);
     return;
   }
-  c->connect(*target);
+  if (spec.kind == ListenerKind::kOutbound && shared_->discovery != nullptr)
+    route(c, *target);
+  else
+    c->connect_direct(*target);
+}
+
+void Worker::route(TcpForward* c, const SocketAddr& dst) noexcept {
+  const discovery::Destination* d = table()->find(dst);
+  if (d == nullptr) {
+    shared_->discovery->want(dst);
+    uint64_t wait = shared_->config->discovery_timeout_ms;
+    if (wait == 0 || !shared_->discovery->connected()) {
+      // No controller to ask (or told not to wait): as dialled, at once.
+      c->connect_direct(dst);
+      return;
+    }
+    c->park(dst);
+    c->deadline_ms = now_ms_ + wait;
+    waiting_.push_back(c);
+    return;
+  }
+  const discovery::EndpointSet& set = *d->set;
+  set.stats->touch(now_ms_);
+  if (set.service.empty() || (set.endpoints.empty() && !d->virtual_address)) {
+    // Not a service's, or a service with no endpoint left whose address
+    // is a real one: the address as dialled.
+    c->connect_direct(dst);
+    return;
+  }
+  c->connect_balanced(d->set);
+}
+
+void Worker::resume_waiting() noexcept {
+  table();
+  waiting_.for_each([this](TcpForward* c) {
+    if (table_->find(c->target()) == nullptr) return;
+    c->timer_link.unlink();
+    route(c, c->target());
+  });
 }
 
 void Worker::track_connecting(TcpForward* c) noexcept {

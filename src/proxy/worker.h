@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "base/intrusive_list.h"
+#include "base/random.h"
 #include "config/config.h"
+#include "discovery/client.h"
 #include "io/buffer_ring.h"
 #include "io/op.h"
 #include "io/ring.h"
@@ -22,6 +24,7 @@ namespace meshd::proxy {
 // touched once per connection, never per byte.
 struct Shared {
   const config::Config* config = nullptr;
+  discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
   std::atomic<uint32_t> open_connections{0};
 };
 
@@ -42,6 +45,8 @@ class Worker final : public io::OpOwner {
   void run() noexcept;
   // From any thread.
   void command(Command c) noexcept;
+  // From the discovery client's thread: a new table is out.
+  void notify() noexcept;
 
   // For listeners and connections of this worker.
   io::Ring& ring() noexcept { return ring_; }
@@ -62,6 +67,9 @@ class Worker final : public io::OpOwner {
   void track_active(TcpForward* c) noexcept;
   void touch(TcpForward* c) noexcept;
   void release(TcpForward* c) noexcept;
+  uint64_t now_ms() const noexcept { return now_ms_; }
+  uint64_t now_us() const noexcept;
+  FastRandom& random() noexcept { return random_; }
 
   void on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept override;
 
@@ -72,6 +80,11 @@ class Worker final : public io::OpOwner {
   void wake_buffer_waiters() noexcept;
   bool finished() const noexcept;
   TcpForward* take_connection() noexcept;
+  // The destination stage for outbound connections: a service's endpoints
+  // when discovery knows the address, else the address as dialled.
+  void route(TcpForward* c, const SocketAddr& dst) noexcept;
+  const discovery::DestinationTable* table() noexcept;
+  void resume_waiting() noexcept;
 
   unsigned index_;
   int cpu_;
@@ -84,10 +97,14 @@ class Worker final : public io::OpOwner {
   std::vector<TcpForward*> free_;
   std::vector<std::unique_ptr<char[]>> spare_spills_;
   uint32_t live_ = 0;                                              // connection objects in use (open or closing)
+  IntrusiveList<TcpForward, &TcpForward::timer_link> waiting_;     // for discovery, by deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> idle_;        // by last activity
   IntrusiveList<TcpForward, &TcpForward::wait_link> buffer_waiters_;
   uint64_t now_ms_ = 0;
+  std::shared_ptr<const discovery::DestinationTable> table_;
+  uint64_t table_version_ = 0;
+  FastRandom random_;
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
 

@@ -8,6 +8,7 @@ Server protocol: the client's first line names what it wants.
   SINK              read until EOF, then answer "<sha256> <count>" and close
   SOURCE <n> <seed> send n deterministic bytes, then close
   WHO               answer "<peer address> <local address>" and close
+  NAME              answer the name the server was started with, and close
   RESET             close with an RST (SO_LINGER 0)
 Clients print one JSON object on stdout.
 """
@@ -76,6 +77,9 @@ async def handle(reader, writer):
                 writer.write(piece)
                 sent += len(piece)
                 await writer.drain()
+        elif cmd == "NAME":
+            writer.write(f"{SERVER_NAME}\n".encode())
+            await writer.drain()
         elif cmd == "WHO":
             peer = writer.get_extra_info("peername")
             local = writer.get_extra_info("sockname")
@@ -88,6 +92,9 @@ async def handle(reader, writer):
         pass
     finally:
         writer.close()
+
+
+SERVER_NAME = "server"
 
 
 async def serve(port, family):
@@ -141,6 +148,26 @@ def client_who(host, port):
     s.sendall(b"WHO\n")
     peer, local = s.makefile().readline().split()
     return {"peer": peer, "local": local}
+
+
+def client_names(host, port, count):
+    """Opens count connections one after another and counts which server
+    answered each (by the name it was started with)."""
+    names, errors = {}, []
+    for _ in range(count):
+        try:
+            s = connect(host, port)
+            s.settimeout(10)
+            s.sendall(b"NAME\n")
+            name = s.makefile().readline().strip()
+            s.close()
+            if name:
+                names[name] = names.get(name, 0) + 1
+            else:
+                errors.append("eof")
+        except OSError as e:
+            errors.append(type(e).__name__)
+    return {"names": names, "errors": errors}
 
 
 def client_outcome(host, port, command):
@@ -224,6 +251,9 @@ def main():
     raise_fd_limit()
     mode, args = sys.argv[1], sys.argv[2:]
     if mode == "serve":
+        global SERVER_NAME
+        if len(args) > 2:
+            SERVER_NAME = args[2]
         asyncio.run(serve(int(args[0]), args[1] if len(args) > 1 else "4"))
         return
     if mode == "upload":
@@ -231,6 +261,8 @@ def main():
     elif mode == "download":
         out = client_download(args[0], int(args[1]), int(args[2]), int(args[3]),
                               int(args[4]) if len(args) > 4 else 0, float(args[5]) if len(args) > 5 else 0)
+    elif mode == "names":
+        out = client_names(args[0], int(args[1]), int(args[2]))
     elif mode == "who":
         out = client_who(args[0], int(args[1]))
     elif mode == "outcome":

@@ -123,8 +123,8 @@ class Host:
         r = self.ns.exec([PYTHON, APPS, "get", f"http://{admin}/ready"], check=False, timeout=10)
         return r.returncode == 0 and '"status": 200' in r.stdout
 
-    def serve(self, port, family="4"):
-        p = self.ns.spawn([PYTHON, APPS, "serve", str(port), family])
+    def serve(self, port, family="4", name=None):
+        p = self.ns.spawn([PYTHON, APPS, "serve", str(port), family] + ([name] if name else []))
         line = p.stdout.readline()
         if line.strip() != "ready":
             raise RuntimeError(f"app server on port {port} did not start: {p.stderr.read()}")
@@ -184,6 +184,31 @@ def link(a, b):
         host.ns.exec(["ip", "addr", "add", f"{host.v4}/24", "dev", dev])
         host.ns.exec(["ip", "-6", "addr", "add", f"{host.v6}/64", "dev", dev, "nodad"])
         host.ns.exec(["ip", "link", "set", dev, "up"])
+
+
+class Lan:
+    """A switch (a bridge in a namespace of its own) that hosts plug into
+    with a veth each, all in 10.78.0.0/24: for scenarios with more than two
+    hosts (controllers, several servers, a client)."""
+
+    def __init__(self):
+        self.ns = Netns("lan")
+        self.ns.exec(["ip", "link", "add", "br0", "type", "bridge"])
+        self.ns.exec(["ip", "link", "set", "br0", "up"])
+
+    def attach(self, host):
+        inside, outside = f"vl{os.getpid() % 10000}i{next(_counter)}", f"vl{os.getpid() % 10000}o{next(_counter)}"
+        run(["ip", "link", "add", inside, "type", "veth", "peer", "name", outside])
+        run(["ip", "link", "set", inside, "netns", host.ns.name])
+        run(["ip", "link", "set", outside, "netns", self.ns.name])
+        self.ns.exec(["ip", "link", "set", outside, "master", "br0"])
+        self.ns.exec(["ip", "link", "set", outside, "up"])
+        host.ns.exec(["ip", "addr", "add", f"{host.v4}/24", "dev", inside])
+        host.ns.exec(["ip", "link", "set", inside, "up"])
+        host.lan_dev = inside
+
+    def close(self):
+        self.ns.close()
 
 
 class Pair:

@@ -1,0 +1,81 @@
+// What a proxy knows about one destination, as the workers read it.
+//
+// The discovery client (client.h) builds these on its own thread and
+// publishes them whole: an EndpointSet never changes once published, so a
+// worker reads it without a lock and never waits for the client. What does
+// change per connection — an endpoint's health and load, a service's
+// counters — lives in small objects of atomics that successive snapshots
+// share, so a new snapshot keeps what the balancer learned.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/addr.h"
+#include "metrics/histogram.h"
+#include "metrics/tcp_stats.h"
+
+namespace meshd::discovery {
+
+// What the balancer learns about an endpoint from the connections it makes.
+// Written by every worker (relaxed atomics, once per connect, never per
+// byte), read by the balancer and the admin endpoint.
+struct EndpointHealth {
+  std::atomic<uint32_t> ewma_connect_us{0};  // 0: no connect measured yet
+  std::atomic<uint64_t> last_sample_ms{0};   // monotonic ms of the last measured connect
+  std::atomic<uint32_t> active{0};           // connections open to it now
+  std::atomic<uint32_t> consecutive_failures{0};
+  std::atomic<uint64_t> failing_until_ms{0};  // monotonic ms; in the future: failing
+  metrics::SharedCounter connects;            // successful connects
+  metrics::SharedCounter connect_failures;
+  metrics::Histogram connect_latency_ms;
+
+  bool failing(uint64_t now_ms) const noexcept { return failing_until_ms.load(std::memory_order_relaxed) > now_ms; }
+  // A connect to it finished: ok with its latency, or failed.
+  void record_connect(bool ok, uint64_t latency_us, uint64_t now_ms) noexcept;
+};
+
+// One service's connection counters (the dst label), shared by workers.
+struct ServiceStats {
+  explicit ServiceStats(std::string service) : name(std::move(service)) {}
+  const std::string name;
+  metrics::TcpCounters<metrics::SharedCounter> tcp;
+  // Monotonic ms of the last connection that looked this destination up;
+  // the client evicts destinations nobody used for a while.
+  std::atomic<uint64_t> last_used_ms{0};
+  void touch(uint64_t now_ms) noexcept {
+    // Written at most once a second, so busy destinations do not bounce the
+    // cache line between workers on every connection.
+    if (last_used_ms.load(std::memory_order_relaxed) + 1000 <= now_ms)
+      last_used_ms.store(now_ms, std::memory_order_relaxed);
+  }
+};
+
+struct Endpoint {
+  SocketAddr address;
+  uint32_t weight = 100;
+  bool meshed = false;
+  std::string identity;
+  std::map<std::string, std::string> labels;
+  std::shared_ptr<EndpointHealth> health;
+};
+
+struct EndpointSet {
+  std::string service;  // empty: no service has this address (negative answer)
+  bool exists = false;  // the registry has the service
+  bool stale = false;   // learned on a stream that has since ended; not yet confirmed
+  std::vector<Endpoint> endpoints;
+  std::shared_ptr<ServiceStats> stats;  // never null
+};
+
+// How a dialled address relates to the set it was looked up in.
+struct Destination {
+  std::shared_ptr<const EndpointSet> set;
+  bool virtual_address = false;  // one of the service's VIPs: only its endpoints can serve it
+};
+
+}  // namespace meshd::discovery

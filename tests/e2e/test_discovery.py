@@ -1,0 +1,220 @@
+"""Discovery end to end: a controller, a client host and two server hosts on
+one LAN (network namespaces joined by a bridge), each with the redirect rules
+and a meshd. The servers register what they front (meshd --register); the
+client's meshd learns where web.prod is from the controller and balances
+connections to its virtual address across the servers; a dead server is
+skipped after its first failed connect; when the controller goes away,
+traffic keeps flowing on what the proxy last knew."""
+import json
+import os
+import signal
+import tempfile
+import time
+
+import pytest
+
+from mesh import APPS, PYTHON, Host, Lan, binary, stop, wait_for
+
+VIP = "10.96.0.10"
+CTRL_IP = "10.78.0.10"
+REGISTRY = f"""
+[[service]]
+name = "web.prod"
+ports = [8080]
+virtual_addresses = ["{VIP}:80"]
+protocol = "opaque"
+"""
+
+
+class Mesh:
+    """The hosts of one scenario, and everything started in them."""
+
+    def __init__(self, controllers=1, registry=REGISTRY, lease="3s"):
+        self.hosts, self.controllers = [], []
+        self.workdir = tempfile.TemporaryDirectory(prefix="meshd-discovery-")
+        self.lan = Lan()
+        try:
+            self.ctrl_hosts = [self.host(f"ctrl{i}", f"10.78.0.{10 + i}") for i in range(controllers)]
+            self.controller_addrs = ",".join(f"{h.v4}:4190" for h in self.ctrl_hosts)
+            with open(os.path.join(self.workdir.name, "registry.toml"), "w") as f:
+                f.write(registry)
+            for i in range(controllers):
+                self.start_controller(i)
+            self.client = self.host("client", "10.78.0.1")
+            # A route for addresses that exist only as virtual ones: without
+            # one, connect() fails before the redirect rule can apply.
+            self.client.ns.exec(["ip", "route", "add", "default", "dev", self.client.lan_dev])
+            self.servers = [self.host(f"server{i + 1}", f"10.78.0.{i + 2}") for i in range(2)]
+            for i, s in enumerate(self.servers):
+                s.serve(8080, name=f"server{i + 1}")
+                s.install_rules()
+                s.start_meshd("--controller", self.controller_addrs, "--register", "web.prod=8080",
+                              "--register-lease", lease)
+            self.client.install_rules()
+            self.client.start_meshd("--controller", self.controller_addrs)
+        except BaseException:
+            self.close()
+            raise
+
+    def host(self, role, ip):
+        h = Host(role, ip, None)
+        self.hosts.append(h)
+        self.lan.attach(h)
+        return h
+
+    def start_controller(self, i):
+        h = self.ctrl_hosts[i]
+        log = open(os.path.join(self.workdir.name, f"controller{i}.log"), "a+")
+        p = h.ns.spawn([binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
+                        os.path.join(self.workdir.name, f"data{i}"), "--registry-file",
+                        os.path.join(self.workdir.name, "registry.toml")], stdout=log, stderr=log)
+        wait_for(lambda: p.poll() is not None or self.services(i) is not None, 10, "the controller")
+        assert p.poll() is None, open(log.name).read()
+        if i < len(self.controllers):
+            self.controllers[i] = p
+        else:
+            self.controllers.append(p)
+        return p
+
+    def services(self, i=0):
+        r = self.ctrl_hosts[i].ns.exec([binary("meshd-ctl"), "services", "-o", "json"], check=False)
+        if r.returncode != 0:
+            return None
+        return {s["name"]: s for s in json.loads(r.stdout)["services"]}
+
+    def endpoints(self, host=None):
+        r = (host or self.client).ns.exec([binary("meshd-ctl"), "endpoints", "web.prod", "-o", "json"], check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def names(self, address, port, count):
+        return self.client.ns.app("names", address, port, count)
+
+    def close(self):
+        problems = []
+        for h in self.hosts:
+            try:
+                h.close()
+            except AssertionError as e:
+                problems.append(str(e))
+        self.lan.close()
+        self.workdir.cleanup()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+
+@pytest.fixture
+def mesh():
+    m = Mesh()
+    yield m
+    m.close()
+
+
+def wait_registered(m, count):
+    wait_for(lambda: (m.services() or {}).get("web.prod", {}).get("endpoints") == count, 15,
+             f"{count} registered endpoints of web.prod")
+
+
+@pytest.mark.timeout(120)
+def test_a_virtual_address_is_balanced_and_a_dead_endpoint_skipped(mesh):
+    wait_registered(mesh, 2)
+    out = mesh.names(VIP, 80, 40)
+    assert out["errors"] == [], out
+    assert set(out["names"]) == {"server1", "server2"}, out
+    # An endpoint's own address is balanced across its service too.
+    out = mesh.names("10.78.0.2", 8080, 40)
+    assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, (out, mesh.endpoints())
+    m = mesh.client.metrics()
+    assert m['tcp_open_total{direction="outbound",dst="web.prod"}'] == 80
+    assert m['outbound_balancer_endpoints{dst="web.prod",state="ready"}'] == 2
+    assert m['discovery_connected{controller="10.78.0.10:4190"}'] == 1
+    assert m['outbound_connect_latency_ms_count{dst="web.prod",endpoint="10.78.0.2:8080"}'] > 0
+    eps = mesh.endpoints()
+    assert [e["address"] for e in eps["endpoints"]] == ["10.78.0.2:8080", "10.78.0.3:8080"], eps
+    assert all(e["state"] == "ready" for e in eps["endpoints"]), eps
+    text = mesh.client.ns.exec([binary("meshd-ctl"), "endpoints", "web.prod"]).stdout
+    assert "10.78.0.3:8080" in text and "ready" in text, text
+
+    # An address no service has goes where it was dialled, counted without dst.
+    mesh.ctrl_hosts[0].serve(9000, name="ctrl")
+    before = m.get('tcp_open_total{direction="outbound"}', 0)
+    out = mesh.names(CTRL_IP, 9000, 5)
+    assert out == {"names": {"ctrl": 5}, "errors": []}, out
+    assert mesh.client.metrics()['tcp_open_total{direction="outbound"}'] == before + 5
+
+    # Server 2 dies (proxy and app): connects to it are refused. The first
+    # failure marks it failing and the connection is retried on server 1,
+    # so the client sees no error at all.
+    s2 = mesh.servers[1]
+    s2.meshd.kill()
+    s2.meshd.wait(timeout=10)
+    s2.meshd = None
+    stop(s2.apps[8080])
+    out = mesh.names(VIP, 80, 30)
+    assert out == {"names": {"server1": 30}, "errors": []}, out
+    m = mesh.client.metrics()
+    failures = m['outbound_connect_failures_total{dst="web.prod",endpoint="10.78.0.3:8080"}']
+    assert 1 <= failures <= 5, failures  # skipped while failing, not tried on every connection
+    # Its lease runs out: the registry, then the proxy, forget it.
+    wait_for(lambda: [e["address"] for e in (mesh.endpoints() or {}).get("endpoints", [])] == ["10.78.0.2:8080"], 15,
+             "the dead endpoint's lease to expire in the proxy's view")
+    assert mesh.names(VIP, 80, 5) == {"names": {"server1": 5}, "errors": []}
+
+
+@pytest.mark.timeout(120)
+def test_traffic_flows_when_the_controller_is_gone(mesh):
+    wait_registered(mesh, 2)
+    assert mesh.names(VIP, 80, 10)["errors"] == []
+    # A connection held open across the controller's death.
+    held = mesh.client.ns.spawn([PYTHON, APPS, "hold", VIP, "80", "3"])
+    time.sleep(0.5)
+    mesh.controllers[0].kill()
+    mesh.controllers[0].wait(timeout=10)
+    wait_for(lambda: mesh.client.status()["controller"]["state"] == "disconnected", 10, "the proxy to notice")
+    # New connections still go where the proxy last knew web.prod was.
+    out = mesh.names(VIP, 80, 20)
+    assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+    out_held, _ = held.communicate(timeout=20)
+    assert json.loads(out_held.strip().splitlines()[-1]) == {"first": "ping", "second": "pong"}
+    status = mesh.client.ns.exec([binary("meshd-ctl"), "status"]).stdout
+    assert "disconnected, serving what it last said (stale)" in status, status
+    eps = mesh.endpoints()
+    assert eps["stale"] and len(eps["endpoints"]) == 2, eps
+
+    # A proxy that starts with no controller reachable: connections to real
+    # addresses go to them as dialled, without waiting for discovery.
+    assert stop(mesh.client.meshd, signal.SIGTERM) == 0
+    mesh.client.start_meshd("--controller", mesh.controller_addrs)
+    start = time.monotonic()
+    out = mesh.names("10.78.0.3", 8080, 10)
+    assert out == {"names": {"server2": 10}, "errors": []}, out
+    assert time.monotonic() - start < 5
+
+    # The controller comes back (its state was on disk): the proxy reconnects.
+    mesh.start_controller(0)
+    wait_for(lambda: mesh.client.status()["controller"]["state"] == "fresh", 15, "the proxy to reconnect")
+    out = mesh.names(VIP, 80, 20)
+    assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+
+
+@pytest.mark.timeout(120)
+def test_the_proxy_moves_to_another_controller_replica():
+    # Two replicas serving the same registry file (here with the endpoints in
+    # it); the proxy is connected to one of them, which is then killed.
+    registry = REGISTRY + "".join(f"""
+  [[service.endpoint]]
+  address = "10.78.0.{i}:8080"
+""" for i in (2, 3))
+    m = Mesh(controllers=2, registry=registry)
+    try:
+        assert m.names(VIP, 80, 10)["errors"] == []
+        first = m.client.status()["controller"]["address"]
+        victim = 0 if first == "10.78.0.10:4190" else 1
+        m.controllers[victim].kill()
+        m.controllers[victim].wait(timeout=10)
+        wait_for(lambda: (m.client.status()["controller"]["address"] != first and
+                          m.client.status()["controller"]["state"] == "fresh"), 15, "the other replica")
+        out = m.names(VIP, 80, 20)
+        assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+        assert m.client.metrics()["discovery_streams_failed_total"] >= 1
+    finally:
+        m.close()
