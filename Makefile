@@ -78,6 +78,10 @@ $(OUT)/meshd-init: $(call obj,init/main.cc) $(INIT_OBJS) $(OUT)/libmeshd.a
 $(OUT)/meshd-ctl: $(call obj,ctl/main.cc) $(CTL_OBJS) $(INIT_OBJS) $(OUT)/libmeshd.a
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
 
+# The controller fan-out load tool (bench/fanout.sh); built only for `make bench`.
+$(OUT)/bench-fanout: $(call obj,bench/fanout.cc) $(OUT)/libmeshd.a
+	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
+
 $(OUT)/unit-tests: $(TEST_OBJS) $(INIT_OBJS) $(CTL_OBJS) $(OUT)/libmeshd.a
 	$(CXX) $(LDFLAGS) -o $@ $^ $(LIBS)
 
@@ -167,6 +171,7 @@ demo: deps
 # benchmark (it reports a meshd that fails to build or run as such).
 bench: bench-deps
 	-@$(MAKE) --no-print-directory $(OUT)/meshd
+	-@$(MAKE) --no-print-directory $(OUT)/meshd-controller $(OUT)/bench-fanout
 	MESHD_BUILD=$(CURDIR)/$(OUT) sh bench/run.sh
 
 # Formatting is clang-format's job (.clang-format); CI checks it.

@@ -424,3 +424,10 @@ fi
 # ---------------------------------------------------------------- report
 echo
 "$PY" "$HERE/report.py" "$SAMPLES" "$OUTDIR/results.md" || die "report failed"
+
+# ---------------------------------------------------- control plane
+# The controller's fan-out to 500 proxy streams (bench/fanout.sh) and gossip
+# convergence between replicas (bench/gossip.py, when present); each reports
+# its own figures and targets.
+echo
+"$HERE/fanout.sh" || log "controller fan-out benchmark failed"
