@@ -1,20 +1,23 @@
 #!/usr/bin/env python3
 """make demo: a small mesh on this machine.
 
-Two network-namespace "hosts", each with meshd-init's redirect rules and a
-meshd, joined by a veth pair. An application on one talks to an application
-on the other by plain IP and port; the bytes cross both proxies (outbound on
-the client host, inbound on the server host) without either application
-knowing. Ends with `meshd-ctl status` on both hosts.
+Four network-namespace "hosts" on one LAN (a bridge): a meshd-controller, two
+servers and a client, each with meshd-init's redirect rules and a meshd. The
+servers' proxies register the app they front (web.prod) with the controller;
+the client's proxy learns from the controller where web.prod is and balances
+the client app's connections to web.prod's virtual address across the
+servers, none of the applications knowing. A server dies and traffic moves
+to the other one; the controller dies and traffic still flows. Ends with
+`meshd-ctl status` on the client.
 """
+import json
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mesh import Pair, binary, stop, wait_for  # noqa: E402
+from mesh import VIP, Cluster, binary, stop, wait_for  # noqa: E402
 
 MiB = 1 << 20
 
@@ -23,85 +26,91 @@ def step(text):
     print(f"\n== {text}", flush=True)
 
 
+def ctl(host, *args):
+    r = subprocess.run(host.ns.cmd([binary("meshd-ctl")] + list(args)), capture_output=True, text=True, timeout=15)
+    if r.returncode != 0:
+        raise SystemExit(f"demo failed: meshd-ctl {' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
 def main():
     if os.geteuid() != 0:
         sys.exit("make demo needs root (network namespaces and iptables): run it with sudo")
-    step("two hosts in network namespaces, 10.77.0.1 (client) and 10.77.0.2 (server), "
-         "each with meshd-init's rules and a meshd")
-    pair = Pair()
+    step("a LAN of network namespaces: controller 10.78.0.10, servers 10.78.0.2 and .3, client 10.78.0.1; "
+         "every host has meshd-init's rules and a meshd")
+    mesh = Cluster()
     try:
-        client, server = pair.client, pair.server
-        print(f"client host: netns {client.ns.name}, meshd pid {client.meshd.pid} (uid 2102)")
-        print(f"server host: netns {server.ns.name}, meshd pid {server.meshd.pid} (uid 2102)")
+        client = mesh.client
+        for h in mesh.hosts:
+            print(f"  {h.ns.name}: {h.v4}" + (f", meshd pid {h.meshd.pid} (uid 2102)" if h.meshd else ""))
         rules = client.ns.exec(["iptables-save", "-t", "nat"]).stdout
         print("client's nat table:\n  " + "\n  ".join(l for l in rules.splitlines() if "MESHD" in l))
 
-        step("an app on the server host listens on 0.0.0.0:8080; the client app dials 10.77.0.2:8080")
-        server.serve(8080)
-        who = client.ns.app("who", "10.77.0.2", 8080)
-        print(f"the server app sees its peer as {who['peer']}: the connection arrived through its meshd")
+        step("the controller's registry: web.prod is defined in its file (virtual address "
+             f"{VIP}:80); each server's meshd registers its endpoint (meshd --register web.prod=8080)")
+        mesh.wait_registered(2)
+        print(ctl(mesh.ctrl_hosts[0], "services"), end="")
 
-        step("8 MiB up and 8 MiB down, checked by sha256")
-        up = client.ns.app("upload", "10.77.0.2", 8080, 8 * MiB, 1)
-        down = client.ns.app("download", "10.77.0.2", 8080, 8 * MiB, 2)
-        for name, r in (("upload", up), ("download", down)):
+        step(f"the client app dials {VIP}:80 forty times (an address that exists only in the registry)")
+        out = mesh.names(VIP, 80, 40)
+        print(f"answered by: {out['names']}  errors: {out['errors'] or 'none'}")
+        if out["errors"] or len(out["names"]) != 2:
+            raise SystemExit("demo failed: web.prod was not balanced over both servers")
+
+        step("8 MiB up and 8 MiB down through the virtual address, checked by sha256; 200 concurrent connections")
+        for name, r in (("upload", client.ns.app("upload", VIP, 80, 8 * MiB, 1)),
+                        ("download", client.ns.app("download", VIP, 80, 8 * MiB, 2))):
             ok = r["sha256"] == r["expected_sha256"] and r["count"] == r["expected_count"]
             print(f"{name}: {r['count']} bytes, sha256 {'matches' if ok else 'DIFFERS'}")
             if not ok:
                 raise SystemExit("demo failed: bytes differ")
-
-        step("200 concurrent connections")
-        many = client.ns.app("many", "10.77.0.2", 8080, 200, 0.2)
+        many = client.ns.app("many", VIP, 80, 200, 0.2)
         print(f"{many['ok']} echoed correctly, {many['failed']} failed")
 
-        step("a refused port: nothing listens on 10.77.0.2:9")
-        out = client.ns.app("outcome", "10.77.0.2", 9)
-        print(f"the client sees '{out['outcome']}' after {out['seconds'] * 1000:.0f} ms, as it would without a mesh")
+        step("meshd-ctl endpoints web.prod  (what the client's proxy balances over)")
+        print(ctl(client, "endpoints", "web.prod"), end="")
 
-        step("what the proxies counted (GET /metrics on the admin port)")
-        for host, direction in ((client, "outbound"), (server, "inbound")):
-            m = host.metrics()
-            picked = {k: int(v) for k, v in m.items() if f'direction="{direction}"' in k and v and
-                      k.split("{")[0] in ("tcp_open_total", "tcp_close_total", "tcp_read_bytes_total",
-                                          "tcp_write_bytes_total")}
-            print(f"{host.ns.name}:")
-            for k, v in sorted(picked.items()):
-                print(f"  {k} {v}")
+        step("server 2 dies (its proxy and its app): the next connections go to server 1, none fails")
+        s2 = mesh.servers[1]
+        s2.meshd.kill()
+        s2.meshd.wait(timeout=10)
+        s2.meshd = None
+        stop(s2.apps[8080])
+        out = mesh.names(VIP, 80, 20)
+        print(f"answered by: {out['names']}  errors: {out['errors'] or 'none'}")
+        print(ctl(client, "endpoints", "web.prod"), end="")
+        print("...and once its lease (3s) runs out, the controller and the proxy forget it:")
+        wait_for(lambda: len(json.loads(ctl(client, "endpoints", "web.prod", "-o", "json"))["endpoints"]) == 1, 15,
+                 "the lease to expire")
+        print(ctl(client, "endpoints", "web.prod"), end="")
 
-        step("a meshd-controller on the server host: its registry (proxies subscribe to it in the next step "
-             "of the project; today they forward by original destination)")
-        with tempfile.TemporaryDirectory(prefix="meshd-demo-") as work:
-            registry = os.path.join(work, "registry.toml")
-            with open(registry, "w") as f:
-                f.write('[[service]]\nname = "echo.demo"\nports = [8080]\nprotocol = "opaque"\n\n'
-                        '  [[service.endpoint]]\n  address = "10.77.0.2:8080"\n  meshed = true\n')
-            log = open(os.path.join(work, "controller.log"), "w")
-            ctrl = server.ns.spawn([binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
-                                    os.path.join(work, "data"), "--registry-file", registry], stdout=log, stderr=log)
-            ctl = [binary("meshd-ctl")]
+        step("the controller dies: the client's proxy keeps what it knew")
+        mesh.controllers[0].kill()
+        mesh.controllers[0].wait(timeout=10)
+        wait_for(lambda: client.status()["controller"]["state"] == "disconnected", 10, "the proxy to notice")
+        out = mesh.names(VIP, 80, 10)
+        print(f"answered by: {out['names']}  errors: {out['errors'] or 'none'}")
 
-            def listed():
-                r = subprocess.run(server.ns.cmd(ctl + ["services"]), capture_output=True, text=True, timeout=10)
-                return r if r.returncode == 0 else None
-            wait_for(listed, 10, "the controller")
-            r = subprocess.run(client.ns.cmd(ctl + ["register", "echo.demo", "10.77.0.1:8081", "--controller",
-                                                    "10.77.0.2:4190", "--lease", "30s", "--owner", "lease:client"]),
-                               capture_output=True, text=True, timeout=10)
-            print(f"from the client host: meshd-ctl register echo.demo 10.77.0.1:8081 --lease 30s\n  {r.stdout.strip()}")
-            print("meshd-ctl services (on the server host):")
-            print(listed().stdout, end="")
-            if stop(ctrl, signal.SIGTERM) != 0:
-                raise SystemExit("demo failed: meshd-controller did not stop cleanly")
+        step("what the client's proxy counted (GET /metrics, outbound, dst=web.prod)")
+        m = client.metrics()
+        for k, v in sorted(m.items()):
+            if 'dst="web.prod"' in k and v and ("_bucket" not in k) and k.split("{")[0] in (
+                    "tcp_open_total", "tcp_close_total", "tcp_read_bytes_total", "tcp_write_bytes_total",
+                    "outbound_balancer_endpoints", "outbound_connect_failures_total",
+                    "outbound_connect_latency_ms_count"):
+                print(f"  {k} {int(v)}")
 
-        for host in (client, server):
-            step(f"meshd-ctl status  (in {host.ns.name})")
-            r = subprocess.run(host.ns.cmd([binary("meshd-ctl"), "status"]), capture_output=True, text=True,
-                               timeout=10)
-            print(r.stdout + r.stderr, end="")
-            if r.returncode != 0:
-                raise SystemExit("demo failed: meshd-ctl status")
+        step(f"meshd-ctl status  (in {client.ns.name})")
+        print(ctl(client, "status"), end="")
+        # The controller was killed on purpose: forget it before the checks
+        # at close, which expect every meshd to stop cleanly.
+        mesh.controllers = []
+        for s in mesh.servers:
+            if s.meshd is not None and stop(s.meshd, signal.SIGTERM) != 0:
+                raise SystemExit(f"demo failed: meshd in {s.ns.name} did not stop cleanly")
+            s.meshd = None
     finally:
-        pair.close()
+        mesh.close()
     step("done: namespaces, rules and processes removed")
 
 

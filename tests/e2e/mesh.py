@@ -211,6 +211,101 @@ class Lan:
         self.ns.close()
 
 
+VIP = "10.96.0.10"
+CTRL_IP = "10.78.0.10"
+REGISTRY = f"""
+[[service]]
+name = "web.prod"
+ports = [8080]
+virtual_addresses = ["{VIP}:80"]
+protocol = "opaque"
+"""
+
+
+class Cluster:
+    """A small mesh on one LAN (10.78.0.0/24): controller replicas
+    (10.78.0.10, .11, ...), two server hosts (.2, .3) whose meshd registers
+    web.prod=8080 under a lease, each serving a named app on 8080, and a
+    client host (.1) whose meshd learns web.prod from the controllers. Every
+    host has the redirect rules; everything started is stopped by pid."""
+
+    def __init__(self, controllers=1, registry=REGISTRY, lease="3s"):
+        self.hosts, self.controllers = [], []
+        self.workdir = tempfile.TemporaryDirectory(prefix="meshd-cluster-")
+        self.lan = Lan()
+        try:
+            self.ctrl_hosts = [self.host(f"ctrl{i}", f"10.78.0.{10 + i}") for i in range(controllers)]
+            self.controller_addrs = ",".join(f"{h.v4}:4190" for h in self.ctrl_hosts)
+            with open(os.path.join(self.workdir.name, "registry.toml"), "w") as f:
+                f.write(registry)
+            for i in range(controllers):
+                self.start_controller(i)
+            self.client = self.host("client", "10.78.0.1")
+            # A route for addresses that exist only as virtual ones: without
+            # one, connect() fails before the redirect rule can apply.
+            self.client.ns.exec(["ip", "route", "add", "default", "dev", self.client.lan_dev])
+            self.servers = [self.host(f"server{i + 1}", f"10.78.0.{i + 2}") for i in range(2)]
+            for i, s in enumerate(self.servers):
+                s.serve(8080, name=f"server{i + 1}")
+                s.install_rules()
+                s.start_meshd("--controller", self.controller_addrs, "--register", "web.prod=8080",
+                              "--register-lease", lease)
+            self.client.install_rules()
+            self.client.start_meshd("--controller", self.controller_addrs)
+        except BaseException:
+            self.close()
+            raise
+
+    def host(self, role, ip):
+        h = Host(role, ip, None)
+        self.hosts.append(h)
+        self.lan.attach(h)
+        return h
+
+    def start_controller(self, i):
+        h = self.ctrl_hosts[i]
+        log = open(os.path.join(self.workdir.name, f"controller{i}.log"), "a+")
+        p = h.ns.spawn([binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
+                        os.path.join(self.workdir.name, f"data{i}"), "--registry-file",
+                        os.path.join(self.workdir.name, "registry.toml")], stdout=log, stderr=log)
+        wait_for(lambda: p.poll() is not None or self.services(i) is not None, 10, "the controller")
+        assert p.poll() is None, open(log.name).read()
+        if i < len(self.controllers):
+            self.controllers[i] = p
+        else:
+            self.controllers.append(p)
+        return p
+
+    def services(self, i=0):
+        r = self.ctrl_hosts[i].ns.exec([binary("meshd-ctl"), "services", "-o", "json"], check=False)
+        if r.returncode != 0:
+            return None
+        return {s["name"]: s for s in json.loads(r.stdout)["services"]}
+
+    def endpoints(self, host=None):
+        r = (host or self.client).ns.exec([binary("meshd-ctl"), "endpoints", "web.prod", "-o", "json"], check=False)
+        return json.loads(r.stdout) if r.returncode == 0 else None
+
+    def names(self, address, port, count):
+        return self.client.ns.app("names", address, port, count)
+
+    def wait_registered(self, count, controller=0):
+        wait_for(lambda: (self.services(controller) or {}).get("web.prod", {}).get("endpoints") == count, 15,
+                 f"{count} registered endpoints of web.prod")
+
+    def close(self):
+        problems = []
+        for h in self.hosts:
+            try:
+                h.close()
+            except AssertionError as e:
+                problems.append(str(e))
+        self.lan.close()
+        self.workdir.cleanup()
+        if problems:
+            raise AssertionError("\n".join(problems))
+
+
 class Pair:
     """Two meshed hosts, 'client' and 'server', on one link."""
 

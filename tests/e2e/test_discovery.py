@@ -6,117 +6,24 @@ connections to its virtual address across the servers; a dead server is
 skipped after its first failed connect; when the controller goes away,
 traffic keeps flowing on what the proxy last knew."""
 import json
-import os
 import signal
-import tempfile
 import time
 
 import pytest
 
-from mesh import APPS, PYTHON, Host, Lan, binary, stop, wait_for
-
-VIP = "10.96.0.10"
-CTRL_IP = "10.78.0.10"
-REGISTRY = f"""
-[[service]]
-name = "web.prod"
-ports = [8080]
-virtual_addresses = ["{VIP}:80"]
-protocol = "opaque"
-"""
-
-
-class Mesh:
-    """The hosts of one scenario, and everything started in them."""
-
-    def __init__(self, controllers=1, registry=REGISTRY, lease="3s"):
-        self.hosts, self.controllers = [], []
-        self.workdir = tempfile.TemporaryDirectory(prefix="meshd-discovery-")
-        self.lan = Lan()
-        try:
-            self.ctrl_hosts = [self.host(f"ctrl{i}", f"10.78.0.{10 + i}") for i in range(controllers)]
-            self.controller_addrs = ",".join(f"{h.v4}:4190" for h in self.ctrl_hosts)
-            with open(os.path.join(self.workdir.name, "registry.toml"), "w") as f:
-                f.write(registry)
-            for i in range(controllers):
-                self.start_controller(i)
-            self.client = self.host("client", "10.78.0.1")
-            # A route for addresses that exist only as virtual ones: without
-            # one, connect() fails before the redirect rule can apply.
-            self.client.ns.exec(["ip", "route", "add", "default", "dev", self.client.lan_dev])
-            self.servers = [self.host(f"server{i + 1}", f"10.78.0.{i + 2}") for i in range(2)]
-            for i, s in enumerate(self.servers):
-                s.serve(8080, name=f"server{i + 1}")
-                s.install_rules()
-                s.start_meshd("--controller", self.controller_addrs, "--register", "web.prod=8080",
-                              "--register-lease", lease)
-            self.client.install_rules()
-            self.client.start_meshd("--controller", self.controller_addrs)
-        except BaseException:
-            self.close()
-            raise
-
-    def host(self, role, ip):
-        h = Host(role, ip, None)
-        self.hosts.append(h)
-        self.lan.attach(h)
-        return h
-
-    def start_controller(self, i):
-        h = self.ctrl_hosts[i]
-        log = open(os.path.join(self.workdir.name, f"controller{i}.log"), "a+")
-        p = h.ns.spawn([binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
-                        os.path.join(self.workdir.name, f"data{i}"), "--registry-file",
-                        os.path.join(self.workdir.name, "registry.toml")], stdout=log, stderr=log)
-        wait_for(lambda: p.poll() is not None or self.services(i) is not None, 10, "the controller")
-        assert p.poll() is None, open(log.name).read()
-        if i < len(self.controllers):
-            self.controllers[i] = p
-        else:
-            self.controllers.append(p)
-        return p
-
-    def services(self, i=0):
-        r = self.ctrl_hosts[i].ns.exec([binary("meshd-ctl"), "services", "-o", "json"], check=False)
-        if r.returncode != 0:
-            return None
-        return {s["name"]: s for s in json.loads(r.stdout)["services"]}
-
-    def endpoints(self, host=None):
-        r = (host or self.client).ns.exec([binary("meshd-ctl"), "endpoints", "web.prod", "-o", "json"], check=False)
-        return json.loads(r.stdout) if r.returncode == 0 else None
-
-    def names(self, address, port, count):
-        return self.client.ns.app("names", address, port, count)
-
-    def close(self):
-        problems = []
-        for h in self.hosts:
-            try:
-                h.close()
-            except AssertionError as e:
-                problems.append(str(e))
-        self.lan.close()
-        self.workdir.cleanup()
-        if problems:
-            raise AssertionError("\n".join(problems))
+from mesh import APPS, CTRL_IP, PYTHON, REGISTRY, VIP, Cluster, binary, stop, wait_for
 
 
 @pytest.fixture
 def mesh():
-    m = Mesh()
+    m = Cluster()
     yield m
     m.close()
 
 
-def wait_registered(m, count):
-    wait_for(lambda: (m.services() or {}).get("web.prod", {}).get("endpoints") == count, 15,
-             f"{count} registered endpoints of web.prod")
-
-
 @pytest.mark.timeout(120)
 def test_a_virtual_address_is_balanced_and_a_dead_endpoint_skipped(mesh):
-    wait_registered(mesh, 2)
+    mesh.wait_registered(2)
     out = mesh.names(VIP, 80, 40)
     assert out["errors"] == [], out
     assert set(out["names"]) == {"server1", "server2"}, out
@@ -162,7 +69,7 @@ def test_a_virtual_address_is_balanced_and_a_dead_endpoint_skipped(mesh):
 
 @pytest.mark.timeout(120)
 def test_traffic_flows_when_the_controller_is_gone(mesh):
-    wait_registered(mesh, 2)
+    mesh.wait_registered(2)
     assert mesh.names(VIP, 80, 10)["errors"] == []
     # A connection held open across the controller's death.
     held = mesh.client.ns.spawn([PYTHON, APPS, "hold", VIP, "80", "3"])
@@ -204,7 +111,7 @@ def test_the_proxy_moves_to_another_controller_replica():
   [[service.endpoint]]
   address = "10.78.0.{i}:8080"
 """ for i in (2, 3))
-    m = Mesh(controllers=2, registry=registry)
+    m = Cluster(controllers=2, registry=registry)
     try:
         assert m.names(VIP, 80, 10)["errors"] == []
         first = m.client.status()["controller"]["address"]
