@@ -262,14 +262,14 @@ std::string format_bytes(uint64_t bytes) {
   return buf;
 }
 
-std::string render_status_text(const JsonValue& doc, const RedirectReport& redirect) {
+std::string render_status_text(const JsonValue& doc, const RedirectReport& redirect, double now_unix_s) {
   std::string out = headline(doc) + "\n";
   add_line(out, "threads", count_text(doc["threads"]));
   add_line(out, "listeners", listeners_text(doc));
   add_line(out, "connections", connections_text(doc));
   add_line(out, "bytes", bytes_line_text(doc));
   add_line(out, "memory", memory_text(doc));
-  add_line(out, "controller", controller_text(doc, static_cast<double>(::time(nullptr))));
+  add_line(out, "controller", controller_text(doc, now_unix_s));
   add_line(out, "redirect", redirect_text(doc, redirect));
   return out;
 }
@@ -321,7 +321,7 @@ int run_status(std::span<const std::string_view> args, const Io& io) {
             target->text.c_str());
     return kExitFailure;
   }
-  write_all(io.out, render_status_text(*doc, read_redirect()));
+  write_all(io.out, render_status_text(*doc, read_redirect(), static_cast<double>(::time(nullptr))));
   return kExitOk;
 }
 

@@ -18,7 +18,8 @@ using RedirectReport = Parsed<init::NatState>;
 // The human summary of a /status.json document. Fields that are missing or
 // of an unexpected type print as "?" (or are left out), and unknown fields
 // are ignored: a newer or older proxy must still get a readable summary.
-std::string render_status_text(const JsonValue& doc, const RedirectReport& redirect);
+// now_unix_s: the clock the controller line's "ago" is measured against.
+std::string render_status_text(const JsonValue& doc, const RedirectReport& redirect, double now_unix_s);
 
 // "13s", "2m13s", "5h3m", "3d4h": the two most significant units.
 std::string format_uptime(double seconds);

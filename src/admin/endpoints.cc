@@ -163,7 +163,8 @@ std::string render_status(const ProxyView& view) {
   for (const auto& l : *view.listeners) {
     j.begin_object().field("name", l.name).field("address", l.address.str());
     j.field("direction", metrics::direction_name(l.direction));
-    if (l.kind == proxy::ListenerKind::kForward) j.field("target", l.target.str());
+    if (l.kind == proxy::ListenerKind::kForward)
+      j.field("target", l.target_name.empty() ? l.target.str() : l.target_name + ":" + std::to_string(l.target_port));
     j.end_object();
   }
   j.end_array();

@@ -69,6 +69,30 @@ SocketAddr SocketAddr::loopback(int family, uint16_t port) noexcept {
   return out;
 }
 
+std::optional<SocketAddr> SocketAddr::from_ip(std::string_view ip, uint16_t port) noexcept {
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') {
+    ip = ip.substr(1, ip.size() - 2);
+    if (ip.find(':') == std::string_view::npos) return std::nullopt;  // "[10.0.0.1]" is not a form anyone writes
+  }
+  char text[INET6_ADDRSTRLEN + 1];
+  if (ip.empty() || ip.size() >= sizeof text) return std::nullopt;
+  std::memcpy(text, ip.data(), ip.size());
+  text[ip.size()] = '\0';
+  SocketAddr out;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage_);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage_);
+  if (inet_pton(AF_INET, text, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+  } else if (inet_pton(AF_INET6, text, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+  } else {
+    return std::nullopt;
+  }
+  return out;
+}
+
 uint16_t SocketAddr::port() const noexcept {
   if (family() == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&storage_)->sin6_port);
   if (family() == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&storage_)->sin_port);
@@ -164,6 +188,89 @@ Parsed<Cidr> Cidr::parse(std::string_view text) {
       out.bytes_[i] &= static_cast<uint8_t>(0xff << (8 - keep));
   }
   return out;
+}
+
+Parsed<bool> check_host_name(std::string_view name) {
+  auto bad = [&](const std::string& why) { return invalid("'" + std::string(name) + "' is not a host name: " + why); };
+  if (name.empty()) return invalid("empty host name");
+  std::string_view rest = name;
+  if (rest.back() == '.') rest.remove_suffix(1);
+  if (rest.empty()) return bad("no labels");
+  if (rest.size() > 253) return bad("longer than 253 characters");
+  std::string_view last;
+  while (true) {
+    auto dot = rest.find('.');
+    std::string_view label = rest.substr(0, dot);
+    if (label.empty()) return bad("empty label (two dots in a row, or a leading dot)");
+    if (label.size() > 63)
+      return bad("label '" + std::string(label.substr(0, 16)) + "...' is longer than 63 characters");
+    for (char c : label) {
+      bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+      if (!ok) {
+        std::string shown = (c >= ' ' && c < 0x7f) ? std::string("'") + c + "'" : "byte " + std::to_string(uint8_t(c));
+        return bad(shown + " is not allowed (letters, digits, '-', '_' and dots)");
+      }
+    }
+    if (label.front() == '-' || label.back() == '-')
+      return bad("label '" + std::string(label) + "' starts or ends with '-'");
+    last = label;
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  if (last.find_first_not_of("0123456789") == std::string_view::npos)
+    return bad("not an IP address, and a host name cannot end in an all-numeric label");
+  return true;
+}
+
+Parsed<HostPort> HostPort::parse(std::string_view text) {
+  HostPort out;
+  std::string_view host;
+  std::string_view port_text;
+  const std::string quoted = "'" + std::string(text) + "'";
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      return invalid(quoted + " is not HOST:PORT: expected [IPv6]:PORT");
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+    auto ip = SocketAddr::from_ip(host, 0);
+    if (!ip || !ip->is_v6()) return invalid(quoted + ": '" + std::string(host) + "' is not an IPv6 address");
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return invalid(quoted + " is not HOST:PORT: the port is missing");
+    host = text.substr(0, colon);
+    if (host.find(':') != std::string_view::npos)
+      return invalid(quoted + " is not HOST:PORT: write IPv6 as [IPv6]:PORT");
+    port_text = text.substr(colon + 1);
+    if (host.empty()) return invalid(quoted + " is not HOST:PORT: the host is missing");
+    if (!SocketAddr::from_ip(host, 0)) {
+      auto name = check_host_name(host);
+      if (!name) return invalid(quoted + ": " + name.error());
+    }
+  }
+  auto port = parse_port(port_text);
+  if (!port) return invalid(quoted + ": " + port.error());
+  out.host = std::string(host);
+  out.port = *port;
+  return out;
+}
+
+Parsed<std::vector<HostPort>> HostPort::parse_list(std::string_view text) {
+  std::vector<HostPort> out;
+  for (const auto& item : split_list(text)) {
+    auto hp = parse(item);
+    if (!hp) return invalid(hp.error());
+    out.push_back(std::move(*hp));
+  }
+  if (out.empty()) return invalid("'" + std::string(text) + "' is empty: expected HOST:PORT[,HOST:PORT...]");
+  return out;
+}
+
+std::optional<SocketAddr> HostPort::literal() const noexcept { return SocketAddr::from_ip(host, port); }
+
+std::string HostPort::str() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
 }
 
 std::string Cidr::str() const {

@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "discovery/client.h"
 #include "discovery/registrar.h"
+#include "discovery/resolver.h"
 #include "io/socket.h"
 #include "metrics/process.h"
 #include "proxy/worker.h"
@@ -60,8 +61,16 @@ std::vector<proxy::ListenerSpec> listener_specs(const config::Config& c) {
     specs.push_back({"outbound", proxy::ListenerKind::kOutbound, metrics::Direction::kOutbound, a, {}});
   for (const auto& a : c.inbound_listen)
     specs.push_back({"inbound", proxy::ListenerKind::kInbound, metrics::Direction::kInbound, a, {}});
-  for (const auto& f : c.forwards)
-    specs.push_back({"forward", proxy::ListenerKind::kForward, metrics::Direction::kOutbound, f.listen, f.target});
+  for (const auto& f : c.forwards) {
+    proxy::ListenerSpec s{"forward", proxy::ListenerKind::kForward, metrics::Direction::kOutbound, f.listen, {}, {}, 0};
+    if (auto ip = f.target.literal()) {
+      s.target = *ip;
+    } else {
+      s.target_name = f.target.host;
+      s.target_port = f.target.port;
+    }
+    specs.push_back(std::move(s));
+  }
   return specs;
 }
 
@@ -121,10 +130,21 @@ int run(int argc, char** argv) {
   shared.config = &config;
   // Discovery for outbound connections, when there is a controller: made
   // before the workers, started once they run.
+  // DNS (c-ares, on its own thread) for names: controllers and --forward
+  // targets given by name; none is started when every address is an IP.
+  bool names = false;
+  for (const auto& c : config.controllers) names = names || !c.literal();
+  for (const auto& f : config.forwards) names = names || !f.target.literal();
+  std::unique_ptr<discovery::Resolver> resolver;
+  if (names) {
+    resolver = std::make_unique<discovery::Resolver>();
+    shared.resolver = resolver.get();
+  }
   std::unique_ptr<discovery::DiscoveryClient> discovery;
   if (!config.controllers.empty()) {
     discovery::ClientOptions o;
     o.controllers = config.controllers;
+    o.resolver = resolver.get();
     o.evict_after_ms = config.discovery_evict_ms;
     discovery = std::make_unique<discovery::DiscoveryClient>(std::move(o));
     shared.discovery = discovery.get();
@@ -215,11 +235,18 @@ int run(int argc, char** argv) {
   view.ready = &ready;
   view.draining = &draining;
   view.discovery = discovery.get();
+  std::vector<proxy::Worker*> all_workers;
+  for (auto& w : workers) all_workers.push_back(w.get());
+  if (resolver) {
+    resolver->on_change([all_workers](const std::string&) {
+      shared.names_version.fetch_add(1, std::memory_order_release);
+      for (proxy::Worker* w : all_workers) w->notify();
+    });
+    if (auto r = resolver->start({}); !r) die(1, "cannot start the DNS resolver: " + r.error());
+  }
   if (discovery) {
-    std::vector<proxy::Worker*> to_wake;
-    for (auto& w : workers) to_wake.push_back(w.get());
-    discovery->on_published([to_wake] {
-      for (proxy::Worker* w : to_wake) w->notify();
+    discovery->on_published([all_workers] {
+      for (proxy::Worker* w : all_workers) w->notify();
     });
     discovery->start();
   }
@@ -227,7 +254,8 @@ int run(int argc, char** argv) {
   ready.store(true);
   std::vector<discovery::Registration> registrations;
   for (const auto& r : config.registrations) registrations.push_back({r.service, r.port});
-  discovery::Registrar registrar(config.controllers, std::move(registrations), config.register_lease_ms);
+  discovery::Registrar registrar(config.controllers, resolver.get(), std::move(registrations),
+                                 config.register_lease_ms);
   registrar.start();
 
   std::string where;
@@ -256,6 +284,7 @@ int run(int argc, char** argv) {
   for (auto& t : threads) t.join();
   admin_server.stop();
   if (discovery) discovery->stop();
+  if (resolver) resolver->stop();
   LOG_INFO("meshd", "stopped");
   return 0;
 }

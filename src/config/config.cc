@@ -92,7 +92,9 @@ const Setting kSettings[] = {
        return true;
      }},
     {"forward", "LISTEN=TARGET", "",
-     "explicit forwarding: accept on LISTEN, connect to TARGET (repeatable; comma-separated in a variable)", true,
+     "explicit forwarding: accept on LISTEN, connect to TARGET, an IP:PORT or NAME:PORT (a service the controller "
+     "knows, balanced over its endpoints; else a DNS name) (repeatable; comma-separated in a variable)",
+     true,
      [](Config& c, const std::vector<Raw>& values) -> Parsed<bool> {
        c.forwards.clear();
        for (const auto& r : values) {
@@ -101,9 +103,10 @@ const Setting kSettings[] = {
            if (eq == std::string::npos) return error(r, "expected LISTEN=TARGET, e.g. 127.0.0.1:9000=10.0.0.5:80");
            auto listen = SocketAddr::parse(item.substr(0, eq));
            if (!listen) return error(r, "listen address " + listen.error());
-           auto target = SocketAddr::parse(item.substr(eq + 1));
+           auto target = HostPort::parse(item.substr(eq + 1));
            if (!target) return error(r, "target " + target.error());
-           if (target->is_unspecified()) return error(r, "target must be a concrete address, not a wildcard");
+           if (auto ip = target->literal(); ip && ip->is_unspecified())
+             return error(r, "target must be a concrete address, not a wildcard");
            c.forwards.push_back({*listen, *target});
          }
        }
@@ -170,13 +173,15 @@ const Setting kSettings[] = {
      "started as root, meshd switches to this UID after binding, so that the redirect rules (which exclude it) "
      "never send its own connections back to it",
      false, [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 4'294'967'294u>(&c.proxy_uid, v.back()); }},
-    {"controller", "ADDR[,ADDR]", "off",
+    {"controller", "HOST:PORT[,HOST:PORT]", "off",
      "the meshd-controller API address(es): discovery for outbound connections, and where --register goes ('off': "
      "none; traffic then goes where it was dialled)",
      false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
-       auto l = addr_list(v.back());
-       if (!l) return invalid(l.error());
+       c.controllers.clear();
+       if (v.back().text == "off") return true;
+       auto l = HostPort::parse_list(v.back().text);
+       if (!l) return error(v.back(), l.error());
        c.controllers = *l;
        return true;
      }},
@@ -402,10 +407,12 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
   // A forward whose target is one of meshd's own listeners would feed each
   // connection back into itself until max-connections.
   for (const auto& f : c.forwards) {
+    auto target = f.target.literal();
+    if (!target) continue;  // a name: what it resolves to is checked per connection
     for (const auto& [addr, owner] : seen) {
-      bool same_port = addr.port() == f.target.port() && addr.family() == f.target.family();
-      if (addr == f.target || (same_port && addr.is_unspecified() && f.target.is_loopback()))
-        return invalid("forward target " + f.target.str() + " is meshd's own " + owner + " listener " + addr.str() +
+      bool same_port = addr.port() == target->port() && addr.family() == target->family();
+      if (addr == *target || (same_port && addr.is_unspecified() && target->is_loopback()))
+        return invalid("forward target " + target->str() + " is meshd's own " + owner + " listener " + addr.str() +
                        ": it would loop");
     }
   }

@@ -19,7 +19,9 @@ namespace meshd::config {
 
 struct ForwardRule {
   SocketAddr listen;
-  SocketAddr target;
+  // An IP, or a name: a service the controller knows (balanced over its
+  // endpoints), else a DNS name (resolved with c-ares, TTLs honoured).
+  HostPort target;
 };
 
 enum class InboundTarget { kLoopback, kOriginal };
@@ -50,7 +52,7 @@ struct Config {
   uint32_t buffers_per_thread = 0;
   InboundTarget inbound_target = InboundTarget::kLoopback;
   uint32_t proxy_uid = 0;
-  std::vector<SocketAddr> controllers;  // empty: no controller
+  std::vector<HostPort> controllers;  // empty: no controller; names resolved with c-ares
   std::vector<ServiceRegistration> registrations;
   uint64_t register_lease_ms = 0;
   // How long a new outbound connection to an address discovery has not

@@ -12,6 +12,7 @@
 #include <algorithm>
 
 #include "base/log.h"
+#include "discovery/controller_call.h"
 #include "io/socket.h"
 
 namespace meshd::discovery {
@@ -83,6 +84,8 @@ void DiscoveryClient::want(const SocketAddr& dst) noexcept {
 void DiscoveryClient::want_service(const std::string& name) {
   {
     std::lock_guard lock(want_mu_);
+    if (!wanted_names_.empty() && wanted_names_.back() == name) return;
+    if (wanted_names_.size() >= 4096) return;
     wanted_names_.push_back(name);
   }
   uint64_t one = 1;
@@ -144,12 +147,20 @@ void DiscoveryClient::run() {
 }
 
 void DiscoveryClient::connect_next(uint64_t now) {
-  const SocketAddr& addr = options_.controllers[current_];
+  const HostPort& name = options_.controllers[current_];
   {
     std::lock_guard lock(status_mu_);
-    status_.controller = addr.str();
+    status_.controller = name.str();
     ++status_.streams_started;
   }
+  // A name is resolved again for every stream: a controller that moved is
+  // followed. Blocking here is fine: this is the client's own thread.
+  auto resolved = controller_address(name, options_.resolver, options_.connect_timeout_ms);
+  if (!resolved) {
+    disconnect(resolved.error(), monotonic_ms());
+    return;
+  }
+  const SocketAddr& addr = *resolved;
   fd_ = ::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) {
     disconnect(std::string("socket: ") + strerror(errno), now);

@@ -34,8 +34,11 @@
 
 namespace meshd::discovery {
 
+class Resolver;
+
 struct ClientOptions {
-  std::vector<SocketAddr> controllers;
+  std::vector<HostPort> controllers;
+  Resolver* resolver = nullptr;  // for controllers given by name
   uint64_t evict_after_ms = 10 * 60 * 1000;
   uint64_t connect_timeout_ms = 2000;
   uint64_t backoff_min_ms = 100;

@@ -1,9 +1,19 @@
 #include "discovery/controller_call.h"
 
+#include "discovery/resolver.h"
 #include "io/stream.h"
 #include "proto/frame.h"
 
 namespace meshd::discovery {
+
+Parsed<SocketAddr> controller_address(const HostPort& controller, Resolver* resolver, uint64_t timeout_ms) {
+  if (auto ip = controller.literal()) return *ip;
+  if (resolver == nullptr) return invalid("controller " + controller.str() + ": no resolver for its name");
+  auto addrs = resolver->resolve_blocking(controller.host, controller.port, timeout_ms);
+  if (!addrs) return invalid("controller " + controller.str() + ": " + addrs.error());
+  if (addrs->empty()) return invalid("controller " + controller.str() + ": its name has no addresses");
+  return addrs->front();
+}
 
 Parsed<proto::Response> controller_call(const SocketAddr& addr, const std::string& name, const proto::Request& request,
                                         uint64_t timeout_ms) {

@@ -16,8 +16,12 @@ namespace {
 constexpr uint64_t kCallTimeoutMs = 2000;
 }
 
-Registrar::Registrar(std::vector<SocketAddr> controllers, std::vector<Registration> registrations, uint64_t lease_ms)
-    : controllers_(std::move(controllers)), registrations_(std::move(registrations)), lease_ms_(lease_ms) {
+Registrar::Registrar(std::vector<HostPort> controllers, Resolver* resolver, std::vector<Registration> registrations,
+                     uint64_t lease_ms)
+    : controllers_(std::move(controllers)),
+      resolver_(resolver),
+      registrations_(std::move(registrations)),
+      lease_ms_(lease_ms) {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
   hostname_ = host;
@@ -64,8 +68,13 @@ void Registrar::stop() {
   }
 }
 
-bool Registrar::register_once(const SocketAddr& controller) {
-  auto local = local_address_towards(controller);
+bool Registrar::register_once(const HostPort& name) {
+  auto controller = controller_address(name, resolver_, kCallTimeoutMs);
+  if (!controller) {
+    LOG_WARN("registrar", "%s", controller.error().c_str());
+    return false;
+  }
+  auto local = local_address_towards(*controller);
   if (!local) return false;
   if (!local_ || local_->host() != local->host()) {
     local_ = local;
@@ -90,9 +99,9 @@ bool Registrar::register_once(const SocketAddr& controller) {
     e->mutable_address_of()->set_weight(100);
     e->mutable_address_of()->set_meshed(true);  // this proxy's inbound fronts it
   }
-  auto resp = controller_call(controller, controller.str(), req, kCallTimeoutMs);
+  auto resp = controller_call(*controller, name.str(), req, kCallTimeoutMs);
   if (!resp || !resp->error().empty()) {
-    LOG_WARN("registrar", "registering with %s failed: %s", controller.str().c_str(),
+    LOG_WARN("registrar", "registering with %s failed: %s", name.str().c_str(),
              resp ? resp->error().c_str() : resp.error().c_str());
     return false;
   }
@@ -128,7 +137,12 @@ void Registrar::run() {
 
 void Registrar::deregister_all() {
   if (controllers_.empty() || !local_) return;
-  const SocketAddr& controller = controllers_[current_];
+  const HostPort& name = controllers_[current_];
+  auto controller = controller_address(name, resolver_, 1000);
+  if (!controller) {
+    LOG_WARN("registrar", "not deregistering (the lease will expire): %s", controller.error().c_str());
+    return;
+  }
   for (const auto& r : registrations_) {
     proto::Request req;
     req.set_id(1);
@@ -136,10 +150,10 @@ void Registrar::deregister_all() {
     d->set_owner(owner_);
     d->set_service(r.service);
     d->set_endpoint(endpoint_address(r.port));
-    auto resp = controller_call(controller, controller.str(), req, 1000);
+    auto resp = controller_call(*controller, name.str(), req, 1000);
     if (!resp || !resp->error().empty())
       LOG_WARN("registrar", "deregistering %s from %s failed (its lease will expire): %s", r.service.c_str(),
-               controller.str().c_str(), resp ? resp->error().c_str() : resp.error().c_str());
+               name.str().c_str(), resp ? resp->error().c_str() : resp.error().c_str());
   }
 }
 

@@ -20,6 +20,8 @@
 
 namespace meshd::discovery {
 
+class Resolver;
+
 struct Registration {
   std::string service;
   uint16_t port = 0;
@@ -27,7 +29,9 @@ struct Registration {
 
 class Registrar {
  public:
-  Registrar(std::vector<SocketAddr> controllers, std::vector<Registration> registrations, uint64_t lease_ms);
+  // resolver: for controllers given by name (may be null when none is).
+  Registrar(std::vector<HostPort> controllers, Resolver* resolver, std::vector<Registration> registrations,
+            uint64_t lease_ms);
   ~Registrar();
   void start();
   // Deregisters (best effort, bounded) and stops the thread.
@@ -39,12 +43,13 @@ class Registrar {
 
  private:
   void run();
-  bool register_once(const SocketAddr& controller);
+  bool register_once(const HostPort& controller);
   void deregister_all();
   // IP:PORT of this host's endpoint on port, as the controller knows it.
   std::string endpoint_address(uint16_t port) const;
 
-  std::vector<SocketAddr> controllers_;
+  std::vector<HostPort> controllers_;
+  Resolver* resolver_;
   std::vector<Registration> registrations_;
   uint64_t lease_ms_;
   std::string hostname_;

@@ -17,6 +17,7 @@ const char* tcp_error_name(TcpError e) noexcept {
     case TcpError::kNoOriginalDst: return "no_original_dst";
     case TcpError::kShutdown: return "shutdown";
     case TcpError::kNoEndpoints: return "no_endpoints";
+    case TcpError::kResolveFailed: return "resolve_failed";
     case TcpError::kCount: break;
   }
   return "unknown";

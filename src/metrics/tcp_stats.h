@@ -27,6 +27,7 @@ enum class TcpError : uint8_t {
   kNoOriginalDst,       // accepted connection was not redirected: nowhere to send it
   kShutdown,            // still open when the drain deadline passed
   kNoEndpoints,         // dialled a service's virtual address while it has no endpoint
+  kResolveFailed,       // a --forward name neither the registry nor DNS could resolve
   kCount,
 };
 const char* tcp_error_name(TcpError e) noexcept;

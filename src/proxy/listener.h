@@ -26,7 +26,9 @@ struct ListenerSpec {
   ListenerKind kind = ListenerKind::kOutbound;
   metrics::Direction direction = metrics::Direction::kOutbound;
   SocketAddr address;
-  SocketAddr target;  // kForward only
+  SocketAddr target;        // kForward to an IP
+  std::string target_name;  // kForward to a name: a service, else DNS (then target_port)
+  uint16_t target_port = 0;
 };
 
 class Listener final : public io::OpOwner {

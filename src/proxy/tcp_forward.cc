@@ -36,6 +36,8 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   attempts_ = 0;
   endpoint_ = -1;
   tried_ = 0;
+  wait_ = Wait::kNone;
+  forward_ = nullptr;
   set_.reset();
 }
 

@@ -18,6 +18,7 @@
 #include "discovery/endpoint_set.h"
 #include "io/op.h"
 #include "metrics/tcp_stats.h"
+#include "proxy/listener.h"
 #include "proxy/relay.h"
 
 struct io_uring_cqe;
@@ -43,9 +44,20 @@ class TcpForward final : public io::OpOwner {
   // Opens the connection towards a service (counted under its dst) and
   // connects to one of its endpoints, trying others when a connect fails.
   void connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept;
-  // Waits for discovery to answer about dst (the worker keeps the deadline).
-  void park(const SocketAddr& dst) noexcept { target_ = dst; }
+  // Waits for discovery (or DNS) to answer about dst, or about a --forward
+  // name; the worker keeps the deadline.
+  enum class Wait : uint8_t { kNone, kDiscovery, kDns };
+  void park(const SocketAddr& dst, Wait why) noexcept {
+    target_ = dst;
+    wait_ = why;
+  }
+  void park_for_name(const ListenerSpec* forward, Wait why) noexcept {
+    forward_ = forward;
+    wait_ = why;
+  }
   const SocketAddr& target() const noexcept { return target_; }
+  const ListenerSpec* forward() const noexcept { return forward_; }
+  Wait waiting_for() const noexcept { return wait_; }
   // The worker's sweep found the connect overdue.
   void connect_timed_out() noexcept;
   // Ends the connection: resets the sockets named, cancels what is in flight.
@@ -95,12 +107,14 @@ class TcpForward final : public io::OpOwner {
   bool closing_ = false;
   bool released_ = true;  // back in the worker's pool
   metrics::TcpError error_ = metrics::TcpError::kNone;
-  bool opened_ = false;           // counted as opened (before any close is)
-  bool timed_out_ = false;        // the connect in flight was cancelled by the sweep
-  bool endpoint_active_ = false;  // counted in its endpoint's open connections
-  uint8_t attempts_ = 0;          // endpoints tried
-  int endpoint_ = -1;             // index in set_, when balanced
-  uint64_t tried_ = 0;            // endpoints that failed this connection
+  bool opened_ = false;                    // counted as opened (before any close is)
+  Wait wait_ = Wait::kNone;                // what the connection waited for last
+  const ListenerSpec* forward_ = nullptr;  // set while waiting on a --forward name
+  bool timed_out_ = false;                 // the connect in flight was cancelled by the sweep
+  bool endpoint_active_ = false;           // counted in its endpoint's open connections
+  uint8_t attempts_ = 0;                   // endpoints tried
+  int endpoint_ = -1;                      // index in set_, when balanced
+  uint64_t tried_ = 0;                     // endpoints that failed this connection
   uint64_t connect_start_us_ = 0;
   std::shared_ptr<const discovery::EndpointSet> set_;  // when balanced: keeps the snapshot alive
 };

@@ -117,7 +117,7 @@ void Worker::run() noexcept {
   while (!finished()) {
     ring_.run_once(kTickMs);
     now_ms_ = monotonic_ms();
-    if (!waiting_.empty() && shared_->discovery->version() != table_version_) resume_waiting();
+    if (!waiting_.empty()) resume_waiting();
     wake_buffer_waiters();
     sweep();
   }
@@ -135,9 +135,11 @@ bool Worker::finished() const noexcept {
 void Worker::sweep() noexcept {
   while (TcpForward* c = waiting_.front()) {
     if (c->deadline_ms > now_ms_) break;
-    // No answer in time: the address as dialled (never a blackhole).
     waiting_.pop_front();
-    c->connect_direct(c->target());
+    if (c->forward() != nullptr)
+      route_name(c, *c->forward(), true);
+    else
+      c->connect_direct(c->target());  // no answer in time: as dialled, never a blackhole
   }
   while (TcpForward* c = connecting_.front()) {
     if (c->deadline_ms > now_ms_) break;
@@ -200,25 +202,88 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
     c->close(TcpError::kNoOriginalDst, true, false);
     return;
   }
-  if (spec.kind == ListenerKind::kOutbound && shared_->discovery != nullptr)
+  if (spec.kind == ListenerKind::kForward && !spec.target_name.empty())
+    route_name(c, spec, false);
+  else if (spec.kind == ListenerKind::kOutbound && shared_->discovery != nullptr)
     route(c, *target);
   else
     c->connect_direct(*target);
+}
+
+void Worker::wait(TcpForward* c, uint64_t ms) noexcept {
+  c->deadline_ms = now_ms_ + ms;
+  waiting_.push_back(c);
+}
+
+void Worker::route_name(TcpForward* c, const ListenerSpec& spec, bool expired) noexcept {
+  using Wait = TcpForward::Wait;
+  const std::string& name = spec.target_name;
+  discovery::DiscoveryClient* disco = shared_->discovery;
+  bool discovery_done = expired && c->waiting_for() == Wait::kDiscovery;
+  if (disco != nullptr && !discovery_done && c->waiting_for() != Wait::kDns) {
+    const auto& by_name = table()->by_name;
+    if (auto it = by_name.find(name); it != by_name.end()) {
+      it->second->stats->touch(now_ms_);
+      if (it->second->exists && !it->second->endpoints.empty()) {
+        c->connect_balanced(it->second);
+        return;
+      }
+      // Not a service, or one with no endpoints: DNS may know the name.
+    } else {
+      disco->want_service(name);
+      if (disco->connected() && shared_->config->discovery_timeout_ms > 0) {
+        c->park_for_name(&spec, Wait::kDiscovery);
+        wait(c, shared_->config->discovery_timeout_ms);
+        return;
+      }
+    }
+  }
+  if (shared_->resolver == nullptr) {
+    c->close(TcpError::kResolveFailed, true, false);
+    return;
+  }
+  auto answer = shared_->resolver->lookup(name);
+  if (answer == nullptr || (answer->addresses.empty() && answer->error.empty())) {
+    if (expired && c->waiting_for() == Wait::kDns) {
+      c->close(TcpError::kResolveFailed, true, false);
+      return;
+    }
+    // DNS is asked on the resolver's thread; this connection waits for it
+    // (bounded by connect-timeout), the worker does not.
+    c->park_for_name(&spec, Wait::kDns);
+    wait(c, shared_->config->connect_timeout_ms);
+    return;
+  }
+  if (answer->addresses.empty()) {
+    LOG_DEBUG("proxy", "forward to %s: %s", name.c_str(), answer->error.c_str());
+    c->close(TcpError::kResolveFailed, true, false);
+    return;
+  }
+  SocketAddr target = answer->addresses[name_turn_++ % answer->addresses.size()];
+  target.set_port(spec.target_port);
+  c->connect_direct(target);
+}
+
+bool Worker::answer_ready(TcpForward* c) noexcept {
+  const ListenerSpec* spec = c->forward();
+  if (spec == nullptr) return table()->find(c->target()) != nullptr;
+  if (c->waiting_for() == TcpForward::Wait::kDiscovery) return table()->by_name.contains(spec->target_name);
+  auto answer = shared_->resolver->lookup(spec->target_name);
+  return answer != nullptr && (!answer->addresses.empty() || !answer->error.empty());
 }
 
 void Worker::route(TcpForward* c, const SocketAddr& dst) noexcept {
   const discovery::Destination* d = table()->find(dst);
   if (d == nullptr) {
     shared_->discovery->want(dst);
-    uint64_t wait = shared_->config->discovery_timeout_ms;
-    if (wait == 0 || !shared_->discovery->connected()) {
+    uint64_t wait_ms = shared_->config->discovery_timeout_ms;
+    if (wait_ms == 0 || !shared_->discovery->connected()) {
       // No controller to ask (or told not to wait): as dialled, at once.
       c->connect_direct(dst);
       return;
     }
-    c->park(dst);
-    c->deadline_ms = now_ms_ + wait;
-    waiting_.push_back(c);
+    c->park(dst, TcpForward::Wait::kDiscovery);
+    wait(c, wait_ms);
     return;
   }
   const discovery::EndpointSet& set = *d->set;
@@ -233,11 +298,19 @@ void Worker::route(TcpForward* c, const SocketAddr& dst) noexcept {
 }
 
 void Worker::resume_waiting() noexcept {
-  table();
+  // Only when something was published since the last look.
+  uint64_t names = shared_->names_version.load(std::memory_order_acquire);
+  bool table_changed = shared_->discovery != nullptr && shared_->discovery->version() != table_version_;
+  if (!table_changed && names == names_version_) return;
+  names_version_ = names;
+  if (table_changed) table();
   waiting_.for_each([this](TcpForward* c) {
-    if (table_->find(c->target()) == nullptr) return;
+    if (!answer_ready(c)) return;
     c->timer_link.unlink();
-    route(c, c->target());
+    if (c->forward() != nullptr)
+      route_name(c, *c->forward(), false);
+    else
+      route(c, c->target());
   });
 }
 

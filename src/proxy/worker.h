@@ -11,6 +11,7 @@
 #include "base/random.h"
 #include "config/config.h"
 #include "discovery/client.h"
+#include "discovery/resolver.h"
 #include "io/buffer_ring.h"
 #include "io/op.h"
 #include "io/ring.h"
@@ -25,6 +26,8 @@ namespace meshd::proxy {
 struct Shared {
   const config::Config* config = nullptr;
   discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
+  discovery::Resolver* resolver = nullptr;          // null: no --forward names
+  std::atomic<uint64_t> names_version{0};           // bumped when a DNS answer changes
   std::atomic<uint32_t> open_connections{0};
 };
 
@@ -83,6 +86,11 @@ class Worker final : public io::OpOwner {
   // The destination stage for outbound connections: a service's endpoints
   // when discovery knows the address, else the address as dialled.
   void route(TcpForward* c, const SocketAddr& dst) noexcept;
+  // --forward to a name: the registry's service by that name, else DNS.
+  // expired: the wait for the current stage ran out.
+  void route_name(TcpForward* c, const ListenerSpec& spec, bool expired) noexcept;
+  bool answer_ready(TcpForward* c) noexcept;
+  void wait(TcpForward* c, uint64_t ms) noexcept;
   const discovery::DestinationTable* table() noexcept;
   void resume_waiting() noexcept;
 
@@ -104,6 +112,8 @@ class Worker final : public io::OpOwner {
   uint64_t now_ms_ = 0;
   std::shared_ptr<const discovery::DestinationTable> table_;
   uint64_t table_version_ = 0;
+  uint64_t names_version_ = 0;
+  uint32_t name_turn_ = 0;  // round robin over a name's DNS addresses
   FastRandom random_;
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;

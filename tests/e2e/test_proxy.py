@@ -151,7 +151,7 @@ def meshd_error(*args, env=None, netns=None):
     (["--connect-timeout", "5x"], None, "--connect-timeout '5x'"),
     (["--threads", "0"], None, "--threads '0'"),
     (["--forward", "127.0.0.1:9000"], None, "LISTEN=TARGET"),
-    (["--forward", "127.0.0.1:9000=example.com:80"], None, "example.com"),
+    (["--forward", "127.0.0.1:9000=web!prod:80"], None, "web!prod"),
     (["--admin", "127.0.0.1:99999"], None, "99999"),
     (["--no-such-flag", "1"], None, "unknown flag --no-such-flag"),
     (["--buffers-per-thread", "300"], None, "power of two"),

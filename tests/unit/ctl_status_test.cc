@@ -43,7 +43,7 @@ RedirectReport installed(int in_port, int out_port) {
 }  // namespace
 
 TEST_CASE("status: text rendering of a full document", "[ctl][status]") {
-  std::string text = render_status_text(doc_of(kSample), installed(4143, 4140));
+  std::string text = render_status_text(doc_of(kSample), installed(4143, 4140), 0);
   CHECK(text ==
         "meshd 0.1.0 (abc1234)  pid 1234  up 2m13s  state serving\n"
         "threads      2\n"
@@ -51,13 +51,14 @@ TEST_CASE("status: text rendering of a full document", "[ctl][status]") {
         "connections  inbound 3 open (120 total)  outbound 1 open (40 total)  refused 2\n"
         "bytes        inbound read 1.2 MiB write 3.4 MiB  outbound read 1 B write 2.0 KiB\n"
         "memory       rss 5.1 MiB  buffers 256 KiB in use of 8.0 MiB\n"
+        "controller   none (no --controller: connections go where they were dialled)\n"
         "redirect     installed (inbound -> 4143, outbound -> 4140)\n");
 }
 
 TEST_CASE("status: redirect line variants", "[ctl][status]") {
   JsonValue doc = doc_of(kSample);
   auto line = [&](const RedirectReport& r) {
-    std::string text = render_status_text(doc, r);
+    std::string text = render_status_text(doc, r, 0);
     size_t at = text.find("redirect");
     REQUIRE(at != std::string::npos);
     return text.substr(at);
@@ -79,7 +80,7 @@ TEST_CASE("status: redirect line variants", "[ctl][status]") {
 }
 
 TEST_CASE("status: missing and mistyped fields render as '?' without failing", "[ctl][status]") {
-  std::string text = render_status_text(doc_of("{}"), installed(0, 0));
+  std::string text = render_status_text(doc_of("{}"), installed(0, 0), 0);
   CHECK(text ==
         "meshd ?\n"
         "threads      ?\n"
@@ -87,11 +88,12 @@ TEST_CASE("status: missing and mistyped fields render as '?' without failing", "
         "connections  ?\n"
         "bytes        ?\n"
         "memory       ?\n"
+        "controller   none (no --controller: connections go where they were dialled)\n"
         "redirect     not installed\n");
   std::string odd = render_status_text(
       doc_of(R"({"version":7,"pid":"x","state":"draining","threads":2.5,"listeners":[{"address":"1.2.3.4:5"},{}],
                  "directions":{"inbound":{"open":"many"}},"memory":{"rss_bytes":1e9}})"),
-      installed(0, 0));
+      installed(0, 0), 0);
   CHECK(odd ==
         "meshd ?  state draining\n"
         "threads      2\n"
@@ -99,8 +101,9 @@ TEST_CASE("status: missing and mistyped fields render as '?' without failing", "
         "connections  inbound ? open (? total)\n"
         "bytes        inbound read ? write ?\n"
         "memory       rss 954 MiB\n"
+        "controller   none (no --controller: connections go where they were dialled)\n"
         "redirect     not installed\n");
-  CHECK(render_status_text(doc_of(R"({"listeners":[]})"), installed(0, 0)).find("listeners    none\n") !=
+  CHECK(render_status_text(doc_of(R"({"listeners":[]})"), installed(0, 0), 0).find("listeners    none\n") !=
         std::string::npos);
 }
 
@@ -176,4 +179,20 @@ TEST_CASE("status command: --help describes every flag", "[ctl][status]") {
     INFO(flag);
     CHECK(help.out.find(flag) != std::string::npos);
   }
+}
+
+TEST_CASE("status: the controller line, connected and not") {
+  std::string fresh = render_status_text(
+      doc_of(R"({"controller":{"address":"10.0.0.2:4190","connected":true,"state":"fresh",
+                 "connected_since_unix_ms":1000000,"last_update_unix_ms":1120000,"destinations":12}})"),
+      installed(0, 0), 1125.0);
+  CHECK(fresh.find("controller   10.0.0.2:4190 fresh, connected 2m5s, last update 5s ago, 12 destinations\n") !=
+        std::string::npos);
+  std::string gone = render_status_text(
+      doc_of(R"({"controller":{"address":"10.0.0.2:4190","connected":false,"state":"disconnected",
+                 "last_error":"10.0.0.2:4190: connect: Connection refused","last_update_unix_ms":0,
+                 "destinations":3}})"),
+      installed(0, 0), 1125.0);
+  CHECK(gone.find("controller   10.0.0.2:4190 disconnected, serving what it last said (stale): 10.0.0.2:4190: "
+                  "connect: Connection refused, last update never, 3 destinations\n") != std::string::npos);
 }

@@ -106,7 +106,7 @@ size_t endpoints_of(const discovery::DestinationTable& t, const char* addr) {
 TEST_CASE("discovery client: lazy subscribe, snapshot, deltas, negative answers", "[discovery]") {
   FakeController ctl;
   discovery::ClientOptions o;
-  o.controllers = {ctl.addr};
+  o.controllers = {HostPort{ctl.addr.host(), ctl.addr.port()}};
   discovery::DiscoveryClient client(o);
   int published = 0;
   client.on_published([&] { ++published; });
@@ -167,7 +167,7 @@ TEST_CASE("discovery client: garbage closes the stream, old answers serve stale,
           "[discovery]") {
   FakeController first, second;
   discovery::ClientOptions o;
-  o.controllers = {first.addr, second.addr};
+  o.controllers = {HostPort{first.addr.host(), first.addr.port()}, HostPort{second.addr.host(), second.addr.port()}};
   o.backoff_min_ms = 20;
   discovery::DiscoveryClient client(o);
   client.start();
@@ -214,7 +214,7 @@ TEST_CASE("discovery client: garbage closes the stream, old answers serve stale,
 TEST_CASE("discovery client: a destination nobody uses is unsubscribed and forgotten", "[discovery]") {
   FakeController ctl;
   discovery::ClientOptions o;
-  o.controllers = {ctl.addr};
+  o.controllers = {HostPort{ctl.addr.host(), ctl.addr.port()}};
   o.evict_after_ms = 1000;
   discovery::DiscoveryClient client(o);
   client.start();
