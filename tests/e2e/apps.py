@@ -9,6 +9,8 @@ Server protocol: the client's first line names what it wants.
   SOURCE <n> <seed> send n deterministic bytes, then close
   WHO               answer "<peer address> <local address>" and close
   NAME              answer the name the server was started with, and close
+
+apps.py dns PORT NAME=IP[,NAME=IP] [TTL] serves those A records over UDP.
   RESET             close with an RST (SO_LINGER 0)
 Clients print one JSON object on stdout.
 """
@@ -150,6 +152,35 @@ def client_who(host, port):
     return {"peer": peer, "local": local}
 
 
+def dns_serve(port, table, ttl):
+    """A tiny authoritative DNS server over UDP: A records from table
+    (name=ip,...), NODATA for other types of a known name, NXDOMAIN else."""
+    records = dict(item.split("=") for item in table.split(","))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("0.0.0.0", port))
+    print("ready", flush=True)
+    while True:
+        data, peer = sock.recvfrom(512)
+        if len(data) < 12:
+            continue
+        labels, i = [], 12
+        while i < len(data) and data[i] != 0:
+            n = data[i]
+            labels.append(data[i + 1:i + 1 + n].decode(errors="replace"))
+            i += 1 + n
+        question = data[12:i + 5]
+        qtype = struct.unpack("!H", data[i + 1:i + 3])[0]
+        name = ".".join(labels).lower()
+        ip = records.get(name)
+        rcode = 0 if ip else 3
+        answers = b""
+        if ip and qtype == 1:
+            answers = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, ttl, 4) + socket.inet_aton(ip)
+        flags = 0x8400 | rcode  # response, authoritative
+        header = data[:2] + struct.pack("!HHHHH", flags, 1, 1 if answers else 0, 0, 0)
+        sock.sendto(header + question + answers, peer)
+
+
 def client_names(host, port, count):
     """Opens count connections one after another and counts which server
     answered each (by the name it was started with)."""
@@ -250,6 +281,9 @@ def http_get(url):
 def main():
     raise_fd_limit()
     mode, args = sys.argv[1], sys.argv[2:]
+    if mode == "dns":
+        dns_serve(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 30)
+        return
     if mode == "serve":
         global SERVER_NAME
         if len(args) > 2:

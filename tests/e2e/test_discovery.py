@@ -6,6 +6,8 @@ connections to its virtual address across the servers; a dead server is
 skipped after its first failed connect; when the controller goes away,
 traffic keeps flowing on what the proxy last knew."""
 import json
+import os
+import shutil
 import signal
 import time
 
@@ -125,3 +127,35 @@ def test_the_proxy_moves_to_another_controller_replica():
         assert m.client.metrics()["discovery_streams_failed_total"] >= 1
     finally:
         m.close()
+
+
+@pytest.mark.timeout(120)
+def test_forward_to_a_name_the_registry_knows_or_dns_does(mesh):
+    """--forward LISTEN=NAME:PORT: a service name is balanced over its
+    endpoints; another name is resolved with DNS (c-ares, the namespace's
+    resolv.conf pointing at a DNS server on the controller host); a name
+    nobody knows resets the client and is counted."""
+    mesh.wait_registered(2)
+    dns = mesh.ctrl_hosts[0].ns.spawn([PYTHON, APPS, "dns", "53", "api.example=10.78.0.3", "5"])
+    assert dns.stdout.readline().strip() == "ready"
+    # `ip netns exec` mounts /etc/netns/NAME/resolv.conf over /etc/resolv.conf.
+    etc = f"/etc/netns/{mesh.client.ns.name}"
+    os.makedirs(etc, exist_ok=True)
+    try:
+        with open(f"{etc}/resolv.conf", "w") as f:
+            f.write(f"nameserver {CTRL_IP}\noptions timeout:1 attempts:1\n")
+        assert stop(mesh.client.meshd, signal.SIGTERM) == 0
+        mesh.client.start_meshd("--controller", mesh.controller_addrs, "--forward",
+                                "127.0.0.1:9000=web.prod:80,127.0.0.1:9001=api.example:8080,"
+                                "127.0.0.1:9002=nowhere.example:80")
+        out = mesh.names("127.0.0.1", 9000, 20)
+        assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+        out = mesh.names("127.0.0.1", 9001, 5)
+        assert out == {"names": {"server2": 5}, "errors": []}, out
+        out = mesh.client.ns.app("outcome", "127.0.0.1", 9002)
+        assert out["outcome"] == "reset", out
+        m = mesh.client.metrics()
+        assert m['tcp_open_total{direction="outbound",dst="web.prod"}'] == 20
+        assert m['tcp_close_total{direction="outbound",classification="failure",error="resolve_failed"}'] == 1
+    finally:
+        shutil.rmtree(etc, ignore_errors=True)
