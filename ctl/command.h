@@ -35,5 +35,6 @@ int run_endpoints(std::span<const std::string_view> args, const Io& io);
 int run_services(std::span<const std::string_view> args, const Io& io);
 int run_register(std::span<const std::string_view> args, const Io& io);
 int run_deregister(std::span<const std::string_view> args, const Io& io);
+int run_members(std::span<const std::string_view> args, const Io& io);
 
 }  // namespace meshd::ctl

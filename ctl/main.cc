@@ -30,6 +30,7 @@ constexpr Command kCommands[] = {
     {"services", "the services a controller knows (name, ports, endpoints, owner)", meshd::ctl::run_services},
     {"register", "add an endpoint to a service in the controller's registry", meshd::ctl::run_register},
     {"deregister", "remove an endpoint from the controller's registry", meshd::ctl::run_deregister},
+    {"members", "the controller replicas a controller gossips with, and their state", meshd::ctl::run_members},
 };
 
 const Command* find_command(std::string_view name) {

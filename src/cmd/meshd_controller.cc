@@ -1,7 +1,9 @@
 // meshd-controller: serves the registry to proxies and meshd-ctl.
 // Opens its data directory (replaying what was acknowledged before), loads
-// and watches the registry file, and answers the API on --listen until
-// SIGTERM.
+// and watches the registry file, gossips with its replicas when given a
+// cluster key, and answers the API on --listen until SIGTERM.
+#include <ifaddrs.h>
+#include <netdb.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <time.h>
@@ -16,8 +18,10 @@
 #include "admin/server.h"
 #include "base/flags.h"
 #include "base/log.h"
+#include "base/parse.h"
 #include "controller/api_server.h"
 #include "controller/controller.h"
+#include "controller/gossip/gossip.h"
 #include "metrics/process.h"
 #include "version.h"
 
@@ -39,7 +43,31 @@ constexpr const char* kUsage =
     "  --admin ADDR           /metrics, /ready, /live (default 127.0.0.1:4194; 'off' to disable;\n"
     "                         env MESHD_CONTROLLER_ADMIN)\n"
     "  --log-level LEVEL      debug, info, warn or error (default info)\n"
-    "  --version, -h/--help\n";
+    "  --version, -h/--help\n\n"
+    "replicas (gossip; on when a cluster key is given, off otherwise):\n"
+    "  --cluster-key-file PATH  the key shared by the replicas, at least 32 bytes (raw, or\n"
+    "                         64+ hex digits, e.g. openssl rand -hex 32); every gossip packet\n"
+    "                         is authenticated with it (HMAC-SHA256), others are dropped and\n"
+    "                         counted (env MESHD_CONTROLLER_CLUSTER_KEY_FILE)\n"
+    "  --join HOST:PORT,...   replicas to join (their gossip address); the first replica of a\n"
+    "                         cluster starts without (env MESHD_CONTROLLER_JOIN)\n"
+    "  --gossip-listen ADDR   UDP and TCP address for gossip (default 0.0.0.0:4192; 'off' to\n"
+    "                         disable gossip; env MESHD_CONTROLLER_GOSSIP_LISTEN)\n"
+    "  --gossip-advertise ADDR  the address other replicas reach this one at (default: the\n"
+    "                         --gossip-listen address; when that is 0.0.0.0, this host's\n"
+    "                         address towards the first --join replica, else its first\n"
+    "                         non-loopback address; env MESHD_CONTROLLER_GOSSIP_ADVERTISE)\n"
+    "  --node-name NAME       this replica's name, unique in the cluster (default the host name;\n"
+    "                         env MESHD_CONTROLLER_NODE_NAME)\n"
+    "  --gossip-probe-interval DURATION  one failure-detection probe per interval (default 1s);\n"
+    "                         a member that misses its probe, also through 3 others, is\n"
+    "                         suspect, and dead 5 intervals later (more in large clusters)\n"
+    "                         (env MESHD_CONTROLLER_GOSSIP_PROBE_INTERVAL)\n"
+    "  --gossip-sync-interval DURATION  push-pull anti-entropy with a random replica, and one\n"
+    "                         that is dead so a healed partition merges (default 5s;\n"
+    "                         env MESHD_CONTROLLER_GOSSIP_SYNC_INTERVAL)\n"
+    "  Clocks of the replicas must agree within 30s (packets carry a timestamp against\n"
+    "  replays); `meshd-ctl members` lists the replicas and their state.\n";
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "meshd-controller: %s\n", message.c_str());
@@ -57,6 +85,113 @@ std::string env_or(const char* name, const char* fallback) {
   return v != nullptr && *v != '\0' ? v : fallback;
 }
 
+std::string host_name() {
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  return host;
+}
+
+// A host:port of --join: an IP, or a name resolved once now.
+Parsed<SocketAddr> resolve(const std::string& text) {
+  if (auto a = SocketAddr::parse(text)) return a;
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos) return invalid("'" + text + "' is not HOST:PORT");
+  auto port = parse_port(text.substr(colon + 1));
+  if (!port) return invalid("'" + text + "': " + port.error());
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_DGRAM;
+  addrinfo* res = nullptr;
+  std::string host = text.substr(0, colon);
+  if (int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res); rc != 0 || res == nullptr)
+    return invalid("cannot resolve '" + host + "': " + gai_strerror(rc));
+  SocketAddr a = SocketAddr::from_sockaddr(res->ai_addr, res->ai_addrlen);
+  freeaddrinfo(res);
+  a.set_port(*port);
+  return a;
+}
+
+// The address this host has towards peer (the kernel's route choice).
+std::optional<SocketAddr> local_address_towards(const SocketAddr& peer) {
+  int fd = ::socket(peer.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  std::optional<SocketAddr> out;
+  if (::connect(fd, peer.sa(), peer.len()) == 0) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+      out = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+  }
+  ::close(fd);
+  return out;
+}
+
+std::optional<SocketAddr> first_interface_address(int family) {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return std::nullopt;
+  std::optional<SocketAddr> out;
+  for (ifaddrs* i = list; i != nullptr && !out; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != family) continue;
+    socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    SocketAddr a = SocketAddr::from_sockaddr(i->ifa_addr, len);
+    if (!a.is_loopback() && !a.is_unspecified() && !(a.is_v6() && a.host().starts_with("fe80"))) out = a;
+  }
+  freeifaddrs(list);
+  return out;
+}
+
+using GossipSetup = std::pair<controller::gossip::Options, controller::gossip::ClusterKey>;
+
+Parsed<GossipSetup> gossip_setup(const std::string& key_file, const std::string& join, const std::string& listen,
+                                 const std::string& advertise, const std::string& node_name,
+                                 const std::string& probe_interval, const std::string& sync_interval,
+                                 const SocketAddr& api) {
+  if (key_file.empty()) return invalid("gossip (--join, --gossip-listen) needs a cluster key: --cluster-key-file PATH");
+  auto key = controller::gossip::ClusterKey::load(key_file);
+  if (!key) return invalid(key.error());
+  controller::gossip::Options o;
+  auto l = SocketAddr::parse(listen.empty() ? "0.0.0.0:4192" : listen);
+  if (!l) return invalid("invalid --gossip-listen: " + l.error());
+  o.listen = *l;
+  for (const auto& j : split_list(join)) {
+    auto a = resolve(j);
+    if (!a) return invalid("invalid --join: " + a.error());
+    o.join.push_back(*a);
+  }
+  SocketAddr adv = *l;
+  if (!advertise.empty()) {
+    auto a = SocketAddr::parse(advertise);
+    if (!a) return invalid("invalid --gossip-advertise: " + a.error());
+    adv = *a;
+  } else if (adv.is_unspecified()) {
+    std::optional<SocketAddr> host;
+    if (!o.join.empty()) host = local_address_towards(o.join.front());
+    if (!host) host = first_interface_address(adv.family());
+    if (!host) return invalid("cannot tell this host's address for gossip: give --gossip-advertise");
+    host->set_port(adv.port());
+    adv = *host;
+  }
+  if (adv.port() == 0) return invalid("--gossip-advertise needs a port");
+  auto probe = parse_duration_ms(probe_interval);
+  if (!probe || *probe < 100 || *probe > 60'000)
+    return invalid("invalid --gossip-probe-interval '" + probe_interval + "' (100ms to 1m)");
+  auto sync = parse_duration_ms(sync_interval);
+  if (!sync || *sync < 200 || *sync > 3'600'000)
+    return invalid("invalid --gossip-sync-interval '" + sync_interval + "' (200ms to 1h)");
+  o.membership.name = node_name.empty() ? host_name() : node_name;
+  if (o.membership.name.size() > 128) return invalid("--node-name is over 128 characters");
+  o.membership.address = adv.str();
+  SocketAddr api_adv = api;
+  if (api_adv.is_unspecified()) {
+    api_adv = adv;
+    api_adv.set_port(api.port());
+  }
+  o.membership.api_address = api_adv.str();
+  o.membership.probe_interval_ms = *probe;
+  o.membership.probe_timeout_ms = std::max<uint64_t>(*probe / 2, 50);
+  o.sync_interval_ms = *sync;
+  return GossipSetup{std::move(o), std::move(*key)};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -66,6 +201,13 @@ int main(int argc, char** argv) {
   std::string registry_file = env_or("MESHD_CONTROLLER_REGISTRY_FILE", "");
   std::string level = "info";
   std::string admin = env_or("MESHD_CONTROLLER_ADMIN", "127.0.0.1:4194");
+  std::string key_file = env_or("MESHD_CONTROLLER_CLUSTER_KEY_FILE", "");
+  std::string join = env_or("MESHD_CONTROLLER_JOIN", "");
+  std::string gossip_listen = env_or("MESHD_CONTROLLER_GOSSIP_LISTEN", "");
+  std::string gossip_advertise = env_or("MESHD_CONTROLLER_GOSSIP_ADVERTISE", "");
+  std::string node_name = env_or("MESHD_CONTROLLER_NODE_NAME", "");
+  std::string probe_interval = env_or("MESHD_CONTROLLER_GOSSIP_PROBE_INTERVAL", "1s");
+  std::string sync_interval = env_or("MESHD_CONTROLLER_GOSSIP_SYNC_INTERVAL", "5s");
   bool help = false, version = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   FlagParser flags;
@@ -74,6 +216,13 @@ int main(int argc, char** argv) {
       .value("--registry-file", "", &registry_file)
       .value("--log-level", "", &level)
       .value("--admin", "", &admin)
+      .value("--cluster-key-file", "", &key_file)
+      .value("--join", "", &join)
+      .value("--gossip-listen", "", &gossip_listen)
+      .value("--gossip-advertise", "", &gossip_advertise)
+      .value("--node-name", "", &node_name)
+      .value("--gossip-probe-interval", "", &probe_interval)
+      .value("--gossip-sync-interval", "", &sync_interval)
       .toggle("--help", "-h", &help)
       .toggle("--version", "", &version);
   auto rest = flags.parse(args);
@@ -98,6 +247,17 @@ int main(int argc, char** argv) {
     auto a = SocketAddr::parse(admin);
     if (!a) return fail(2, "invalid --admin: " + a.error());
     admin_addr = *a;
+  }
+
+  std::optional<controller::gossip::Options> gossip_options;
+  std::optional<controller::gossip::ClusterKey> cluster_key;
+  if (gossip_listen == "off" && !join.empty()) return fail(2, "--join needs gossip, but --gossip-listen is off");
+  if (gossip_listen != "off" && (!key_file.empty() || !join.empty() || !gossip_listen.empty())) {
+    auto g =
+        gossip_setup(key_file, join, gossip_listen, gossip_advertise, node_name, probe_interval, sync_interval, *addr);
+    if (!g) return fail(2, g.error());
+    gossip_options = std::move(g->first);
+    cluster_key = std::move(g->second);
   }
 
   sigset_t signals;
@@ -125,6 +285,15 @@ int main(int argc, char** argv) {
     });
   }
   if (auto r = api.listen(*addr); !r) return fail(1, r.error());
+  std::unique_ptr<controller::gossip::Gossip> gossip;
+  if (gossip_options) {
+    gossip = std::make_unique<controller::gossip::Gossip>(std::move(*gossip_options), std::move(*cluster_key), &ctl,
+                                                          &stats, now_ms);
+    if (auto r = gossip->start(); !r) return fail(1, r.error());
+    gossip->set_publish([&api](const controller::Changes& c) { api.publish(c); });
+    api.set_poll_hook(gossip.get());
+    api.set_members([&gossip] { return gossip->members(); });
+  }
   LOG_INFO("meshd-controller", "meshd-controller %s serving %zu registry entries on %s", MESHD_VERSION,
            ctl.registry().size(), addr->str().c_str());
 
@@ -143,6 +312,7 @@ int main(int argc, char** argv) {
     if (auto compacted = ctl.maybe_compact(); !compacted)
       LOG_ERROR("meshd-controller", "compacting the store: %s", compacted.error().c_str());
   });
+  if (gossip) gossip->leave();
   admin_server.stop();
   LOG_INFO("meshd-controller", "stopped");
   close(stop_fd);

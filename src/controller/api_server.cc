@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "base/log.h"
@@ -42,7 +43,14 @@ void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& 
       if (c->sent < c->out.size()) events |= POLLOUT;
       fds.push_back({c->fd, events, 0});
     }
-    int n = poll(fds.data(), fds.size(), static_cast<int>(tick_ms));
+    const size_t polled_clients = clients_.size();
+    const size_t hook_first = fds.size();
+    int timeout = static_cast<int>(tick_ms);
+    if (hook_ != nullptr) {
+      hook_->add_fds(&fds);
+      timeout = std::clamp(hook_->timeout_ms(), 0, timeout);
+    }
+    int n = poll(fds.data(), fds.size(), timeout);
     if (n < 0 && errno != EINTR) {
       LOG_ERROR("api", "poll failed: %s", strerror(errno));
       return;
@@ -50,12 +58,13 @@ void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& 
     if (fds[0].revents) return;
     if (fds[1].revents & POLLIN) accept_clients();
     // clients_ may grow in accept_clients(); only the polled ones are looked at.
-    for (size_t i = 0; i + 2 < fds.size(); ++i) {
+    for (size_t i = 0; i < polled_clients; ++i) {
       Client& c = *clients_[i];
       short ev = fds[i + 2].revents;
       if (!c.closing && (ev & (POLLIN | POLLHUP | POLLERR))) read_from(c);
       if (!c.closing && (ev & POLLOUT)) write_to(c);
     }
+    if (hook_ != nullptr) hook_->on_events(std::span<const pollfd>(fds).subspan(hook_first));
     tick();
     // Closed streams leave, with their subscriptions.
     std::erase_if(clients_, [this](const std::unique_ptr<Client>& c) {
@@ -212,6 +221,12 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
         resp.set_error(ok.error());
       else
         resp.mutable_ack();
+      break;
+    case proto::Request::kListMembers:
+      if (members_)
+        *resp.mutable_members() = members_();
+      else
+        resp.set_error("this controller does not gossip (start it with --cluster-key-file and --join)");
       break;
     case proto::Request::kUnsubscribe:
       unsubscribe(c, req.unsubscribe().id());

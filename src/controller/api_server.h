@@ -9,11 +9,14 @@
 // disconnected, and must resubscribe to get a fresh snapshot).
 #pragma once
 
+#include <poll.h>
+
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -22,6 +25,19 @@
 #include "proto/frame.h"
 
 namespace meshd::controller {
+
+// More file descriptors for the API's poll loop (the gossip sockets), so
+// that everything that touches the registry runs on this one thread.
+class PollHook {
+ public:
+  virtual ~PollHook() = default;
+  // Appends the fds to wait on.
+  virtual void add_fds(std::vector<pollfd>* fds) = 0;
+  // The fds it added, with what happened to them; also called on timeouts.
+  virtual void on_events(std::span<const pollfd> fds) = 0;
+  // How long the loop may sleep before the hook needs to run again.
+  virtual int timeout_ms() = 0;
+};
 
 class ApiServer {
  public:
@@ -40,6 +56,9 @@ class ApiServer {
   void run(int stop_fd, unsigned tick_ms, const std::function<void()>& tick);
   // Sends each change to the streams subscribed to its service.
   void publish(const Changes& changes);
+  void set_poll_hook(PollHook* hook) { hook_ = hook; }
+  // Answers ListMembers; without it, the request is refused (no gossip).
+  void set_members(std::function<proto::MemberList()> members) { members_ = std::move(members); }
 
  private:
   struct Client {
@@ -62,6 +81,8 @@ class ApiServer {
   Controller* controller_;
   Stats* stats_;
   std::function<uint64_t()> now_ms_;
+  PollHook* hook_ = nullptr;
+  std::function<proto::MemberList()> members_;
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
   void subscribe(Client& c, const std::string& service, uint64_t id);

@@ -110,7 +110,7 @@ Parsed<Changes> Controller::poll_file(uint64_t now_ms) {
   return load_file(now_ms);
 }
 
-Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint64_t) {
+Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint64_t now_ms) {
   // What would change the registry, in order (a later entry for the same
   // key in this batch must beat the earlier one too).
   Registry staged_view;
@@ -127,6 +127,12 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
   std::map<std::string, proto::ServiceUpdate> by_service;
   for (const auto& e : winners) {
     registry_.apply(e);
+    // A leased entry learned from another replica: its owner renews there,
+    // and the deadline arrives by gossip; until then it gets a full lease.
+    if (e.lease_ms() > 0 && !e.tombstone() && !lease_deadline_.contains(e.owner())) {
+      lease_ms_[e.owner()] = e.lease_ms();
+      lease_deadline_[e.owner()] = now_ms + e.lease_ms();
+    }
     stats_->entries_applied.inc();
     proto::ServiceUpdate& u = by_service[e.service()];
     u.set_service(e.service());
@@ -147,6 +153,7 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
     u.set_exists(!registry_.service(name).empty());
     out.push_back(std::move(u));
   }
+  if (on_change_ && !winners.empty()) on_change_(winners);
   return out;
 }
 
@@ -214,7 +221,8 @@ Parsed<Changes> Controller::register_entries(const proto::Register& req, uint64_
   if (!changes) return changes;
   if (req.lease_ms() > 0) {
     lease_ms_[req.owner()] = req.lease_ms();
-    lease_deadline_[req.owner()] = now_ms + req.lease_ms();
+    lease_deadline_[req.owner()] = std::max(lease_deadline_[req.owner()], now_ms + req.lease_ms());
+    announce_lease(req.owner());
   }
   return changes;
 }
@@ -237,9 +245,59 @@ Parsed<Changes> Controller::deregister(const proto::Deregister& req, uint64_t no
 
 Parsed<bool> Controller::renew(const std::string& owner, uint64_t now_ms) {
   auto it = lease_ms_.find(owner);
-  if (it == lease_ms_.end()) return invalid("renew: " + owner + " holds no lease (register again)");
-  lease_deadline_[owner] = now_ms + it->second;
+  if (it == lease_ms_.end()) {
+    // Entries another replica accepted carry their lease: an owner that
+    // registered elsewhere may renew here (its replica may have died).
+    uint64_t lease = 0;
+    registry_.for_each([&](const proto::Entry& e) {
+      if (lease == 0 && e.owner() == owner && !e.tombstone()) lease = e.lease_ms();
+    });
+    if (lease == 0) return invalid("renew: " + owner + " holds no lease (register again)");
+    it = lease_ms_.emplace(owner, lease).first;
+  }
+  lease_deadline_[owner] = std::max(lease_deadline_[owner], now_ms + it->second);
+  announce_lease(owner);
   return true;
+}
+
+void Controller::announce_lease(const std::string& owner) {
+  if (!on_lease_) return;
+  proto::LeaseUpdate l;
+  l.set_owner(owner);
+  l.set_deadline_unix_ms(lease_deadline_[owner]);
+  l.set_lease_ms(lease_ms_[owner]);
+  on_lease_(l);
+}
+
+bool Controller::merge_lease(const proto::LeaseUpdate& lease, uint64_t now_ms) {
+  if (lease.owner().empty() || lease.owner().size() > 256 || lease.lease_ms() == 0 || lease.lease_ms() > 86'400'000 ||
+      lease.deadline_unix_ms() < now_ms)
+    return false;
+  // Kept also for an owner with no entries here yet (they may arrive after
+  // its renewal); a deadline that passes with nothing to remove is simply
+  // forgotten by expire_leases().
+  uint64_t& deadline = lease_deadline_[lease.owner()];
+  lease_ms_[lease.owner()] = lease.lease_ms();
+  if (lease.deadline_unix_ms() <= deadline) return false;
+  deadline = lease.deadline_unix_ms();
+  return true;
+}
+
+std::vector<proto::LeaseUpdate> Controller::leases() const {
+  std::vector<proto::LeaseUpdate> out;
+  for (const auto& [owner, deadline] : lease_deadline_) {
+    proto::LeaseUpdate l;
+    l.set_owner(owner);
+    l.set_deadline_unix_ms(deadline);
+    auto it = lease_ms_.find(owner);
+    l.set_lease_ms(it == lease_ms_.end() ? 0 : it->second);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+size_t Controller::expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms) {
+  return registry_.expire_tombstones(now_ms, lifetime_ms);
 }
 
 Parsed<Changes> Controller::expire_leases(uint64_t now_ms) {
@@ -256,9 +314,12 @@ Parsed<Changes> Controller::expire_leases(uint64_t now_ms) {
         ++n;
       }
     });
-    LOG_WARN("controller", "lease of %s expired: removing its %zu entries", owner.c_str(), n);
     lease_deadline_.erase(owner);
     lease_ms_.erase(owner);
+    // With replicas every one of them sees each deadline pass; only the
+    // ones that still had entries to remove say so.
+    if (n == 0) continue;
+    LOG_WARN("controller", "lease of %s expired: removing its %zu entries", owner.c_str(), n);
     stats_->leases_expired.inc();
   }
   return apply(gone, now_ms);

@@ -6,6 +6,7 @@
 // services changed so the API server can tell their subscribers.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -17,6 +18,7 @@
 #include "controller/stats.h"
 #include "controller/store.h"
 #include "proto/api.pb.h"
+#include "proto/gossip.pb.h"
 
 namespace meshd::controller {
 
@@ -49,6 +51,21 @@ class Controller {
   Parsed<bool> renew(const std::string& owner, uint64_t now_ms);
   // Removes the entries of owners whose lease ran out.
   Parsed<Changes> expire_leases(uint64_t now_ms);
+  // Drops tombstones older than lifetime_ms; returns how many.
+  size_t expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms);
+
+  // Replicas (gossip): every replica keeps every owner's lease deadline, so
+  // entries live everywhere while their owner renews on any one replica,
+  // and any replica removes them when it stops (the merge rule makes the
+  // replicas' duplicate tombstones harmless). The later deadline wins.
+  // True when it moved the deadline (news worth passing on). A deadline
+  // already past is ignored: it could only bring back a lease that expired.
+  bool merge_lease(const proto::LeaseUpdate& lease, uint64_t now_ms);
+  std::vector<proto::LeaseUpdate> leases() const;
+  // Called with the entries that changed the registry (after they are on
+  // disk), whatever their source, and with every local lease renewal.
+  void set_on_change(std::function<void(const std::vector<proto::Entry>&)> f) { on_change_ = std::move(f); }
+  void set_on_lease(std::function<void(const proto::LeaseUpdate&)> f) { on_lease_ = std::move(f); }
 
   const Registry& registry() const noexcept { return registry_; }
   uint64_t store_bytes() const noexcept { return store_.log_bytes(); }
@@ -65,6 +82,9 @@ class Controller {
   proto::Entry tombstone_for(const proto::Entry& e, uint64_t now_ms);
   std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
   std::map<std::string, uint64_t> lease_ms_;        // owner -> lease length
+  void announce_lease(const std::string& owner);
+  std::function<void(const std::vector<proto::Entry>&)> on_change_;
+  std::function<void(const proto::LeaseUpdate&)> on_lease_;
   uint64_t last_version_ = 0;
   uint64_t next_compaction_check_ = 0;
   // address -> service, rebuilt on the first lookup after a change.

@@ -57,6 +57,12 @@ class Registry {
   void for_each(F&& f) const {
     for (const auto& [key, e] : entries_) f(e);
   }
+  // Calls f on every entry of one service, tombstones included, in key order.
+  template <class F>
+  void for_each_in(const std::string& service, F&& f) const {
+    for (auto it = entries_.lower_bound({service, ""}); it != entries_.end() && it->first.first == service; ++it)
+      f(it->second);
+  }
 
  private:
   std::map<EntryKey, proto::Entry> entries_;

@@ -1,5 +1,6 @@
 #include "controller/stats.h"
 
+#include "controller/gossip/wire.h"
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
 
@@ -33,6 +34,26 @@ std::string render_metrics(const Stats& s) {
   w.sample("controller_registry_entries", {}, s.registry_entries.get());
   w.family("controller_registry_services", "gauge", "Services with live entries.");
   w.sample("controller_registry_services", {}, s.registry_services.get());
+  if (s.gossip_enabled) {
+    static constexpr const char* kStates[] = {"alive", "suspect", "dead", "left"};
+    w.family("gossip_members", "gauge", "Controller replicas this one knows, by state (itself included).");
+    for (int i = 0; i < 4; ++i) w.sample("gossip_members", {{"state", kStates[i]}}, s.gossip_members[i].get());
+    w.family("gossip_packets_total", "counter", "Gossip UDP packets, by direction.");
+    w.sample("gossip_packets_total", {{"direction", "in"}}, s.gossip_packets_in.get());
+    w.sample("gossip_packets_total", {{"direction", "out"}}, s.gossip_packets_out.get());
+    w.family("gossip_packets_dropped_total", "counter",
+             "Gossip packets and push-pull frames dropped unread, by reason.");
+    for (int i = 0; i < kGossipDropReasons; ++i)
+      w.sample("gossip_packets_dropped_total", {{"reason", gossip::drop_name(static_cast<gossip::Drop>(i))}},
+               s.gossip_packets_dropped[i].get());
+    w.family("anti_entropy_syncs_total", "counter", "Push-pull exchanges with another replica, by result.");
+    w.sample("anti_entropy_syncs_total", {{"result", "ok"}}, s.anti_entropy_ok.get());
+    w.sample("anti_entropy_syncs_total", {{"result", "failed"}}, s.anti_entropy_failed.get());
+    counter("gossip_entries_applied_total", "Entries from other replicas that changed the registry.",
+            s.gossip_entries_applied);
+    counter("gossip_entries_rejected_total", "Entries from other replicas refused as invalid.",
+            s.gossip_entries_rejected);
+  }
   metrics::write_process_metrics(w);
   return w.str();
 }

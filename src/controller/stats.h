@@ -9,6 +9,8 @@
 
 namespace meshd::controller {
 
+inline constexpr int kGossipDropReasons = 7;  // gossip::Drop::kCount
+
 struct Stats {
   metrics::Counter streams_opened;
   metrics::Counter streams_closed;
@@ -22,6 +24,17 @@ struct Stats {
   metrics::Counter file_reload_errors;
   metrics::Counter registry_entries;  // a gauge: set, not added
   metrics::Counter registry_services;
+
+  // Gossip between replicas (src/controller/gossip/); all zero without it.
+  bool gossip_enabled = false;
+  metrics::Counter gossip_members[4];  // gauges, by proto::MemberState
+  metrics::Counter gossip_packets_in;
+  metrics::Counter gossip_packets_out;
+  metrics::Counter gossip_packets_dropped[kGossipDropReasons];  // by gossip::Drop
+  metrics::Counter anti_entropy_ok;
+  metrics::Counter anti_entropy_failed;
+  metrics::Counter gossip_entries_applied;   // remote entries that changed the registry
+  metrics::Counter gossip_entries_rejected;  // remote entries that failed validate()
 };
 
 // The Prometheus text for /metrics.

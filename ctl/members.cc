@@ -1,0 +1,100 @@
+// meshd-ctl members: the controller replicas a controller knows through
+// gossip, with the state its failure detector gives each.
+#include <time.h>
+
+#include <string>
+
+#include "base/flags.h"
+#include "base/json.h"
+#include "ctl/command.h"
+#include "ctl/common.h"
+#include "ctl/controller_client.h"
+
+namespace meshd::ctl {
+namespace {
+
+constexpr std::string_view kHelp =
+    "Usage: meshd-ctl members [--controller HOST:PORT] [-o text|json] [--timeout DURATION]\n"
+    "\n"
+    "Lists the controller replicas the controller knows through gossip: name,\n"
+    "state (alive, suspect, dead or left), incarnation (raised by a member to\n"
+    "refute a suspicion), gossip address, and since when it has been in that\n"
+    "state, as that controller saw it. '*' marks the controller that answered.\n"
+    "\n"
+    "  --controller HOST:PORT  the controller's API (default $MESHD_CONTROLLER, else 127.0.0.1:4190)\n"
+    "  -o, --output FORMAT     text (default) or json\n"
+    "  --timeout DURATION      give up after this long (default 2s)\n";
+
+std::string utc(uint64_t unix_ms) {
+  time_t t = static_cast<time_t>(unix_ms / 1000);
+  tm parts{};
+  gmtime_r(&t, &parts);
+  char buf[32];
+  strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return buf;
+}
+
+}  // namespace
+
+std::string render_members_text(const proto::MemberList& list) {
+  if (list.members().empty()) return "no members\n";
+  std::string out;
+  char line[512];
+  snprintf(line, sizeof line, "%-24s %-8s %11s  %-24s %s\n", "NAME", "STATE", "INCARNATION", "ADDRESS", "SINCE");
+  out += line;
+  for (const auto& m : list.members()) {
+    std::string name = (m.self() ? "*" : "") + m.name();
+    snprintf(line, sizeof line, "%-24s %-8s %11llu  %-24s %s\n", name.c_str(), m.state().c_str(),
+             static_cast<unsigned long long>(m.incarnation()), m.address().c_str(), utc(m.since_unix_ms()).c_str());
+    out += line;
+  }
+  return out;
+}
+
+std::string render_members_json(const proto::MemberList& list) {
+  JsonWriter j;
+  j.begin_object().key("members").begin_array();
+  for (const auto& m : list.members()) {
+    j.begin_object()
+        .field("name", m.name())
+        .field("state", m.state())
+        .field("incarnation", m.incarnation())
+        .field("address", m.address())
+        .field("api_address", m.api_address())
+        .field("since_unix_ms", m.since_unix_ms())
+        .field("self", m.self())
+        .end_object();
+  }
+  j.end_array().end_object();
+  return j.take() + "\n";
+}
+
+int run_members(std::span<const std::string_view> args, const Io& io) {
+  std::string controller_flag, output = "text", timeout_text;
+  bool help = false, timeout_seen = false;
+  FlagParser flags;
+  flags.value("--controller", "", &controller_flag)
+      .value("--output", "-o", &output)
+      .value("--timeout", "", &timeout_text, &timeout_seen)
+      .toggle("--help", "-h", &help);
+  auto usage_error = [&io](const std::string& m) { return ctl::usage_error(io, "members", m); };
+  auto positional = flags.parse(args);
+  if (!positional) return usage_error(positional.error());
+  if (help) {
+    write_all(io.out, kHelp);
+    return kExitOk;
+  }
+  if (!positional->empty()) return usage_error("unexpected argument '" + std::string(positional->front()) + "'");
+  if (auto ok = check_output(output); !ok) return usage_error(ok.error());
+  auto timeout = timeout_flag(timeout_text, timeout_seen, kDefaultTimeoutMs);
+  if (!timeout) return usage_error(timeout.error());
+  proto::Request req;
+  req.set_id(1);
+  req.mutable_list_members();
+  auto resp = call_controller(io, "members", controller_flag, *timeout, req);
+  if (!resp) return resp.error();
+  write_all(io.out, output == "json" ? render_members_json(resp->members()) : render_members_text(resp->members()));
+  return kExitOk;
+}
+
+}  // namespace meshd::ctl

@@ -1,0 +1,157 @@
+#include "controller/gossip/wire.h"
+
+// wolfSSL's headers depend on the build options it was compiled with.
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/hmac.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/parse.h"
+
+namespace meshd::controller::gossip {
+namespace {
+
+constexpr char kMagic[4] = {'M', 'G', 'S', '1'};
+
+void put_u64(char* p, uint64_t v) {
+  for (int i = 7; i >= 0; --i) {
+    p[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+}
+
+uint64_t get_u64(const char* p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
+  return v;
+}
+
+uint32_t get_u32(const char* p) {
+  return (uint32_t{static_cast<unsigned char>(p[0])} << 24) | (uint32_t{static_cast<unsigned char>(p[1])} << 16) |
+         (uint32_t{static_cast<unsigned char>(p[2])} << 8) | uint32_t{static_cast<unsigned char>(p[3])};
+}
+
+void put_u32(char* p, uint32_t v) {
+  p[0] = static_cast<char>(v >> 24);
+  p[1] = static_cast<char>(v >> 16);
+  p[2] = static_cast<char>(v >> 8);
+  p[3] = static_cast<char>(v);
+}
+
+// Over the header without its MAC, then the payload: one HMAC, no copy.
+Mac mac_of(std::string_view key, std::string_view head, std::string_view payload) noexcept {
+  Mac out{};
+  Hmac h;
+  if (wc_HmacInit(&h, nullptr, INVALID_DEVID) != 0) return out;
+  if (wc_HmacSetKey(&h, WC_SHA256, reinterpret_cast<const byte*>(key.data()), static_cast<word32>(key.size())) == 0 &&
+      wc_HmacUpdate(&h, reinterpret_cast<const byte*>(head.data()), static_cast<word32>(head.size())) == 0 &&
+      wc_HmacUpdate(&h, reinterpret_cast<const byte*>(payload.data()), static_cast<word32>(payload.size())) == 0)
+    wc_HmacFinal(&h, out.data());
+  wc_HmacFree(&h);
+  return out;
+}
+
+// Compares without an early exit, so timing does not tell how many bytes
+// of a forged MAC were right.
+bool equal_in_constant_time(const uint8_t* a, const uint8_t* b, size_t n) noexcept {
+  uint8_t diff = 0;
+  for (size_t i = 0; i < n; ++i) diff |= static_cast<uint8_t>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+const char* drop_name(Drop d) noexcept {
+  switch (d) {
+    case Drop::kMalformed: return "malformed";
+    case Drop::kWrongCluster: return "wrong_cluster";
+    case Drop::kBadMac: return "bad_mac";
+    case Drop::kStale: return "stale";
+    case Drop::kReplay: return "replay";
+    case Drop::kOversize: return "oversize";
+    case Drop::kOverload: return "overload";
+    case Drop::kCount: break;
+  }
+  return "unknown";
+}
+
+Mac hmac_sha256(std::string_view key, std::string_view data) noexcept { return mac_of(key, data, {}); }
+
+Parsed<ClusterKey> ClusterKey::from_text(std::string_view text, const std::string& origin) {
+  std::string_view t = trim(text);
+  bool hex = !t.empty() && t.size() % 2 == 0;
+  for (char c : t) hex = hex && hex_value(c) >= 0;
+  ClusterKey k;
+  if (hex) {
+    for (size_t i = 0; i < t.size(); i += 2)
+      k.bytes_.push_back(static_cast<char>(hex_value(t[i]) * 16 + hex_value(t[i + 1])));
+  } else {
+    k.bytes_ = std::string(t);
+  }
+  if (k.bytes_.size() < kMinKeyBytes)
+    return invalid("cluster key " + origin + " holds " + std::to_string(k.bytes_.size()) + " bytes" +
+                   (hex ? " (hex)" : "") + "; at least " + std::to_string(kMinKeyBytes) +
+                   " are needed (e.g. openssl rand -hex 32 > FILE)");
+  Mac id = hmac_sha256(k.bytes_, "meshd gossip key id");
+  k.id_ = get_u32(reinterpret_cast<const char*>(id.data()));
+  return k;
+}
+
+Parsed<ClusterKey> ClusterKey::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return invalid("cannot read cluster key file " + path + ": " + std::strerror(errno));
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (s.str().size() > 4096) return invalid("cluster key file " + path + " is over 4096 bytes: not a key");
+  return from_text(s.str(), "file " + path);
+}
+
+std::string Sealer::seal(std::string_view payload, uint64_t now_unix_ms) {
+  std::string out(kHeaderBytes, '\0');
+  std::memcpy(out.data(), kMagic, 4);
+  put_u32(out.data() + 4, key_.id());
+  put_u64(out.data() + 8, now_unix_ms);
+  put_u64(out.data() + 16, rng_());
+  Mac mac = mac_of(key_.bytes(), std::string_view(out.data(), 24), payload);
+  std::memcpy(out.data() + 24, mac.data(), mac.size());
+  out.append(payload);
+  return out;
+}
+
+std::expected<std::string_view, Drop> Sealer::open(std::string_view sealed, uint64_t now_unix_ms) {
+  if (sealed.size() < kHeaderBytes || std::memcmp(sealed.data(), kMagic, 4) != 0)
+    return std::unexpected(Drop::kMalformed);
+  if (get_u32(sealed.data() + 4) != key_.id()) return std::unexpected(Drop::kWrongCluster);
+  std::string_view payload = sealed.substr(kHeaderBytes);
+  Mac want = mac_of(key_.bytes(), sealed.substr(0, 24), payload);
+  if (!equal_in_constant_time(want.data(), reinterpret_cast<const uint8_t*>(sealed.data() + 24), want.size()))
+    return std::unexpected(Drop::kBadMac);
+  uint64_t sent = get_u64(sealed.data() + 8);
+  uint64_t skew = sent > now_unix_ms ? sent - now_unix_ms : now_unix_ms - sent;
+  if (skew > kMaxClockSkewMs) return std::unexpected(Drop::kStale);
+  while (!nonce_order_.empty() && nonce_order_.front().first < now_unix_ms) {
+    nonces_.erase(nonce_order_.front().second);
+    nonce_order_.pop_front();
+  }
+  uint64_t nonce = get_u64(sealed.data() + 16);
+  if (nonces_.contains(nonce)) return std::unexpected(Drop::kReplay);
+  if (nonces_.size() >= kMaxRememberedNonces) return std::unexpected(Drop::kOverload);
+  nonces_.insert(nonce);
+  // Remembered until the message's timestamp can no longer pass the skew
+  // check; pushed in arrival order, so the deque is only roughly sorted and
+  // a few nonces may live slightly longer: harmless.
+  nonce_order_.emplace_back(sent + kMaxClockSkewMs + 1, nonce);
+  return payload;
+}
+
+}  // namespace meshd::controller::gossip
