@@ -229,7 +229,7 @@ class Cluster:
     client host (.1) whose meshd learns web.prod from the controllers. Every
     host has the redirect rules; everything started is stopped by pid."""
 
-    def __init__(self, controllers=1, registry=REGISTRY, lease="3s"):
+    def __init__(self, controllers=1, registry=REGISTRY, lease="3s", gossip=False, register=True):
         self.hosts, self.controllers = [], []
         self.workdir = tempfile.TemporaryDirectory(prefix="meshd-cluster-")
         self.lan = Lan()
@@ -238,6 +238,10 @@ class Cluster:
             self.controller_addrs = ",".join(f"{h.v4}:4190" for h in self.ctrl_hosts)
             with open(os.path.join(self.workdir.name, "registry.toml"), "w") as f:
                 f.write(registry)
+            self.gossip = gossip
+            if gossip:
+                with open(os.path.join(self.workdir.name, "cluster.key"), "w") as f:
+                    f.write(os.urandom(32).hex() + "\n")
             for i in range(controllers):
                 self.start_controller(i)
             self.client = self.host("client", "10.78.0.1")
@@ -248,8 +252,11 @@ class Cluster:
             for i, s in enumerate(self.servers):
                 s.serve(8080, name=f"server{i + 1}")
                 s.install_rules()
-                s.start_meshd("--controller", self.controller_addrs, "--register", "web.prod=8080",
-                              "--register-lease", lease)
+                if register:
+                    s.start_meshd("--controller", self.controller_addrs, "--register", "web.prod=8080",
+                                  "--register-lease", lease)
+                else:
+                    s.start_meshd()
             self.client.install_rules()
             self.client.start_meshd("--controller", self.controller_addrs)
         except BaseException:
@@ -265,9 +272,14 @@ class Cluster:
     def start_controller(self, i):
         h = self.ctrl_hosts[i]
         log = open(os.path.join(self.workdir.name, f"controller{i}.log"), "a+")
-        p = h.ns.spawn([binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
-                        os.path.join(self.workdir.name, f"data{i}"), "--registry-file",
-                        os.path.join(self.workdir.name, "registry.toml")], stdout=log, stderr=log)
+        argv = [binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
+                os.path.join(self.workdir.name, f"data{i}"), "--registry-file",
+                os.path.join(self.workdir.name, "registry.toml")]
+        if self.gossip:
+            others = ",".join(f"{o.v4}:4192" for o in self.ctrl_hosts if o is not h)
+            argv += ["--cluster-key-file", os.path.join(self.workdir.name, "cluster.key"), "--gossip-listen",
+                     f"{h.v4}:4192", "--join", others, "--node-name", f"ctrl{i}"]
+        p = h.ns.spawn(argv, stdout=log, stderr=log)
         wait_for(lambda: p.poll() is not None or self.services(i) is not None, 10, "the controller")
         assert p.poll() is None, open(log.name).read()
         if i < len(self.controllers):

@@ -79,11 +79,14 @@ def test_traffic_flows_when_the_controller_is_gone(mesh):
     mesh.controllers[0].kill()
     mesh.controllers[0].wait(timeout=10)
     wait_for(lambda: mesh.client.status()["controller"]["state"] == "disconnected", 10, "the proxy to notice")
-    # New connections still go where the proxy last knew web.prod was.
+    # New connections still go where the proxy last knew web.prod was (all
+    # to the server without the held connection, the least loaded one).
     out = mesh.names(VIP, 80, 20)
-    assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+    assert out["errors"] == [] and sum(out["names"].values()) == 20, out
     out_held, _ = held.communicate(timeout=20)
     assert json.loads(out_held.strip().splitlines()[-1]) == {"first": "ping", "second": "pong"}
+    out = mesh.names(VIP, 80, 20)
+    assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
     status = mesh.client.ns.exec([binary("meshd-ctl"), "status"]).stdout
     assert "disconnected, serving what it last said (stale)" in status, status
     eps = mesh.endpoints()
@@ -159,3 +162,38 @@ def test_forward_to_a_name_the_registry_knows_or_dns_does(mesh):
         assert m['tcp_close_total{direction="outbound",classification="failure",error="resolve_failed"}'] == 1
     finally:
         shutil.rmtree(etc, ignore_errors=True)
+
+
+@pytest.mark.timeout(150)
+def test_replicas_gossip_so_a_proxy_on_any_of_them_routes_and_moves():
+    """Three controllers gossiping. Endpoints registered on one replica reach
+    a proxy connected to another; that replica is killed, the proxy moves to
+    a third and keeps routing; the dead replica is declared dead."""
+    m = Cluster(controllers=3, gossip=True, register=False)
+    try:
+        def members(i):
+            r = m.ctrl_hosts[i].ns.exec([binary("meshd-ctl"), "members", "-o", "json"], check=False)
+            return {x["name"]: x["state"] for x in json.loads(r.stdout)["members"]} if r.returncode == 0 else {}
+        wait_for(lambda: list(members(0).values()).count("alive") == 3, 15, "three alive members")
+        # Which replica the client's proxy picked (at random): register on another.
+        wait_for(lambda: m.client.status()["controller"]["state"] == "fresh", 10, "the client's controller")
+        connected = m.client.status()["controller"]["address"]
+        serving = next(i for i, h in enumerate(m.ctrl_hosts) if f"{h.v4}:4190" == connected)
+        other = (serving + 1) % 3
+        for ip in ("10.78.0.2", "10.78.0.3"):
+            m.ctrl_hosts[other].ns.exec([binary("meshd-ctl"), "register", "web.prod", f"{ip}:8080", "--controller",
+                                         f"{m.ctrl_hosts[other].v4}:4190"])
+        wait_for(lambda: (m.services(serving) or {}).get("web.prod", {}).get("endpoints") == 2, 10,
+                 "the registrations to reach the proxy's replica by gossip")
+        out = m.names(VIP, 80, 20)
+        assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+
+        m.controllers[serving].kill()
+        m.controllers[serving].wait(timeout=10)
+        wait_for(lambda: (m.client.status()["controller"]["address"] != connected and
+                          m.client.status()["controller"]["state"] == "fresh"), 15, "the proxy to move")
+        out = m.names(VIP, 80, 20)
+        assert out["errors"] == [] and set(out["names"]) == {"server1", "server2"}, out
+        wait_for(lambda: members(other).get(f"ctrl{serving}") == "dead", 20, "the killed replica to be declared dead")
+    finally:
+        m.close()
