@@ -427,7 +427,9 @@ echo
 
 # ---------------------------------------------------- control plane
 # The controller's fan-out to 500 proxy streams (bench/fanout.sh) and gossip
-# convergence between replicas (bench/gossip.py, when present); each reports
-# its own figures and targets.
+# convergence between replicas (bench/gossip.py); each reports its own
+# figures and targets.
 echo
 "$HERE/fanout.sh" || log "controller fan-out benchmark failed"
+echo
+"$PY" "$HERE/gossip.py" || log "gossip benchmark failed"
