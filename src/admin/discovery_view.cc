@@ -6,18 +6,11 @@
 #include <map>
 #include <thread>
 
+#include "base/clock.h"
 #include "controller/registry.h"
 #include "discovery/balancer.h"
 
 namespace meshd::admin {
-
-namespace {
-uint64_t monotonic_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
-}  // namespace
 
 std::vector<std::shared_ptr<const discovery::EndpointSet>> services_of(const discovery::DestinationTable& t) {
   std::map<std::string, std::shared_ptr<const discovery::EndpointSet>> by_name;

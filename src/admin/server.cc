@@ -9,6 +9,7 @@
 #include <cstring>
 #include <vector>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "io/socket.h"
 
@@ -37,12 +38,6 @@ std::string render(const Response& r, bool head_only) {
   out += "Connection: close\r\n\r\n";
   if (!head_only) out += r.body;
   return out;
-}
-
-uint64_t now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
 }
 
 struct Client {
@@ -136,7 +131,7 @@ void Server::serve() {
     int n = poll(fds.data(), fds.size(), 500);
     if (n < 0 && errno != EINTR) break;
     if (fds[0].revents) break;
-    uint64_t now = now_ms();
+    uint64_t now = monotonic_ms();
     if (fds[1].revents & POLLIN) {
       int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0)

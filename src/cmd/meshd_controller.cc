@@ -16,12 +16,14 @@
 #include <vector>
 
 #include "admin/server.h"
+#include "base/clock.h"
 #include "base/flags.h"
 #include "base/log.h"
 #include "base/parse.h"
 #include "controller/api_server.h"
 #include "controller/controller.h"
 #include "controller/gossip/gossip.h"
+#include "io/socket.h"
 #include "metrics/process.h"
 #include "version.h"
 
@@ -74,12 +76,6 @@ int fail(int code, const std::string& message) {
   return code;
 }
 
-uint64_t now_ms() {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
-
 std::string env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : fallback;
@@ -108,21 +104,6 @@ Parsed<SocketAddr> resolve(const std::string& text) {
   freeaddrinfo(res);
   a.set_port(*port);
   return a;
-}
-
-// The address this host has towards peer (the kernel's route choice).
-std::optional<SocketAddr> local_address_towards(const SocketAddr& peer) {
-  int fd = ::socket(peer.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  std::optional<SocketAddr> out;
-  if (::connect(fd, peer.sa(), peer.len()) == 0) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-      out = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-  }
-  ::close(fd);
-  return out;
 }
 
 std::optional<SocketAddr> first_interface_address(int family) {
@@ -164,7 +145,7 @@ Parsed<GossipSetup> gossip_setup(const std::string& key_file, const std::string&
     adv = *a;
   } else if (adv.is_unspecified()) {
     std::optional<SocketAddr> host;
-    if (!o.join.empty()) host = local_address_towards(o.join.front());
+    if (!o.join.empty()) host = io::local_address_towards(o.join.front());
     if (!host) host = first_interface_address(adv.family());
     if (!host) return invalid("cannot tell this host's address for gossip: give --gossip-advertise");
     host->set_port(adv.port());
@@ -271,8 +252,8 @@ int main(int argc, char** argv) {
 
   static controller::Stats stats;
   controller::Controller ctl(&stats);
-  if (auto r = ctl.start({data_dir, registry_file}, now_ms()); !r) return fail(1, r.error());
-  controller::ApiServer api(&ctl, &stats, now_ms);
+  if (auto r = ctl.start({data_dir, registry_file}, unix_ms()); !r) return fail(1, r.error());
+  controller::ApiServer api(&ctl, &stats, unix_ms);
   admin::Server admin_server;
   if (admin_addr) {
     if (auto r = admin_server.bind(*admin_addr); !r)
@@ -288,7 +269,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<controller::gossip::Gossip> gossip;
   if (gossip_options) {
     gossip = std::make_unique<controller::gossip::Gossip>(std::move(*gossip_options), std::move(*cluster_key), &ctl,
-                                                          &stats, now_ms);
+                                                          &stats, unix_ms);
     if (auto r = gossip->start(); !r) return fail(1, r.error());
     gossip->set_publish([&api](const controller::Changes& c) { api.publish(c); });
     api.set_poll_hook(gossip.get());
@@ -299,12 +280,12 @@ int main(int argc, char** argv) {
 
   // The registry file is checked every tick; a change applies within one.
   api.run(stop_fd, 250, [&] {
-    auto changes = ctl.poll_file(now_ms());
+    auto changes = ctl.poll_file(unix_ms());
     if (!changes)
       LOG_ERROR("meshd-controller", "%s; keeping the last good registry", changes.error().c_str());
     else if (!changes->empty())
       api.publish(*changes);
-    auto expired = ctl.expire_leases(now_ms());
+    auto expired = ctl.expire_leases(unix_ms());
     if (!expired)
       LOG_ERROR("meshd-controller", "expiring leases: %s", expired.error().c_str());
     else if (!expired->empty())

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "discovery/controller_call.h"
 #include "io/socket.h"
@@ -18,16 +19,6 @@
 namespace meshd::discovery {
 
 namespace {
-uint64_t monotonic_ms() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
-uint64_t unix_ms() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
 // How often the thread wakes at least (eviction, connect deadlines).
 constexpr int kTickMs = 1000;
 // Answers to garbage are not worth more than this many frames' memory.

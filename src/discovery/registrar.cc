@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "discovery/controller_call.h"
+#include "io/socket.h"
 
 namespace meshd::discovery {
 
@@ -29,20 +30,6 @@ Registrar::Registrar(std::vector<HostPort> controllers, Resolver* resolver, std:
 }
 
 Registrar::~Registrar() { stop(); }
-
-std::optional<SocketAddr> Registrar::local_address_towards(const SocketAddr& controller) {
-  int fd = ::socket(controller.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return std::nullopt;
-  std::optional<SocketAddr> out;
-  if (::connect(fd, controller.sa(), controller.len()) == 0) {
-    sockaddr_storage ss{};
-    socklen_t len = sizeof ss;
-    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-      out = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
-  }
-  ::close(fd);
-  return out;
-}
 
 std::string Registrar::endpoint_address(uint16_t port) const {
   SocketAddr a = *local_;
@@ -74,7 +61,7 @@ bool Registrar::register_once(const HostPort& name) {
     LOG_WARN("registrar", "%s", controller.error().c_str());
     return false;
   }
-  auto local = local_address_towards(*controller);
+  auto local = io::local_address_towards(*controller);
   if (!local) return false;
   if (!local_ || local_->host() != local->host()) {
     local_ = local;

@@ -37,10 +37,6 @@ class Registrar {
   // Deregisters (best effort, bounded) and stops the thread.
   void stop();
 
-  // The address other hosts reach this one at, as seen on the way to the
-  // controller: the source address of a (UDP, never sent) connect to it.
-  static std::optional<SocketAddr> local_address_towards(const SocketAddr& controller);
-
  private:
   void run();
   bool register_once(const HostPort& controller);

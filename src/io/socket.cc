@@ -95,4 +95,15 @@ void close_fd(int fd) noexcept {
   if (fd >= 0) ::close(fd);
 }
 
+std::optional<SocketAddr> local_address_towards(const SocketAddr& peer) noexcept {
+  int fd = ::socket(peer.family(), SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return std::nullopt;
+  std::optional<SocketAddr> out;
+  if (::connect(fd, peer.sa(), peer.len()) == 0) {
+    if (auto a = local_addr(fd)) out = *a;
+  }
+  ::close(fd);
+  return out;
+}
+
 }  // namespace meshd::io

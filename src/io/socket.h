@@ -2,6 +2,7 @@
 // that propagates a peer's RST. Data moves through the ring, not through here.
 #pragma once
 
+#include <optional>
 #include <vector>
 
 #include "base/addr.h"
@@ -30,6 +31,10 @@ void set_nodelay(int fd) noexcept;
 // Makes the next close() send RST instead of FIN.
 void set_reset_on_close(int fd) noexcept;
 Result<SocketAddr> local_addr(int fd) noexcept;
+// The address this host has towards peer, by the kernel's route choice (the
+// source of a UDP socket connected to it; nothing is sent). What a host
+// registers or advertises itself as.
+std::optional<SocketAddr> local_address_towards(const SocketAddr& peer) noexcept;
 void close_fd(int fd) noexcept;
 
 }  // namespace meshd::io

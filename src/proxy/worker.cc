@@ -8,6 +8,7 @@
 
 #include <new>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "io/socket.h"
 #include "proxy/target.h"
@@ -17,11 +18,6 @@ namespace meshd::proxy {
 using metrics::TcpError;
 
 namespace {
-uint64_t monotonic_ms() noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
 // The loop wakes at least this often to run its timer sweep.
 constexpr unsigned kTickMs = 100;
 }  // namespace
@@ -71,11 +67,7 @@ void Worker::notify() noexcept {
   (void)ignored;
 }
 
-uint64_t Worker::now_us() const noexcept {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1'000'000 + static_cast<uint64_t>(ts.tv_nsec) / 1000;
-}
+uint64_t Worker::now_us() const noexcept { return monotonic_us(); }
 
 const discovery::DestinationTable* Worker::table() noexcept {
   // One relaxed-cost load per lookup; the lock inside table() is taken only

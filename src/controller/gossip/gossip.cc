@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "io/socket.h"
 
@@ -22,16 +23,6 @@ static_assert(static_cast<int>(Drop::kCount) == kGossipDropReasons);
 constexpr size_t kMaxPiggybackEntryBytes = 600;
 constexpr uint64_t kTombstoneGcIntervalMs = 60'000;
 constexpr size_t kMaxPiggybackBatch = 64;
-
-const char* state_label(proto::MemberState s) {
-  switch (s) {
-    case proto::MEMBER_ALIVE: return "alive";
-    case proto::MEMBER_SUSPECT: return "suspect";
-    case proto::MEMBER_DEAD: return "dead";
-    case proto::MEMBER_LEFT: return "left";
-    default: return "unknown";
-  }
-}
 
 }  // namespace
 
@@ -67,11 +58,7 @@ Gossip::~Gossip() {
   io::close_fd(tcp_fd_);
 }
 
-uint64_t Gossip::mono_ms() const {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1'000'000;
-}
+uint64_t Gossip::mono_ms() const { return monotonic_ms(); }
 
 Parsed<bool> Gossip::start() {
   const SocketAddr& a = options_.listen;
@@ -472,7 +459,7 @@ proto::MemberList Gossip::members() const {
     c->set_name(m.name());
     c->set_address(m.address());
     c->set_api_address(m.api_address());
-    c->set_state(state_label(m.state()));
+    c->set_state(member_state_name(m.state()));
     c->set_incarnation(m.incarnation());
     c->set_since_unix_ms(since(since_mono));
     c->set_self(self);

@@ -6,9 +6,8 @@
 #include "base/log.h"
 
 namespace meshd::controller::gossip {
-namespace {
 
-const char* state_name(proto::MemberState s) {
+const char* member_state_name(proto::MemberState s) {
   switch (s) {
     case proto::MEMBER_ALIVE: return "alive";
     case proto::MEMBER_SUSPECT: return "suspect";
@@ -17,6 +16,8 @@ const char* state_name(proto::MemberState s) {
     default: return "unknown";
   }
 }
+
+namespace {
 
 bool gone(proto::MemberState s) { return s == proto::MEMBER_DEAD || s == proto::MEMBER_LEFT; }
 
@@ -158,7 +159,8 @@ void Membership::set_state(Member& m, proto::MemberState state, uint64_t now_ms)
     if (state == proto::MEMBER_DEAD)
       LOG_WARN("gossip", "member %s (%s) is dead", m.info.name().c_str(), m.info.address().c_str());
     else
-      LOG_INFO("gossip", "member %s (%s) is %s", m.info.name().c_str(), m.info.address().c_str(), state_name(state));
+      LOG_INFO("gossip", "member %s (%s) is %s", m.info.name().c_str(), m.info.address().c_str(),
+               member_state_name(state));
   }
   m.info.set_state(state);
   if (state == proto::MEMBER_SUSPECT) m.suspect_deadline_ms = now_ms + suspicion_timeout_ms();
@@ -201,7 +203,8 @@ void Membership::merge(const proto::GossipMember& in, uint64_t now_ms) {
     m.info = in;
     m.since_ms = now_ms;
     if (in.state() == proto::MEMBER_SUSPECT) m.suspect_deadline_ms = now_ms + suspicion_timeout_ms();
-    LOG_INFO("gossip", "member %s (%s) joined, %s", in.name().c_str(), in.address().c_str(), state_name(in.state()));
+    LOG_INFO("gossip", "member %s (%s) joined, %s", in.name().c_str(), in.address().c_str(),
+             member_state_name(in.state()));
     queue_.put(m.info);
     if (on_arrival) on_arrival(in.address());
     return;

@@ -32,6 +32,9 @@
 
 namespace meshd::controller::gossip {
 
+// "alive", "suspect", "dead", "left": for logs, metrics and meshd-ctl members.
+const char* member_state_name(proto::MemberState s);
+
 struct Config {
   std::string name;
   std::string address;      // the gossip IP:PORT others reach this node at
