@@ -9,6 +9,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <mutex>
 #include <thread>
@@ -162,6 +163,17 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
     REQUIRE(more.id() == 9);
     REQUIRE(more.update().upserted_size() == 1);
     REQUIRE_FALSE(more.update().snapshot());
+
+    // Unsubscribe (a proxy evicting db.prod): its changes stop coming. The
+    // next answer on the stream is the one to the request sent after the
+    // change had time to be applied and published.
+    proto::Request unsub;
+    unsub.set_id(10);
+    unsub.mutable_unsubscribe()->set_id(9);
+    c.send(unsub);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    apply(endpoint("db.prod", "10.0.0.6:5432", 1, false));
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
 
     proto::Request bad;
     bad.set_id(8);
