@@ -4,6 +4,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <google/protobuf/io/coded_stream.h>
+
 #include <algorithm>
 #include <cerrno>
 
@@ -161,6 +163,18 @@ void ApiServer::send(Client& c, const proto::Response& resp) {
   write_to(c);
 }
 
+void ApiServer::send_frame(Client& c, std::string_view header, std::string_view body) {
+  if (c.closing) return;
+  c.out.append(header);
+  c.out.append(body);
+  if (c.out.size() - c.sent > kMaxQueuedBytes) {
+    stats_->streams_closed_slow.inc();
+    drop(c, "it does not read what it is sent (" + std::to_string(c.out.size() - c.sent) + " bytes queued)");
+    return;
+  }
+  write_to(c);
+}
+
 void ApiServer::handle(Client& c, const proto::Request& req) {
   stats_->requests.inc();
   proto::Response resp;
@@ -286,21 +300,42 @@ void ApiServer::resolve_waiting_addresses() {
 }
 
 void ApiServer::publish(const Changes& changes) {
+  using google::protobuf::io::CodedOutputStream;
   for (const auto& update : changes) {
     auto it = subscribers_.find(update.service());
     if (it == subscribers_.end()) continue;
-    // Copy: send() may drop a slow client, which leaves the set later.
+    // The update is serialized once for all its subscribers; only the id
+    // differs. Field 1 (id) comes first in a deterministic serialization,
+    // so "id field + body without id" is the very bytes send() would make.
+    proto::Response shared;
+    *shared.mutable_update() = update;
+    const std::string body = proto::serialize_deterministic(shared);
+    // Copy: send_frame() may drop a slow client, which leaves the set later.
     std::vector<Client*> targets(it->second.begin(), it->second.end());
     for (Client* c : targets) {
-      proto::Response resp;
-      resp.set_id(c->subscriptions[update.service()]);
-      *resp.mutable_update() = update;
-      send(*c, resp);
+      uint64_t id = c->subscriptions[update.service()];
+      uint8_t head[proto::kFrameHeaderBytes + 1 + 10];  // header, tag, a varint64 (at most 10 bytes)
+      uint8_t* p = head + proto::kFrameHeaderBytes;
+      if (id != 0) {  // proto3: a zero id is not serialized at all
+        *p++ = 0x08;  // field 1, varint
+        p = CodedOutputStream::WriteVarint64ToArray(id, p);
+      }
+      auto n = static_cast<uint32_t>((p - head) - proto::kFrameHeaderBytes + body.size());
+      head[0] = static_cast<uint8_t>(n >> 24);
+      head[1] = static_cast<uint8_t>(n >> 16);
+      head[2] = static_cast<uint8_t>(n >> 8);
+      head[3] = static_cast<uint8_t>(n);
+      send_frame(*c, std::string_view(reinterpret_cast<const char*>(head), static_cast<size_t>(p - head)), body);
     }
   }
   // Last, so that a stream that just learned its address's service gets
   // the snapshot (which includes these changes) and not the changes again.
-  if (!changes.empty() && !address_waiters_.empty()) resolve_waiting_addresses();
+  // Only when some address gained a service: a weight change resolves none.
+  // Changes applied by gossip come through here too (Gossip's publish hook).
+  if (!changes.empty() && !address_waiters_.empty() && controller_->address_generation() != waiters_checked_at_) {
+    waiters_checked_at_ = controller_->address_generation();
+    resolve_waiting_addresses();
+  }
 }
 
 }  // namespace meshd::controller

@@ -18,6 +18,7 @@
 #include <set>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/addr.h"
@@ -76,6 +77,8 @@ class ApiServer {
   void write_to(Client& c);
   void handle(Client& c, const proto::Request& req);
   void send(Client& c, const proto::Response& resp);
+  // Queues a frame already serialized (header and body), as send() does.
+  void send_frame(Client& c, std::string_view header, std::string_view body);
   void drop(Client& c, const std::string& why);
 
   Controller* controller_;
@@ -91,6 +94,7 @@ class ApiServer {
   void resolve_waiting_addresses();
   std::map<std::string, std::set<Client*>> subscribers_;
   std::map<std::string, std::set<Client*>> address_waiters_;
+  uint64_t waiters_checked_at_ = 0;  // the controller's address_generation() then
 };
 
 }  // namespace meshd::controller

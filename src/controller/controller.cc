@@ -19,8 +19,35 @@ void Controller::count_live() {
     if (e.service() != last) ++services;
     last = e.service();
   });
-  stats_->registry_entries.set(entries);
-  stats_->registry_services.set(services);
+  live_entries_ = entries;
+  live_services_ = services;
+  publish_live_counts();
+}
+
+void Controller::publish_live_counts() {
+  stats_->registry_entries.set(live_entries_);
+  stats_->registry_services.set(live_services_);
+}
+
+std::vector<std::string> Controller::claims_of(const proto::Entry* e) {
+  if (e == nullptr || e->tombstone()) return {};
+  if (!e->endpoint().empty()) return {e->endpoint()};
+  return {e->definition().virtual_addresses().begin(), e->definition().virtual_addresses().end()};
+}
+
+void Controller::index_change(const proto::Entry* old, const proto::Entry& now) {
+  std::vector<std::string> before = claims_of(old), after = claims_of(&now);
+  // An endpoint's weight, labels or identity changing claims nothing new:
+  // the common change costs no index work at all.
+  if (before == after) return;
+  for (const auto& a : before) {
+    auto it = address_index_.find(a);
+    if (it == address_index_.end()) continue;
+    if (auto s = it->second.find(now.service()); s != it->second.end()) it->second.erase(s);
+    if (it->second.empty()) address_index_.erase(it);
+  }
+  for (const auto& a : after) address_index_[a].insert(now.service());
+  if (!after.empty()) ++address_generation_;
 }
 
 Parsed<bool> Controller::start(const Options& options, uint64_t now_ms) {
@@ -125,7 +152,21 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
   // On disk before it counts: a crash after this line replays it.
   if (auto r = store_.append(winners); !r) return invalid(r.error());
   std::map<std::string, proto::ServiceUpdate> by_service;
+  // Whether each touched service had a live entry before this batch, for
+  // the services gauge: O(entries of the touched services), not O(registry).
+  // Every entry, local or from gossip, reaches the registry here (replay
+  // and tombstone expiry aside, see count_live() and expire_tombstones()).
+  std::map<std::string, bool> was_live;
+  for (const auto& e : winners)
+    if (!was_live.contains(e.service())) was_live[e.service()] = !registry_.service(e.service()).empty();
   for (const auto& e : winners) {
+    // Looked at before registry_.apply() overwrites it in place. A later
+    // winner for the same key in this batch finds the earlier one here.
+    const proto::Entry* old = registry_.find(key_of(e));
+    bool old_live = old != nullptr && !old->tombstone();
+    if (!address_index_stale_) index_change(old, e);
+    if (old_live && e.tombstone()) --live_entries_;
+    if (!old_live && !e.tombstone()) ++live_entries_;
     registry_.apply(e);
     // A leased entry learned from another replica: its owner renews there,
     // and the deadline arrives by gossip; until then it gets a full lease.
@@ -144,14 +185,17 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
       *u.add_upserted() = e.address_of();
     }
   }
-  if (!by_service.empty()) {
-    address_index_stale_ = true;
-    count_live();
-  }
   Changes out;
   for (auto& [name, u] : by_service) {
     u.set_exists(!registry_.service(name).empty());
+    if (u.exists() && !was_live[name]) ++live_services_;
+    if (!u.exists() && was_live[name]) --live_services_;
     out.push_back(std::move(u));
+  }
+  if (!by_service.empty()) {
+    publish_live_counts();
+    // A stale index is rebuilt whole on its next lookup: say it may know more.
+    if (address_index_stale_) ++address_generation_;
   }
   if (on_change_ && !winners.empty()) on_change_(winners);
   return out;
@@ -297,6 +341,8 @@ std::vector<proto::LeaseUpdate> Controller::leases() const {
 }
 
 size_t Controller::expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms) {
+  // Only tombstones go: they count in no gauge and claim no address, so the
+  // live counts and the address index apply() keeps stay as they are.
   return registry_.expire_tombstones(now_ms, lifetime_ms);
 }
 
@@ -344,17 +390,12 @@ std::string Controller::service_for_address(const std::string& addr) {
   if (address_index_stale_) {
     address_index_.clear();
     registry_.for_each([&](const proto::Entry& e) {
-      if (e.tombstone()) return;
-      if (e.endpoint().empty()) {
-        for (const auto& vip : e.definition().virtual_addresses()) address_index_.emplace(vip, e.service());
-      } else {
-        address_index_.emplace(e.endpoint(), e.service());
-      }
+      for (auto& a : claims_of(&e)) address_index_[std::move(a)].insert(e.service());
     });
     address_index_stale_ = false;
   }
   auto it = address_index_.find(addr);
-  return it == address_index_.end() ? std::string() : it->second;
+  return it == address_index_.end() ? std::string() : *it->second.begin();
 }
 
 proto::ServiceList Controller::services() const {

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -73,11 +74,20 @@ class Controller {
   // The service that has addr (canonical IP:PORT) as a virtual address or
   // an endpoint; empty when none does.
   std::string service_for_address(const std::string& addr);
+  // Grows whenever an address gains a service that claims it: callers that
+  // wait for an unknown address look again only then.
+  uint64_t address_generation() const noexcept { return address_generation_; }
   proto::ServiceList services() const;
 
  private:
   Parsed<Changes> load_file(uint64_t now_ms);
+  // A full walk, at start-up; apply() keeps the counts from then on.
   void count_live();
+  void publish_live_counts();
+  // The addresses an entry claims while live: its endpoint, or its service's
+  // virtual addresses.
+  static std::vector<std::string> claims_of(const proto::Entry* e);
+  void index_change(const proto::Entry* old, const proto::Entry& now);
   uint64_t next_version(const EntryKey& key, uint64_t now_ms);
   proto::Entry tombstone_for(const proto::Entry& e, uint64_t now_ms);
   std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
@@ -87,9 +97,14 @@ class Controller {
   std::function<void(const proto::LeaseUpdate&)> on_lease_;
   uint64_t last_version_ = 0;
   uint64_t next_compaction_check_ = 0;
-  // address -> service, rebuilt on the first lookup after a change.
-  std::map<std::string, std::string> address_index_;
+  // address -> the services claiming it (a multiset: one service may claim
+  // an address twice, as endpoint and as virtual address); the first one in
+  // name order answers. Built on the first lookup, then kept by apply().
+  std::map<std::string, std::multiset<std::string>> address_index_;
   bool address_index_stale_ = true;
+  uint64_t address_generation_ = 1;
+  uint64_t live_entries_ = 0;
+  uint64_t live_services_ = 0;
   Stats own_stats_;
   Stats* stats_;
   Registry registry_;
