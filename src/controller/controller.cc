@@ -87,6 +87,14 @@ Parsed<Changes> Controller::load_file(uint64_t now_ms) {
   }
   stats_->file_reloads.inc();
   std::vector<proto::Entry> all = std::move(*changes);
+  // An entry the file drops is the file's to delete only while the file
+  // still owns it: one the register API (or another owner) took over since
+  // stays, or an edit of the file would silently delete someone else's data.
+  std::erase_if(all, [&](const proto::Entry& c) {
+    if (!c.tombstone()) return false;
+    const proto::Entry* cur = registry_.find(key_of(c));
+    return cur != nullptr && !cur->tombstone() && cur->owner() != c.owner();
+  });
   if (file_loads_++ == 0) {
     // After a restart the file may no longer list entries it owned before
     // (edited while the controller was down): they go now. On the first

@@ -71,3 +71,37 @@ TEST_CASE("controller: a log that is mostly history is compacted") {
   std::remove((dir + "/registry.log.new").c_str());
   rmdir(dir.c_str());
 }
+
+TEST_CASE("controller: an entry the register API took over survives the file dropping it") {
+  char tmpl[] = "/tmp/meshd-controller-test-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  const std::string file = dir + "/registry.toml";
+  auto write = [&](const std::string& text) {
+    FILE* f = std::fopen(file.c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write(
+      "[[service]]\nname = \"web.prod\"\n\n  [[service.endpoint]]\n  address = \"10.0.0.1:80\"\n\n"
+      "  [[service.endpoint]]\n  address = \"10.0.0.2:80\"\n");
+  controller::Controller ctl;
+  REQUIRE(ctl.start({dir, file}, 1000));
+  REQUIRE(ctl.registry().service("web.prod").size() == 3);  // definition + 2 endpoints
+  // An operator takes 10.0.0.1:80 over through the API.
+  proto::Register r = registration("api:operator", 1, 0);
+  REQUIRE(ctl.register_entries(r, 2000));
+  REQUIRE(ctl.registry().find({"web.prod", "10.0.0.1:80"})->owner() == "api:operator");
+  // The file then drops both endpoints: its own goes, the taken-over one stays.
+  write("[[service]]\nname = \"web.prod\"\n");
+  auto changes = ctl.poll_file(3000);
+  REQUIRE(changes);
+  REQUIRE(ctl.registry().find({"web.prod", "10.0.0.2:80"})->tombstone());
+  const proto::Entry* kept = ctl.registry().find({"web.prod", "10.0.0.1:80"});
+  REQUIRE(kept != nullptr);
+  REQUIRE_FALSE(kept->tombstone());
+  REQUIRE(kept->owner() == "api:operator");
+  std::remove(file.c_str());
+  std::remove((dir + "/registry.log").c_str());
+  rmdir(dir.c_str());
+}
