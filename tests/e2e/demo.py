@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """make demo: a small mesh on this machine.
 
-Four network-namespace "hosts" on one LAN (a bridge): a meshd-controller, two
-servers and a client, each with meshd-init's redirect rules and a meshd. The
-servers' proxies register the app they front (web.prod) with the controller;
-the client's proxy learns from the controller where web.prod is and balances
-the client app's connections to web.prod's virtual address across the
-servers, none of the applications knowing. A server dies and traffic moves
-to the other one; the controller dies and traffic still flows. Ends with
-`meshd-ctl status` on the client.
+Six network-namespace "hosts" on one LAN (a bridge): three meshd-controller
+replicas that gossip, two servers and a client, each with meshd-init's
+redirect rules and a meshd. The servers' proxies register the app they front
+(web.prod) with a controller; the client's proxy learns from its replica
+where web.prod is and balances the client app's connections to web.prod's
+virtual address across the servers, none of the applications knowing. A
+server dies and traffic moves to the other one; the client's replica dies and
+its proxy moves to another; every controller dies and traffic still flows.
+Ends with `meshd-ctl status` on the client.
 """
 import json
 import os
@@ -36,9 +37,9 @@ def ctl(host, *args):
 def main():
     if os.geteuid() != 0:
         sys.exit("make demo needs root (network namespaces and iptables): run it with sudo")
-    step("a LAN of network namespaces: controller 10.78.0.10, servers 10.78.0.2 and .3, client 10.78.0.1; "
-         "every host has meshd-init's rules and a meshd")
-    mesh = Cluster()
+    step("a LAN of network namespaces: controllers 10.78.0.10-.12 (gossiping, HMAC cluster key), servers "
+         "10.78.0.2 and .3, client 10.78.0.1; every host has meshd-init's rules and a meshd")
+    mesh = Cluster(controllers=3, gossip=True)
     try:
         client = mesh.client
         for h in mesh.hosts:
@@ -46,10 +47,13 @@ def main():
         rules = client.ns.exec(["iptables-save", "-t", "nat"]).stdout
         print("client's nat table:\n  " + "\n  ".join(l for l in rules.splitlines() if "MESHD" in l))
 
-        step("the controller's registry: web.prod is defined in its file (virtual address "
-             f"{VIP}:80); each server's meshd registers its endpoint (meshd --register web.prod=8080)")
-        mesh.wait_registered(2)
+        step("the registry, the same on every replica: web.prod is defined in the controllers' file (virtual "
+             f"address {VIP}:80); each server's meshd registers its endpoint (meshd --register web.prod=8080)")
+        for i in range(3):
+            mesh.wait_registered(2, controller=i)
         print(ctl(mesh.ctrl_hosts[0], "services"), end="")
+        print("meshd-ctl members (the replicas, as controller 10.78.0.10 sees them):")
+        print(ctl(mesh.ctrl_hosts[0], "members", "--controller", "10.78.0.10:4190"), end="")
 
         step(f"the client app dials {VIP}:80 forty times (an address that exists only in the registry)")
         out = mesh.names(VIP, 80, 40)
@@ -84,9 +88,22 @@ def main():
                  "the lease to expire")
         print(ctl(client, "endpoints", "web.prod"), end="")
 
-        step("the controller dies: the client's proxy keeps what it knew")
-        mesh.controllers[0].kill()
-        mesh.controllers[0].wait(timeout=10)
+        connected = client.status()["controller"]["address"]
+        step(f"the client's replica ({connected}) dies: its proxy moves to another replica")
+        victim = next(i for i, h in enumerate(mesh.ctrl_hosts) if f"{h.v4}:4190" == connected)
+        mesh.controllers[victim].kill()
+        mesh.controllers[victim].wait(timeout=10)
+        wait_for(lambda: (client.status()["controller"]["address"] != connected and
+                          client.status()["controller"]["state"] == "fresh"), 15, "the proxy to move")
+        print(f"now connected to {client.status()['controller']['address']}")
+        out = mesh.names(VIP, 80, 10)
+        print(f"answered by: {out['names']}  errors: {out['errors'] or 'none'}")
+
+        step("every controller dies: the client's proxy keeps what it knew")
+        for i, p in enumerate(mesh.controllers):
+            if p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
         wait_for(lambda: client.status()["controller"]["state"] == "disconnected", 10, "the proxy to notice")
         out = mesh.names(VIP, 80, 10)
         print(f"answered by: {out['names']}  errors: {out['errors'] or 'none'}")
