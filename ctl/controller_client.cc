@@ -2,6 +2,7 @@
 
 #include <cstdlib>
 
+#include "base/flags.h"
 #include "ctl/common.h"
 #include "discovery/controller_call.h"
 #include "proto/frame.h"
@@ -37,6 +38,36 @@ std::expected<proto::Response, int> call_controller(const Io& io, std::string_vi
     return std::unexpected(kExitFailure);
   }
   return std::move(*resp);
+}
+
+int run_controller_query(std::span<const std::string_view> args, const Io& io, std::string_view command,
+                         std::string_view help, void (*request_kind)(proto::Request*),
+                         std::string (*render)(const proto::Response&, bool json)) {
+  std::string controller_flag, output = "text", timeout_text;
+  bool show_help = false, timeout_seen = false;
+  FlagParser flags;
+  flags.value("--controller", "", &controller_flag)
+      .value("--output", "-o", &output)
+      .value("--timeout", "", &timeout_text, &timeout_seen)
+      .toggle("--help", "-h", &show_help);
+  auto usage = [&](const std::string& m) { return usage_error(io, command, m); };
+  auto positional = flags.parse(args);
+  if (!positional) return usage(positional.error());
+  if (show_help) {
+    write_all(io.out, help);
+    return kExitOk;
+  }
+  if (!positional->empty()) return usage("unexpected argument '" + std::string(positional->front()) + "'");
+  if (auto ok = check_output(output); !ok) return usage(ok.error());
+  auto timeout = timeout_flag(timeout_text, timeout_seen, kDefaultTimeoutMs);
+  if (!timeout) return usage(timeout.error());
+  proto::Request req;
+  req.set_id(1);
+  request_kind(&req);
+  auto resp = call_controller(io, command, controller_flag, *timeout, req);
+  if (!resp) return resp.error();
+  write_all(io.out, render(*resp, output == "json"));
+  return kExitOk;
 }
 
 }  // namespace meshd::ctl

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -22,5 +23,12 @@ Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value);
 std::expected<proto::Response, int> call_controller(const Io& io, std::string_view command,
                                                     const std::string& controller_flag, uint64_t timeout_ms,
                                                     const proto::Request& request);
+
+// The whole of a command that asks a controller one question and prints the
+// answer (services, members): --controller, -o text|json, --timeout and
+// --help, no positional arguments; request_kind fills the request's kind.
+int run_controller_query(std::span<const std::string_view> args, const Io& io, std::string_view command,
+                         std::string_view help, void (*request_kind)(proto::Request*),
+                         std::string (*render)(const proto::Response&, bool json));
 
 }  // namespace meshd::ctl

@@ -4,7 +4,6 @@
 
 #include <string>
 
-#include "base/flags.h"
 #include "base/json.h"
 #include "ctl/command.h"
 #include "ctl/common.h"
@@ -70,31 +69,11 @@ std::string render_members_json(const proto::MemberList& list) {
 }
 
 int run_members(std::span<const std::string_view> args, const Io& io) {
-  std::string controller_flag, output = "text", timeout_text;
-  bool help = false, timeout_seen = false;
-  FlagParser flags;
-  flags.value("--controller", "", &controller_flag)
-      .value("--output", "-o", &output)
-      .value("--timeout", "", &timeout_text, &timeout_seen)
-      .toggle("--help", "-h", &help);
-  auto usage_error = [&io](const std::string& m) { return ctl::usage_error(io, "members", m); };
-  auto positional = flags.parse(args);
-  if (!positional) return usage_error(positional.error());
-  if (help) {
-    write_all(io.out, kHelp);
-    return kExitOk;
-  }
-  if (!positional->empty()) return usage_error("unexpected argument '" + std::string(positional->front()) + "'");
-  if (auto ok = check_output(output); !ok) return usage_error(ok.error());
-  auto timeout = timeout_flag(timeout_text, timeout_seen, kDefaultTimeoutMs);
-  if (!timeout) return usage_error(timeout.error());
-  proto::Request req;
-  req.set_id(1);
-  req.mutable_list_members();
-  auto resp = call_controller(io, "members", controller_flag, *timeout, req);
-  if (!resp) return resp.error();
-  write_all(io.out, output == "json" ? render_members_json(resp->members()) : render_members_text(resp->members()));
-  return kExitOk;
+  return run_controller_query(
+      args, io, "members", kHelp, [](proto::Request* r) { r->mutable_list_members(); },
+      [](const proto::Response& r, bool json) {
+        return json ? render_members_json(r.members()) : render_members_text(r.members());
+      });
 }
 
 }  // namespace meshd::ctl

@@ -1,7 +1,6 @@
 // meshd-ctl services: the services a controller knows, from its registry.
 #include <string>
 
-#include "base/flags.h"
 #include "base/json.h"
 #include "ctl/command.h"
 #include "ctl/common.h"
@@ -76,31 +75,11 @@ std::string render_services_json(const proto::ServiceList& list) {
 }
 
 int run_services(std::span<const std::string_view> args, const Io& io) {
-  std::string controller_flag, output = "text", timeout_text;
-  bool help = false, timeout_seen = false;
-  FlagParser flags;
-  flags.value("--controller", "", &controller_flag)
-      .value("--output", "-o", &output)
-      .value("--timeout", "", &timeout_text, &timeout_seen)
-      .toggle("--help", "-h", &help);
-  auto usage_error = [&io](const std::string& m) { return ctl::usage_error(io, "services", m); };
-  auto positional = flags.parse(args);
-  if (!positional) return usage_error(positional.error());
-  if (help) {
-    write_all(io.out, kHelp);
-    return kExitOk;
-  }
-  if (!positional->empty()) return usage_error("unexpected argument '" + std::string(positional->front()) + "'");
-  if (auto ok = check_output(output); !ok) return usage_error(ok.error());
-  auto timeout = timeout_flag(timeout_text, timeout_seen, kDefaultTimeoutMs);
-  if (!timeout) return usage_error(timeout.error());
-  proto::Request req;
-  req.set_id(1);
-  req.mutable_list_services();
-  auto resp = call_controller(io, "services", controller_flag, *timeout, req);
-  if (!resp) return resp.error();
-  write_all(io.out, output == "json" ? render_services_json(resp->services()) : render_services_text(resp->services()));
-  return kExitOk;
+  return run_controller_query(
+      args, io, "services", kHelp, [](proto::Request* r) { r->mutable_list_services(); },
+      [](const proto::Response& r, bool json) {
+        return json ? render_services_json(r.services()) : render_services_text(r.services());
+      });
 }
 
 }  // namespace meshd::ctl
