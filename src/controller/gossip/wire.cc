@@ -1,15 +1,9 @@
 #include "controller/gossip/wire.h"
 
-// wolfSSL's headers depend on the build options it was compiled with.
-#include <wolfssl/options.h>
-#include <wolfssl/wolfcrypt/hmac.h>
-
-#include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "base/parse.h"
+#include "base/secret.h"
 
 namespace meshd::controller::gossip {
 namespace {
@@ -43,30 +37,7 @@ void put_u32(char* p, uint32_t v) {
 
 // Over the header without its MAC, then the payload: one HMAC, no copy.
 Mac mac_of(std::string_view key, std::string_view head, std::string_view payload) noexcept {
-  Mac out{};
-  Hmac h;
-  if (wc_HmacInit(&h, nullptr, INVALID_DEVID) != 0) return out;
-  if (wc_HmacSetKey(&h, WC_SHA256, reinterpret_cast<const byte*>(key.data()), static_cast<word32>(key.size())) == 0 &&
-      wc_HmacUpdate(&h, reinterpret_cast<const byte*>(head.data()), static_cast<word32>(head.size())) == 0 &&
-      wc_HmacUpdate(&h, reinterpret_cast<const byte*>(payload.data()), static_cast<word32>(payload.size())) == 0)
-    wc_HmacFinal(&h, out.data());
-  wc_HmacFree(&h);
-  return out;
-}
-
-// Compares without an early exit, so timing does not tell how many bytes
-// of a forged MAC were right.
-bool equal_in_constant_time(const uint8_t* a, const uint8_t* b, size_t n) noexcept {
-  uint8_t diff = 0;
-  for (size_t i = 0; i < n; ++i) diff |= static_cast<uint8_t>(a[i] ^ b[i]);
-  return diff == 0;
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
+  return meshd::hmac_sha256(key, head, payload);
 }
 
 }  // namespace
@@ -85,35 +56,24 @@ const char* drop_name(Drop d) noexcept {
   return "unknown";
 }
 
-Mac hmac_sha256(std::string_view key, std::string_view data) noexcept { return mac_of(key, data, {}); }
-
 Parsed<ClusterKey> ClusterKey::from_text(std::string_view text, const std::string& origin) {
-  std::string_view t = trim(text);
-  bool hex = !t.empty() && t.size() % 2 == 0;
-  for (char c : t) hex = hex && hex_value(c) >= 0;
+  auto bytes = secret_from_text(text, "cluster key", origin, kMinKeyBytes);
+  if (!bytes) return std::unexpected(bytes.error());
+  return from_bytes(std::move(*bytes));
+}
+
+ClusterKey ClusterKey::from_bytes(std::string bytes) {
   ClusterKey k;
-  if (hex) {
-    for (size_t i = 0; i < t.size(); i += 2)
-      k.bytes_.push_back(static_cast<char>(hex_value(t[i]) * 16 + hex_value(t[i + 1])));
-  } else {
-    k.bytes_ = std::string(t);
-  }
-  if (k.bytes_.size() < kMinKeyBytes)
-    return invalid("cluster key " + origin + " holds " + std::to_string(k.bytes_.size()) + " bytes" +
-                   (hex ? " (hex)" : "") + "; at least " + std::to_string(kMinKeyBytes) +
-                   " are needed (e.g. openssl rand -hex 32 > FILE)");
+  k.bytes_ = std::move(bytes);
   Mac id = hmac_sha256(k.bytes_, "meshd gossip key id");
   k.id_ = get_u32(reinterpret_cast<const char*>(id.data()));
   return k;
 }
 
 Parsed<ClusterKey> ClusterKey::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return invalid("cannot read cluster key file " + path + ": " + std::strerror(errno));
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (s.str().size() > 4096) return invalid("cluster key file " + path + " is over 4096 bytes: not a key");
-  return from_text(s.str(), "file " + path);
+  auto bytes = load_secret(path, "cluster key", kMinKeyBytes);
+  if (!bytes) return std::unexpected(bytes.error());
+  return from_bytes(std::move(*bytes));
 }
 
 std::string Sealer::seal(std::string_view payload, uint64_t now_unix_ms) {

@@ -22,6 +22,7 @@
 #include <unordered_set>
 
 #include "base/result.h"
+#include "base/secret.h"
 
 namespace meshd::controller::gossip {
 
@@ -45,8 +46,7 @@ enum class Drop : uint8_t {
 };
 const char* drop_name(Drop d) noexcept;
 
-using Mac = std::array<uint8_t, 32>;
-Mac hmac_sha256(std::string_view key, std::string_view data) noexcept;
+using meshd::Mac;
 
 class ClusterKey {
  public:
@@ -58,6 +58,7 @@ class ClusterKey {
   uint32_t id() const noexcept { return id_; }
 
  private:
+  static ClusterKey from_bytes(std::string bytes);
   std::string bytes_;
   uint32_t id_ = 0;
 };
