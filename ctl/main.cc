@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ctl/command.h"
+#include "ctl/identity.h"
 #include "version.h"
 
 #ifndef MESHD_VERSION
@@ -31,6 +32,7 @@ constexpr Command kCommands[] = {
     {"register", "add an endpoint to a service in the controller's registry", meshd::ctl::run_register},
     {"deregister", "remove an endpoint from the controller's registry", meshd::ctl::run_deregister},
     {"members", "the controller replicas a controller gossips with, and their state", meshd::ctl::run_members},
+    {"identity", "the mesh CA's files (init) and what a certificate file holds (inspect)", meshd::ctl::run_identity},
 };
 
 const Command* find_command(std::string_view name) {
