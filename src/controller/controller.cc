@@ -6,6 +6,7 @@
 
 #include "base/addr.h"
 #include "base/log.h"
+#include "policy/authz.h"
 #include "proto/frame.h"
 
 namespace meshd::controller {
@@ -30,7 +31,7 @@ void Controller::publish_live_counts() {
 }
 
 std::vector<std::string> Controller::claims_of(const proto::Entry* e) {
-  if (e == nullptr || e->tombstone()) return {};
+  if (e == nullptr || e->tombstone() || policy::is_policy_key(e->endpoint())) return {};
   if (!e->endpoint().empty()) return {e->endpoint()};
   return {e->definition().virtual_addresses().begin(), e->definition().virtual_addresses().end()};
 }
@@ -187,6 +188,11 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
     u.set_service(e.service());
     if (e.endpoint().empty()) {
       if (!e.tombstone()) *u.mutable_definition() = e.definition();
+    } else if (policy::is_policy_key(e.endpoint())) {
+      if (e.tombstone())
+        u.add_removed_policies(policy::policy_key_port(e.endpoint()).value_or(0));
+      else
+        *u.add_policies() = e.policy();
     } else if (e.tombstone()) {
       u.add_removed(e.endpoint());
     } else {
@@ -281,7 +287,7 @@ Parsed<Changes> Controller::register_entries(const proto::Register& req, uint64_
 
 Parsed<Changes> Controller::deregister(const proto::Deregister& req, uint64_t now_ms) {
   std::string endpoint = req.endpoint();
-  if (!endpoint.empty()) {
+  if (!endpoint.empty() && !policy::is_policy_key(endpoint)) {
     auto a = SocketAddr::parse(endpoint);
     if (!a) return invalid("deregister: " + a.error());
     endpoint = a->str();
@@ -388,6 +394,8 @@ proto::ServiceUpdate Controller::snapshot(const std::string& service) const {
   for (const proto::Entry* e : entries) {
     if (e->endpoint().empty())
       *u.mutable_definition() = e->definition();
+    else if (policy::is_policy_key(e->endpoint()))
+      *u.add_policies() = e->policy();
     else
       *u.add_upserted() = e->address_of();
   }
@@ -418,7 +426,7 @@ proto::ServiceList Controller::services() const {
     if (e.endpoint().empty()) {
       *current->mutable_definition() = e.definition();
       current->set_owner(e.owner());
-    } else {
+    } else if (!policy::is_policy_key(e.endpoint())) {
       current->set_endpoints(current->endpoints() + 1);
     }
   });

@@ -1,6 +1,7 @@
 #include "controller/registry.h"
 
 #include "base/addr.h"
+#include "policy/authz.h"
 #include "proto/frame.h"
 
 namespace meshd::controller {
@@ -26,6 +27,27 @@ bool valid_service_name(const std::string& name) {
   }
   return true;
 }
+
+// A service's inbound policy, keyed "policy:PORT". Compiled here, so that a
+// policy any replica would refuse to enforce never enters the registry,
+// whichever way it came (file, API, gossip).
+Parsed<bool> validate_policy_entry(const proto::Entry& e) {
+  auto port = policy::policy_key_port(e.endpoint());
+  if (!port)
+    return invalid("policy key '" + e.endpoint() + "' of '" + e.service() +
+                   "' is not policy:PORT (PORT 0-65535, no leading zeros)");
+  if (e.has_definition() || e.has_address_of())
+    return invalid("policy entry " + e.endpoint() + " of '" + e.service() + "' carries something other than a policy");
+  if (e.tombstone()) return true;
+  if (!e.has_policy()) return invalid("policy entry " + e.endpoint() + " of '" + e.service() + "' carries no policy");
+  if (e.policy().port() != *port)
+    return invalid("policy for port " + std::to_string(e.policy().port()) + " filed under " + e.endpoint() + " of '" +
+                   e.service() + "'");
+  // The fallback only stands in for an unspecified default; any will do.
+  if (auto p = policy::PortPolicy::compile(e.policy(), policy::DefaultPolicy::kDeny); !p)
+    return invalid("service '" + e.service() + "': " + p.error());
+  return true;
+}
 }  // namespace
 
 Parsed<bool> validate_service_name(const std::string& name) {
@@ -42,6 +64,8 @@ Parsed<bool> validate(const proto::Entry& e) {
     if (!e.tombstone() && !e.has_definition())
       return invalid("entry for service '" + e.service() + "' carries no definition");
     if (e.has_address_of()) return invalid("service entry '" + e.service() + "' carries an endpoint");
+    if (e.has_policy())
+      return invalid("service entry '" + e.service() + "' carries a policy (file it under policy:PORT)");
     if (e.has_definition() && e.definition().name() != e.service())
       return invalid("definition named '" + e.definition().name() + "' filed under '" + e.service() + "'");
     for (uint32_t port : e.definition().ports())
@@ -52,9 +76,11 @@ Parsed<bool> validate(const proto::Entry& e) {
         return invalid("service '" + e.service() + "' virtual address " + a.error());
     return true;
   }
+  if (policy::is_policy_key(e.endpoint())) return validate_policy_entry(e);
   auto addr = SocketAddr::parse(e.endpoint());
   if (!addr) return invalid("endpoint of '" + e.service() + "': " + addr.error());
   if (e.has_definition()) return invalid("endpoint entry " + e.endpoint() + " carries a service definition");
+  if (e.has_policy()) return invalid("endpoint entry " + e.endpoint() + " carries a policy");
   if (!e.tombstone()) {
     if (!e.has_address_of()) return invalid("endpoint entry " + e.endpoint() + " carries no endpoint");
     if (e.address_of().address() != e.endpoint())

@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "base/addr.h"
+#include "policy/authz.h"
+#include "policy/policy_file.h"
 #include "proto/frame.h"
 
 namespace meshd::controller {
@@ -114,7 +116,9 @@ Parsed<std::vector<proto::Entry>> parse_registry_file(std::string_view text, con
   for (const toml::node& node : *list) {
     const toml::table* t = node.as_table();
     if (t == nullptr) return invalid(at(path, node) + "each service must be a table ([[service]])");
-    if (auto r = known_keys(path, *t, {"name", "ports", "virtual_addresses", "protocol", "endpoint"}, "a service"); !r)
+    if (auto r =
+            known_keys(path, *t, {"name", "ports", "virtual_addresses", "protocol", "endpoint", "policy"}, "a service");
+        !r)
       return invalid(r.error());
     const toml::node* name_node = t->get("name");
     if (name_node == nullptr) return invalid(at(path, node) + "a service has no name");
@@ -168,6 +172,28 @@ Parsed<std::vector<proto::Entry>> parse_registry_file(std::string_view text, con
         if (!seen.insert(key_of(*e)).second)
           return invalid(at(path, ep) + "endpoint " + e->endpoint() + " of '" + *name + "' is listed twice");
         out.push_back(std::move(*e));
+      }
+    }
+
+    if (const toml::node* policies = t->get("policy")) {
+      const toml::array* a = policies->as_array();
+      if (a == nullptr) return invalid(at(path, *policies) + "policies must be written [[service.policy]]");
+      for (const toml::node& pn : *a) {
+        const toml::table* pt = pn.as_table();
+        if (pt == nullptr) return invalid(at(path, pn) + "policies must be written [[service.policy]]");
+        auto p = policy::parse_policy_table(*pt, path);
+        if (!p) return invalid(p.error());
+        proto::Entry e;
+        e.set_service(*name);
+        e.set_endpoint(policy::policy_key(static_cast<uint16_t>(p->port())));
+        e.set_owner(owner);
+        e.set_version(1);
+        *e.mutable_policy() = std::move(*p);
+        if (auto r = validate(e); !r) return invalid(at(path, pn) + r.error());
+        if (!seen.insert(key_of(e)).second)
+          return invalid(at(path, pn) + "a second policy for port " + std::to_string(e.policy().port()) + " of '" +
+                         *name + "'");
+        out.push_back(std::move(e));
       }
     }
   }

@@ -15,6 +15,17 @@
 //     identity = "spiffe://mesh.local/ns/prod/sa/web"
 //     meshed = true
 //     labels = { zone = "a", version = "v2" }
+//
+//     [[service.policy]]          # who may connect to the endpoints' port 8080
+//     port = 8080                 # 0 or absent: every port
+//     default = "deny"
+//       [[service.policy.rule]]
+//       name = "web-clients"
+//       identities = ["spiffe://mesh.local/ns/prod/*"]
+//       networks = ["10.0.0.0/8"]
+//
+// Each [[service.policy]] becomes the entry (service, "policy:PORT"); its
+// syntax and meaning are policy/policy_file.h's and policy/authz.h's.
 #pragma once
 
 #include <cstdint>

@@ -110,3 +110,92 @@ TEST_CASE("registry file: edits become versioned changes, bad edits change nothi
   for (const auto& e : *changes) r.apply(e);
   REQUIRE(r.service("web.prod").size() == 2);  // definition + the [fd00::8] endpoint
 }
+
+namespace {
+const char* kWithPolicies = R"([[service]]
+name = "web.prod"
+ports = [8080]
+
+  [[service.endpoint]]
+  address = "10.0.0.7:8080"
+
+  [[service.policy]]
+  port = 8080
+  default = "deny"
+    [[service.policy.rule]]
+    name = "prod"
+    identities = ["spiffe://mesh.local/ns/prod/*"]
+    [[service.policy.rule]]
+    name = "probes"
+    networks = ["192.168.0.0/16"]
+
+  [[service.policy]]
+  default = "all-authenticated"
+)";
+}  // namespace
+
+TEST_CASE("registry file: service policies become policy:PORT entries") {
+  auto r = parse_registry_file(kWithPolicies, "reg.toml");
+  INFO((r ? std::string() : r.error()));
+  REQUIRE(r);
+  REQUIRE(r->size() == 4);
+  const auto& p = (*r)[2];
+  REQUIRE(p.service() == "web.prod");
+  REQUIRE(p.endpoint() == "policy:8080");
+  REQUIRE(p.owner() == "file:reg.toml");
+  REQUIRE(p.has_policy());
+  REQUIRE(p.policy().port() == 8080);
+  REQUIRE(p.policy().default_policy() == proto::DEFAULT_POLICY_DENY);
+  REQUIRE(p.policy().rules_size() == 2);
+  REQUIRE(p.policy().rules(0).identities(0) == "spiffe://mesh.local/ns/prod/*");
+  REQUIRE(p.policy().rules(1).networks(0) == "192.168.0.0/16");
+  REQUIRE((*r)[3].endpoint() == "policy:0");  // no port: every port
+  REQUIRE((*r)[3].policy().default_policy() == proto::DEFAULT_POLICY_ALL_AUTHENTICATED);
+  for (const auto& e : *r) REQUIRE(controller::validate(e));
+}
+
+TEST_CASE("registry file: policy errors name the line") {
+  std::string head = "[[service]]\nname = \"web\"\n  [[service.policy]]\n  port = 80\n";
+  REQUIRE(error_of((head + "  prot = 1\n").c_str()) == "reg.toml:5: unknown key 'prot' in a policy");
+  REQUIRE(error_of(
+              (head + "    [[service.policy.rule]]\n    name = \"a\"\n    identities = [\"spiffe://x/*/y\"]\n").c_str())
+              .rfind("reg.toml:7: identity pattern 'spiffe://x/*/y'", 0) == 0);
+  REQUIRE(error_of((head + "    [[service.policy.rule]]\n    name = \"a\"\n").c_str())
+              .find("reg.toml:5: rule 'a': no identities and no networks") == 0);
+  REQUIRE(error_of((head + "  [[service.policy]]\n  port = 80\n").c_str()) ==
+          "reg.toml:5: a second policy for port 80 of 'web'");
+  REQUIRE(error_of("[[service]]\nname = \"web\"\npolicy = 1\n") ==
+          "reg.toml:3: policies must be written [[service.policy]]");
+}
+
+TEST_CASE("registry file: a policy removed from the file is tombstoned") {
+  FileSource src("reg.toml");
+  auto first = src.update(kWithPolicies, 1000);
+  REQUIRE(first);
+  REQUIRE(first->size() == 4);
+
+  // Change one policy's default and drop the other.
+  std::string edited = kWithPolicies;
+  edited.replace(edited.find("default = \"deny\""), 16, "default = \"all-authenticated\"");
+  edited.erase(edited.find("  [[service.policy]]\n  default = \"all-authenticated\""));
+  auto changes = src.update(edited, 2000);
+  INFO((changes ? std::string() : changes.error()));
+  REQUIRE(changes);
+  REQUIRE(changes->size() == 2);
+  const proto::Entry* updated = nullptr;
+  const proto::Entry* gone = nullptr;
+  for (const auto& e : *changes) (e.tombstone() ? gone : updated) = &e;
+  REQUIRE(updated != nullptr);
+  REQUIRE(updated->endpoint() == "policy:8080");
+  REQUIRE(updated->policy().default_policy() == proto::DEFAULT_POLICY_ALL_AUTHENTICATED);
+  REQUIRE(gone != nullptr);
+  REQUIRE(gone->endpoint() == "policy:0");
+  REQUIRE(gone->owner() == "file:reg.toml");
+  REQUIRE(controller::validate(*gone));
+
+  controller::Registry r;
+  for (const auto& e : *first) r.apply(e);
+  for (const auto& e : *changes) r.apply(e);
+  REQUIRE(r.find({"web.prod", "policy:0"})->tombstone());
+  REQUIRE(r.find({"web.prod", "policy:8080"})->policy().default_policy() == proto::DEFAULT_POLICY_ALL_AUTHENTICATED);
+}

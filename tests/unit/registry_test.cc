@@ -121,3 +121,57 @@ TEST_CASE("registry: validation names the field and the value") {
   svc.mutable_definition()->add_ports(70000);
   REQUIRE(controller::validate(svc).error().find("70000") != std::string::npos);
 }
+
+TEST_CASE("registry: policy entries are checked by the policy compiler") {
+  proto::Entry e;
+  e.set_service("web.prod");
+  e.set_endpoint("policy:8080");
+  e.set_owner("api:ops");
+  e.set_version(1);
+  auto* p = e.mutable_policy();
+  p->set_port(8080);
+  p->set_default_policy(proto::DEFAULT_POLICY_DENY);
+  auto* rule = p->add_rules();
+  rule->set_name("web");
+  rule->add_identities("spiffe://td/ns/prod/*");
+  REQUIRE(controller::validate(e));
+
+  auto bad = e;
+  bad.mutable_policy()->set_port(9090);
+  REQUIRE(controller::validate(bad).error() == "policy for port 9090 filed under policy:8080 of 'web.prod'");
+  bad = e;
+  bad.mutable_policy()->mutable_rules(0)->set_identities(0, "spiffe://td/ns/*/x");
+  REQUIRE(controller::validate(bad).error().find("service 'web.prod': policy for port 8080: rule 'web': identity "
+                                                 "pattern 'spiffe://td/ns/*/x'") == 0);
+  bad = e;
+  bad.mutable_policy()->mutable_rules(0)->clear_identities();  // an accidental allow-all
+  REQUIRE(controller::validate(bad).error().find("allow every client") != std::string::npos);
+  bad = e;
+  bad.clear_policy();
+  REQUIRE(controller::validate(bad).error().find("carries no policy") != std::string::npos);
+  bad.mutable_address_of()->set_address("policy:8080");
+  REQUIRE(controller::validate(bad).error().find("other than a policy") != std::string::npos);
+  for (const char* key : {"policy:08080", "policy:", "policy:70000", "policy:web"}) {
+    bad = e;
+    bad.set_endpoint(key);
+    REQUIRE(controller::validate(bad).error().find("is not policy:PORT") != std::string::npos);
+  }
+
+  // Deleting a policy needs no value.
+  auto gone = e;
+  gone.clear_policy();
+  gone.set_tombstone(true);
+  REQUIRE(controller::validate(gone));
+
+  // Policies go under policy keys only.
+  auto ep = endpoint_entry("web.prod", "10.0.0.1:80", "a", 1);
+  *ep.mutable_policy() = e.policy();
+  REQUIRE(controller::validate(ep).error() == "endpoint entry 10.0.0.1:80 carries a policy");
+  ep.set_tombstone(true);
+  REQUIRE_FALSE(controller::validate(ep));
+  proto::Entry svc = e;
+  svc.set_endpoint("");
+  REQUIRE_FALSE(controller::validate(svc));
+  svc.set_tombstone(true);
+  REQUIRE(controller::validate(svc).error().find("carries a policy") != std::string::npos);
+}
