@@ -69,7 +69,15 @@ constexpr const char* kUsage =
     "                         that is dead so a healed partition merges (default 5s;\n"
     "                         env MESHD_CONTROLLER_GOSSIP_SYNC_INTERVAL)\n"
     "  Clocks of the replicas must agree within 30s (packets carry a timestamp against\n"
-    "  replays); `meshd-ctl members` lists the replicas and their state.\n";
+    "  replays); `meshd-ctl members` lists the replicas and their state.\n\n"
+    "identity (the mesh's certificate authority; on when --identity-dir is given):\n"
+    "  --identity-dir DIR     what `meshd-ctl identity init` wrote: ca.crt (trust anchors),\n"
+    "                         issuer.crt, issuer.key, token.key; every replica holds the same\n"
+    "                         (env MESHD_CONTROLLER_IDENTITY_DIR)\n"
+    "  --trust-domain NAME    the mesh's SPIFFE trust domain; other identities are refused\n"
+    "                         (env MESHD_CONTROLLER_TRUST_DOMAIN)\n"
+    "  --cert-ttl DURATION    lifetime of workload certificates (default 24h, 5s to 366d;\n"
+    "                         proxies renew at about 70% of it; env MESHD_CONTROLLER_CERT_TTL)\n";
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "meshd-controller: %s\n", message.c_str());
@@ -189,6 +197,9 @@ int main(int argc, char** argv) {
   std::string node_name = env_or("MESHD_CONTROLLER_NODE_NAME", "");
   std::string probe_interval = env_or("MESHD_CONTROLLER_GOSSIP_PROBE_INTERVAL", "1s");
   std::string sync_interval = env_or("MESHD_CONTROLLER_GOSSIP_SYNC_INTERVAL", "5s");
+  std::string identity_dir = env_or("MESHD_CONTROLLER_IDENTITY_DIR", "");
+  std::string trust_domain = env_or("MESHD_CONTROLLER_TRUST_DOMAIN", "");
+  std::string cert_ttl = env_or("MESHD_CONTROLLER_CERT_TTL", "24h");
   bool help = false, version = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   FlagParser flags;
@@ -204,6 +215,9 @@ int main(int argc, char** argv) {
       .value("--node-name", "", &node_name)
       .value("--gossip-probe-interval", "", &probe_interval)
       .value("--gossip-sync-interval", "", &sync_interval)
+      .value("--identity-dir", "", &identity_dir)
+      .value("--trust-domain", "", &trust_domain)
+      .value("--cert-ttl", "", &cert_ttl)
       .toggle("--help", "-h", &help)
       .toggle("--version", "", &version);
   auto rest = flags.parse(args);
@@ -241,6 +255,15 @@ int main(int argc, char** argv) {
     cluster_key = std::move(g->second);
   }
 
+  if (identity_dir.empty() && !trust_domain.empty()) return fail(2, "--trust-domain needs --identity-dir");
+  controller::CertifierOptions ca_options;
+  if (!identity_dir.empty()) {
+    if (trust_domain.empty()) return fail(2, "--identity-dir needs --trust-domain");
+    auto ttl = parse_duration_ms(cert_ttl);
+    if (!ttl) return fail(2, "invalid --cert-ttl '" + cert_ttl + "'");
+    ca_options = {identity_dir, trust_domain, *ttl / 1000};
+  }
+
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
@@ -254,6 +277,13 @@ int main(int argc, char** argv) {
   controller::Controller ctl(&stats);
   if (auto r = ctl.start({data_dir, registry_file}, unix_ms()); !r) return fail(1, r.error());
   controller::ApiServer api(&ctl, &stats, unix_ms);
+  std::unique_ptr<controller::Certifier> certifier;
+  if (!identity_dir.empty()) {
+    auto c = controller::Certifier::load(ca_options, &stats);
+    if (!c) return fail(1, c.error());
+    certifier = std::move(*c);
+    api.set_certifier(certifier.get());
+  }
   admin::Server admin_server;
   if (admin_addr) {
     if (auto r = admin_server.bind(*admin_addr); !r)

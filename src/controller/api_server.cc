@@ -242,6 +242,18 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
       else
         resp.set_error("this controller does not gossip (start it with --cluster-key-file and --join)");
       break;
+    case proto::Request::kCertify:
+      if (certifier_ == nullptr) {
+        resp.set_error("this controller issues no certificates (started without --identity-dir)");
+      } else if (auto cert = certifier_->certify(req.certify(), now_ms_() / 1000); !cert) {
+        LOG_INFO("api", "certificate for %s refused (%s): %s", req.certify().identity().c_str(), c.peer.c_str(),
+                 cert.error().c_str());
+        resp.set_error(cert.error());
+      } else {
+        LOG_DEBUG("api", "certificate issued for %s (%s)", req.certify().identity().c_str(), c.peer.c_str());
+        *resp.mutable_certified() = std::move(*cert);
+      }
+      break;
     case proto::Request::kUnsubscribe:
       unsubscribe(c, req.unsubscribe().id());
       return;  // fire and forget: the subscription's updates simply stop

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "base/addr.h"
+#include "controller/certifier.h"
 #include "controller/controller.h"
 #include "proto/frame.h"
 
@@ -60,6 +61,8 @@ class ApiServer {
   void set_poll_hook(PollHook* hook) { hook_ = hook; }
   // Answers ListMembers; without it, the request is refused (no gossip).
   void set_members(std::function<proto::MemberList()> members) { members_ = std::move(members); }
+  // Answers Certify; without it, the request is refused (no --identity-dir).
+  void set_certifier(Certifier* certifier) { certifier_ = certifier; }
 
  private:
   struct Client {
@@ -86,6 +89,7 @@ class ApiServer {
   std::function<uint64_t()> now_ms_;
   PollHook* hook_ = nullptr;
   std::function<proto::MemberList()> members_;
+  Certifier* certifier_ = nullptr;
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
   void subscribe(Client& c, const std::string& service, uint64_t id);

@@ -6,6 +6,21 @@
 
 namespace meshd::controller {
 
+const char* refusal_name(CertifyRefusal r) noexcept {
+  switch (r) {
+    case CertifyRefusal::kBadCsr: return "bad_csr";
+    case CertifyRefusal::kWrongTrustDomain: return "wrong_trust_domain";
+    case CertifyRefusal::kBadToken: return "bad_token";
+    case CertifyRefusal::kBadRenewal: return "bad_renewal";
+    case CertifyRefusal::kBadPodToken: return "bad_pod_token";
+    case CertifyRefusal::kNoCredential: return "no_credential";
+    case CertifyRefusal::kIssuerExpired: return "issuer_expired";
+    case CertifyRefusal::kInternal: return "internal";
+    case CertifyRefusal::kCount: break;
+  }
+  return "unknown";
+}
+
 std::string render_metrics(const Stats& s) {
   metrics::PrometheusWriter w;
   auto counter = [&w](const char* name, const char* help, const metrics::Counter& c) {
@@ -53,6 +68,13 @@ std::string render_metrics(const Stats& s) {
             s.gossip_entries_applied);
     counter("gossip_entries_rejected_total", "Entries from other replicas refused as invalid.",
             s.gossip_entries_rejected);
+  }
+  if (s.identity_enabled) {
+    counter("controller_certificates_issued_total", "Workload certificates issued.", s.certificates_issued);
+    w.family("controller_certify_refused_total", "counter", "Certificate requests refused, by reason.");
+    for (int i = 0; i < static_cast<int>(CertifyRefusal::kCount); ++i)
+      w.sample("controller_certify_refused_total", {{"reason", refusal_name(static_cast<CertifyRefusal>(i))}},
+               s.certify_refused[i].get());
   }
   metrics::write_process_metrics(w);
   return w.str();

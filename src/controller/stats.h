@@ -11,6 +11,20 @@ namespace meshd::controller {
 
 inline constexpr int kGossipDropReasons = 7;  // gossip::Drop::kCount
 
+// Why a Certify was refused: the reason label of controller_certify_refused_total.
+enum class CertifyRefusal : uint8_t {
+  kBadCsr,
+  kWrongTrustDomain,
+  kBadToken,
+  kBadRenewal,
+  kBadPodToken,
+  kNoCredential,
+  kIssuerExpired,
+  kInternal,
+  kCount,
+};
+const char* refusal_name(CertifyRefusal r) noexcept;
+
 struct Stats {
   metrics::Counter streams_opened;
   metrics::Counter streams_closed;
@@ -35,6 +49,11 @@ struct Stats {
   metrics::Counter anti_entropy_failed;
   metrics::Counter gossip_entries_applied;   // remote entries that changed the registry
   metrics::Counter gossip_entries_rejected;  // remote entries that failed validate()
+
+  // The CA (src/controller/certifier.h); all zero without --identity-dir.
+  bool identity_enabled = false;
+  metrics::Counter certificates_issued;
+  metrics::Counter certify_refused[static_cast<int>(CertifyRefusal::kCount)];
 };
 
 // The Prometheus text for /metrics.

@@ -1,0 +1,86 @@
+// Certifier: the controller as the mesh's certificate authority.
+//
+// Every replica loads the same issuer (certificate and key, from the
+// directory `meshd-ctl identity init` wrote), so any replica can answer a
+// proxy's Certify, and nothing about issuance crosses gossip. A request is
+// granted when its credential vouches for the identity the CSR names:
+//   - a join token minted for exactly that identity (hosts);
+//   - the proxy's current certificate for that identity, still valid, with
+//     the new CSR signed by its key (renewals);
+//   - a Kubernetes service-account token, when a verifier for it is
+//     configured (pods; see CredentialVerifier).
+// The leaf lives --cert-ttl (24 h by default), backdated a minute for clock
+// skew, and is never valid past the issuer.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "controller/stats.h"
+#include "identity/cert.h"
+#include "proto/api.pb.h"
+
+namespace meshd::controller {
+
+// Turns a pod's credential into the identity it grants (pluggable: the
+// Kubernetes TokenReview verifier is one).
+class CredentialVerifier {
+ public:
+  virtual ~CredentialVerifier() = default;
+  virtual Parsed<std::string> verify(std::string_view credential, uint64_t now_unix_s) = 0;
+};
+
+struct CertifierOptions {
+  std::string dir;           // ca.crt, issuer.crt, issuer.key, token.key
+  std::string trust_domain;  // identities outside it are refused
+  uint64_t cert_ttl_s = 24 * 3600;
+};
+
+class Certifier {
+ public:
+  static constexpr uint64_t kBackdateS = 60;
+
+  // stats: where issuances and refusals are counted (controller_certify_*).
+  static Parsed<std::unique_ptr<Certifier>> load(const CertifierOptions& options, Stats* stats);
+
+  // The answer to a Certify, or the reason it was refused (sent back to the
+  // proxy as the response's error).
+  Parsed<proto::Certified> certify(const proto::Certify& request, uint64_t now_unix_s);
+
+  void set_pod_verifier(std::unique_ptr<CredentialVerifier> v) { pod_verifier_ = std::move(v); }
+  const std::string& trust_domain() const { return options_.trust_domain; }
+  const std::vector<std::string>& anchors() const { return anchors_; }
+  const std::string& issuer_der() const { return issuer_.cert_der; }
+
+ private:
+  Certifier(CertifierOptions options, identity::Issuer issuer, std::vector<std::string> chain,
+            std::vector<std::string> anchors, std::string token_key, uint64_t issuer_not_after)
+      : options_(std::move(options)),
+        issuer_(std::move(issuer)),
+        chain_(std::move(chain)),
+        anchors_(std::move(anchors)),
+        token_key_(std::move(token_key)),
+        issuer_not_after_(issuer_not_after) {}
+  // The identity the request's credential grants.
+  Parsed<std::string> granted_identity(const proto::Certify& request, uint64_t now_unix_s, CertifyRefusal* reason);
+  Parsed<proto::Certified> refuse(CertifyRefusal reason, std::string message);
+
+  CertifierOptions options_;
+  identity::Issuer issuer_;
+  std::vector<std::string> chain_;  // the issuer, then any CA above it short of the anchor
+  std::vector<std::string> anchors_;
+  std::string token_key_;
+  uint64_t issuer_not_after_;
+  std::unique_ptr<CredentialVerifier> pod_verifier_;
+  // Uses of limited join tokens, by token id, until they expire. Each
+  // replica counts its own: a token limited to one use can be spent once
+  // per replica at worst (documented; tokens are short-lived).
+  std::map<std::string, std::pair<uint32_t, uint64_t>> token_uses_;  // id -> (uses, expires)
+  Stats* stats_ = nullptr;
+};
+
+}  // namespace meshd::controller
