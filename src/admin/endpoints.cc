@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include "admin/discovery_view.h"
+#include "admin/identity_view.h"
+#include "base/clock.h"
 #include "base/json.h"
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
@@ -130,6 +132,7 @@ std::string render_metrics(const ProxyView& view) {
   each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_write_bytes_total", s, s.t.write_bytes); });
 
   if (view.discovery != nullptr) render_discovery_metrics(w, *view.discovery, *table);
+  render_identity_metrics(w, view.identity, view.workers);
 
   PoolTotals pool = pool_totals(view);
   w.family("meshd_buffer_pool_bytes", "gauge", "Receive buffer memory mapped for all workers (the ceiling).");
@@ -169,6 +172,7 @@ std::string render_status(const ProxyView& view) {
   }
   j.end_array();
   if (view.discovery != nullptr) write_controller_status(j, *view.discovery);
+  if (view.identity != nullptr) write_identity_status(j, *view.identity, unix_ms());
   j.key("directions").begin_object();
   for (Direction d : {Direction::kInbound, Direction::kOutbound}) {
     auto t = totals(view, d);
@@ -214,8 +218,12 @@ Handler make_handler(const ProxyView& view) {
     if (path == "/status.json") return {200, "application/json", render_status(view)};
     if (path == "/live") return {200, "text/plain; charset=utf-8", "live\n"};
     if (path == "/ready") {
-      if (view.ready->load() && !view.draining->load()) return {200, "text/plain; charset=utf-8", "ready\n"};
-      return {503, "text/plain; charset=utf-8", view.draining->load() ? "draining\n" : "starting\n"};
+      if (view.draining->load()) return {503, "text/plain; charset=utf-8", "draining\n"};
+      if (!view.ready->load()) return {503, "text/plain; charset=utf-8", "starting\n"};
+      // Not ready before the first certificate: mTLS would fail closed.
+      if (view.identity != nullptr && view.identity->current() == nullptr)
+        return {503, "text/plain; charset=utf-8", "waiting for a certificate\n"};
+      return {200, "text/plain; charset=utf-8", "ready\n"};
     }
     return {404, "text/plain; charset=utf-8", "not found; try /metrics /ready /live /status.json /endpoints/SERVICE\n"};
   };

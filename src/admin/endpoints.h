@@ -9,6 +9,7 @@
 #include "admin/server.h"
 #include "config/config.h"
 #include "discovery/client.h"
+#include "identity/agent.h"
 #include "metrics/tcp_stats.h"
 #include "proxy/listener.h"
 
@@ -22,6 +23,7 @@ struct ProxyView {
   const std::atomic<bool>* ready = nullptr;
   const std::atomic<bool>* draining = nullptr;
   discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
+  const identity::Agent* identity = nullptr;        // null: no identity (no mTLS)
 };
 
 // Connections that went where they were dialled (the worker counters)...

@@ -7,6 +7,8 @@
 #include <signal.h>
 #include <sys/resource.h>
 #include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #include <atomic>
 #include <cstdio>
@@ -21,6 +23,8 @@
 #include "discovery/client.h"
 #include "discovery/registrar.h"
 #include "discovery/resolver.h"
+#include "identity/agent.h"
+#include "identity/files.h"
 #include "io/socket.h"
 #include "metrics/process.h"
 #include "proxy/worker.h"
@@ -99,6 +103,7 @@ void drop_privileges(const config::Config& c) {
 
 int run(int argc, char** argv) {
   metrics::mark_start_time();
+  wolfSSL_Init();
   auto loaded = config::load(argc, argv, environ);
   if (!loaded) die(2, loaded.error());
   if (loaded->action == config::Action::kHelp) {
@@ -148,6 +153,23 @@ int run(int argc, char** argv) {
     o.evict_after_ms = config.discovery_evict_ms;
     discovery = std::make_unique<discovery::DiscoveryClient>(std::move(o));
     shared.discovery = discovery.get();
+  }
+  // Identity: the agent asks the controller for a certificate for this
+  // proxy's key, and keeps it renewed; mTLS uses whatever it holds now.
+  std::unique_ptr<identity::Agent> identity_agent;
+  if (!config.trust_anchors_file.empty()) {
+    auto anchors = identity::load_anchors(config.trust_anchors_file);
+    if (!anchors) die(2, "invalid --trust-anchors: " + anchors.error());
+    identity::AgentOptions o;
+    o.controllers = config.controllers;
+    o.resolver = resolver.get();
+    o.identity = config.identity;
+    o.anchors_der = std::move(*anchors);
+    o.token_file = config.identity_token_file;
+    if (!o.token_file.empty())
+      if (auto t = identity::read_small_file(o.token_file, 4096)) o.token = std::move(*t);
+    identity_agent = std::make_unique<identity::Agent>(std::move(o));
+    shared.identity = identity_agent.get();
   }
   auto stats = std::make_unique<metrics::WorkerStats[]>(n);
   std::vector<std::unique_ptr<proxy::Worker>> workers;
@@ -250,12 +272,14 @@ int run(int argc, char** argv) {
     });
     discovery->start();
   }
+  if (identity_agent) identity_agent->start(nullptr);
+  view.identity = identity_agent.get();
   if (config.admin) admin_server.start(admin::make_handler(view));
   ready.store(true);
   std::vector<discovery::Registration> registrations;
   for (const auto& r : config.registrations) registrations.push_back({r.service, r.port});
-  discovery::Registrar registrar(config.controllers, resolver.get(), std::move(registrations),
-                                 config.register_lease_ms);
+  discovery::Registrar registrar(config.controllers, resolver.get(), std::move(registrations), config.register_lease_ms,
+                                 identity_agent ? config.identity : std::string());
   registrar.start();
 
   std::string where;
@@ -284,6 +308,7 @@ int run(int argc, char** argv) {
   for (auto& t : threads) t.join();
   admin_server.stop();
   if (discovery) discovery->stop();
+  if (identity_agent) identity_agent->stop();
   if (resolver) resolver->stop();
   LOG_INFO("meshd", "stopped");
   return 0;

@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include <unistd.h>
+
 #include <sched.h>
 #include <sys/stat.h>
 
@@ -10,6 +12,7 @@
 
 #include "base/parse.h"
 #include "controller/registry.h"
+#include "identity/spiffe.h"
 
 namespace meshd::config {
 namespace {
@@ -227,6 +230,59 @@ const Setting kSettings[] = {
        if (r && c.discovery_evict_ms < 1000) return error(v.back(), "must be at least 1s");
        return r;
      }},
+    {"detect-timeout", "DURATION", "500ms",
+     "with identity on, how long an inbound connection waits for the client's first bytes (to recognise mesh TLS) "
+     "before it is relayed as it is",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto r = set_duration(&c.detect_timeout_ms, v.back(), false);
+       if (r && c.detect_timeout_ms > 60'000) return error(v.back(), "must be at most 1m");
+       return r;
+     }},
+    {"opaque-ports", "PORT[,PORT]", "25,587,3306,4444,5432,6379,9300,11211",
+     "inbound ports never waited on for detection (protocols where the server speaks first); 'none' for no port",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       c.opaque_ports.clear();
+       if (v.back().text == "none") return true;
+       for (const auto& item : split_list(v.back().text)) {
+         auto port = parse_port(item);
+         if (!port) return error(v.back(), port.error());
+         c.opaque_ports.push_back(*port);
+       }
+       return true;
+     }},
+    {"trust-anchors", "FILE", "",
+     "PEM trust anchors of the mesh (ca.crt from `meshd-ctl identity init`): turns on identity and mTLS between "
+     "proxies",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       c.trust_anchors_file = v.back().text;
+       return true;
+     }},
+    {"trust-domain", "NAME", "", "the mesh's SPIFFE trust domain (for the default --identity)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (v.back().text.empty()) return true;
+       if (auto ok = identity::check_trust_domain(v.back().text); !ok) return error(v.back(), ok.error());
+       c.trust_domain = v.back().text;
+       return true;
+     }},
+    {"identity", "SPIFFE-ID", "",
+     "the identity this proxy asks the controller to certify (default spiffe://TRUST-DOMAIN/host/HOSTNAME)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (v.back().text.empty()) return true;
+       if (auto ok = identity::check_identity(v.back().text); !ok) return error(v.back(), ok.error());
+       c.identity = v.back().text;
+       return true;
+     }},
+    {"identity-token-file", "FILE", "",
+     "the join token (from `meshd-ctl identity token`) that gets this proxy its first certificate; renewals need "
+     "none",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       c.identity_token_file = v.back().text;
+       return true;
+     }},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (!log::parse_level(v.back().text.c_str(), &c.log_level))
@@ -385,6 +441,21 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
     cpu_set_t set;
     c.threads = sched_getaffinity(0, sizeof set, &set) == 0 ? static_cast<unsigned>(CPU_COUNT(&set)) : 1;
     if (c.threads == 0) c.threads = 1;
+  }
+
+  if (!c.trust_anchors_file.empty()) {
+    if (c.controllers.empty())
+      return invalid("--trust-anchors needs --controller (the controller issues certificates)");
+    if (c.identity.empty()) {
+      if (c.trust_domain.empty()) return invalid("--trust-anchors needs --identity or --trust-domain");
+      char host[256] = "localhost";
+      gethostname(host, sizeof host - 1);
+      c.identity = identity::host_identity(c.trust_domain, host);
+      if (auto ok = identity::check_identity(c.identity); !ok)
+        return invalid("the default identity from the host name: " + ok.error() + "; give --identity");
+    }
+  } else if (!c.identity.empty() || !c.identity_token_file.empty()) {
+    return invalid("--identity and --identity-token-file need --trust-anchors");
   }
 
   // Cross-setting checks: two listeners on one address would steal each

@@ -59,6 +59,21 @@ struct Config {
   // answered for yet waits for the controller before going as dialled.
   uint64_t discovery_timeout_ms = 0;
   uint64_t discovery_evict_ms = 0;  // unused destinations are forgotten after this
+  // Inbound connections (with identity on) wait this long for the client's
+  // first bytes to tell mesh TLS from anything else; ports in opaque_ports
+  // (server-speaks-first protocols) skip the wait.
+  uint64_t detect_timeout_ms = 0;
+  std::vector<uint16_t> opaque_ports;
+  bool is_opaque_port(uint16_t port) const {
+    for (uint16_t p : opaque_ports)
+      if (p == port) return true;
+    return false;
+  }
+  // Identity and mTLS: on when trust_anchors_file is set (with a controller).
+  std::string trust_anchors_file;  // PEM roots every mesh peer's certificate must chain to
+  std::string trust_domain;
+  std::string identity;  // spiffe://... asked for; default spiffe://TRUST-DOMAIN/host/HOSTNAME
+  std::string identity_token_file;
   log::Level log_level = log::Level::kInfo;
   std::string config_file;
 };

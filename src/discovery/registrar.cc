@@ -18,11 +18,12 @@ constexpr uint64_t kCallTimeoutMs = 2000;
 }
 
 Registrar::Registrar(std::vector<HostPort> controllers, Resolver* resolver, std::vector<Registration> registrations,
-                     uint64_t lease_ms)
+                     uint64_t lease_ms, std::string identity)
     : controllers_(std::move(controllers)),
       resolver_(resolver),
       registrations_(std::move(registrations)),
-      lease_ms_(lease_ms) {
+      lease_ms_(lease_ms),
+      identity_(std::move(identity)) {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
   hostname_ = host;
@@ -85,6 +86,7 @@ bool Registrar::register_once(const HostPort& name) {
     e->mutable_address_of()->set_address(addr);
     e->mutable_address_of()->set_weight(100);
     e->mutable_address_of()->set_meshed(true);  // this proxy's inbound fronts it
+    if (!identity_.empty()) e->mutable_address_of()->set_identity(identity_);
   }
   auto resp = controller_call(*controller, name.str(), req, kCallTimeoutMs);
   if (!resp || !resp->error().empty()) {

@@ -30,8 +30,10 @@ struct Registration {
 class Registrar {
  public:
   // resolver: for controllers given by name (may be null when none is).
+  // identity: what this proxy's inbound presents (mTLS), told to clients'
+  // proxies so that they verify it; empty without identity.
   Registrar(std::vector<HostPort> controllers, Resolver* resolver, std::vector<Registration> registrations,
-            uint64_t lease_ms);
+            uint64_t lease_ms, std::string identity = {});
   ~Registrar();
   void start();
   // Deregisters (best effort, bounded) and stops the thread.
@@ -48,6 +50,7 @@ class Registrar {
   Resolver* resolver_;
   std::vector<Registration> registrations_;
   uint64_t lease_ms_;
+  std::string identity_;
   std::string hostname_;
   std::string owner_;
   size_t current_ = 0;               // which controller answered last

@@ -18,6 +18,9 @@ const char* tcp_error_name(TcpError e) noexcept {
     case TcpError::kShutdown: return "shutdown";
     case TcpError::kNoEndpoints: return "no_endpoints";
     case TcpError::kResolveFailed: return "resolve_failed";
+    case TcpError::kTlsFailed: return "tls_failed";
+    case TcpError::kIdentityMismatch: return "identity_mismatch";
+    case TcpError::kNoIdentity: return "no_identity";
     case TcpError::kCount: break;
   }
   return "unknown";

@@ -28,6 +28,9 @@ enum class TcpError : uint8_t {
   kShutdown,            // still open when the drain deadline passed
   kNoEndpoints,         // dialled a service's virtual address while it has no endpoint
   kResolveFailed,       // a --forward name neither the registry nor DNS could resolve
+  kTlsFailed,           // the mesh TLS handshake failed (bad or missing certificate, protocol)
+  kIdentityMismatch,    // the peer's certificate is not the identity discovery promised
+  kNoIdentity,          // mTLS was needed, but this proxy holds no valid certificate
   kCount,
 };
 const char* tcp_error_name(TcpError e) noexcept;
@@ -73,8 +76,16 @@ struct DirectionStats : TcpCounters<Counter> {
   Counter refused[static_cast<int>(RefuseReason::kCount)];
 };
 
+// Mesh TLS handshakes, by direction: outbound originates, inbound terminates.
+struct TlsStats {
+  Counter full;     // completed without resumption
+  Counter resumed;  // completed by resuming a session (ticket)
+  Counter failed;
+};
+
 struct WorkerStats {
   DirectionStats dir[kDirections];
+  TlsStats tls[kDirections];
   Counter buffers_in_use;    // receive buffers lent out of the ring right now
   Counter connections_live;  // connection objects held (open or closing)
   Counter spills_in_use;     // spill buffers held by connections whose destination is full

@@ -16,7 +16,8 @@ TcpForward::TcpForward() noexcept
     : connect_op_(this, kConnect),
       recv_op_{{this, kRecvOp, kFromClient}, {this, kRecvOp, kFromUpstream}},
       send_op_{{this, kSendOp, kFromClient}, {this, kSendOp, kFromUpstream}},
-      shutdown_op_{{this, kShutdownOp, kFromClient}, {this, kShutdownOp, kFromUpstream}} {}
+      shutdown_op_{{this, kShutdownOp, kFromClient}, {this, kShutdownOp, kFromUpstream}},
+      notify_op_(this, kNotifyOp) {}
 
 void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction direction) noexcept {
   worker_ = worker;
@@ -39,6 +40,14 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   wait_ = Wait::kNone;
   forward_ = nullptr;
   set_.reset();
+  phase_ = Phase::kConnect;
+  tls_ = false;
+  tls_closed_ = false;
+  mesh_inbound_ = false;
+  first_slot_ = -1;
+  first_len_ = 0;
+  early_buffer_ = -1;
+  early_res_ = 0;
 }
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
@@ -105,6 +114,12 @@ void TcpForward::connect(const SocketAddr& target) noexcept {
 }
 
 void TcpForward::connect_timed_out() noexcept {
+  if (phase_ == Phase::kHandshake) {
+    // The peer never finished the mesh handshake.
+    worker_->stats().tls[static_cast<int>(direction_)].failed.inc();
+    close(TcpError::kTlsFailed, true, true);
+    return;
+  }
   if (!set_ || attempts_ >= discovery::kMaxConnectAttempts) {
     close(TcpError::kConnectTimeout, true, false);
     return;
@@ -118,7 +133,7 @@ void TcpForward::connect_timed_out() noexcept {
 
 bool TcpForward::in_flight() const noexcept {
   return connect_op_.in_flight || recv_op_[0].in_flight || recv_op_[1].in_flight || send_op_[0].in_flight ||
-         send_op_[1].in_flight || shutdown_op_[0].in_flight || shutdown_op_[1].in_flight;
+         send_op_[1].in_flight || shutdown_op_[0].in_flight || shutdown_op_[1].in_flight || notify_op_.in_flight;
 }
 
 void TcpForward::on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept {
@@ -126,9 +141,19 @@ void TcpForward::on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept {
   switch (op.kind) {
     case kConnect: on_connect(cqe.res); break;
     case kRecvOp: on_recv(h, cqe); break;
-    case kSendOp: on_send(h, cqe.res); break;
+    case kSendOp:
+      if (phase_ == Phase::kHandshake)
+        on_handshake_sent(cqe.res);
+      else
+        on_send(h, cqe.res);
+      break;
     case kShutdownOp:
       if (!closing_) run(h, half_[h].on_shutdown(cqe.res));
+      break;
+    case kNotifyOp:
+      if (cqe.res > 0)
+        tls_session_.consume_out(std::min<size_t>(static_cast<size_t>(cqe.res), tls_session_.out_size()));
+      if (!closing_) submit_shutdown(h);
       break;
   }
   if (closing_) maybe_release();
@@ -183,9 +208,63 @@ void TcpForward::on_connect(int res) noexcept {
     close(connect_error(res), true, false);
     return;
   }
+  if (wants_mtls()) {
+    start_client_tls();
+    return;
+  }
+  start_relay();
+}
+
+void TcpForward::start_relay() noexcept {
+  phase_ = Phase::kRelay;
   worker_->track_active(this);
-  run(kFromClient, half_[kFromClient].start());
-  run(kFromUpstream, half_[kFromUpstream].start());
+  // Bytes read before the relay began (while detecting, or decrypted with
+  // the handshake) go first, then a read that completed meanwhile; each
+  // delivery answers the read the half has just armed.
+  Half first = tls_ ? tls_in_ : kFromClient;
+  Half other = first == kFromClient ? kFromUpstream : kFromClient;
+  run(other, half_[other].start());
+  if (closing_) return;
+  Actions a = half_[first].start();
+  if (first_slot_ >= 0) {
+    int id = kPlainId + first_slot_;
+    first_slot_ = -1;
+    a = (a & ~kRecv) | half_[first].on_recv(static_cast<int>(first_len_), id);
+    first_len_ = 0;
+  }
+  if (early_buffer_ >= 0 || early_res_ != 0) {
+    int buffer = early_buffer_, res = early_res_;
+    early_buffer_ = -1;
+    early_res_ = 0;
+    if ((a & kRecv) == 0) {
+      // Cannot happen (two chunks at most, this is the second), but a
+      // buffer must never leak.
+      if (buffer >= 0) worker_->give_back(buffer);
+      close(TcpError::kClientReset, true, true);
+      return;
+    }
+    a = (a & ~kRecv) | half_[first].on_recv(res, buffer);
+  }
+  run(first, a);
+}
+
+void TcpForward::submit_shutdown(Half h) noexcept {
+  io_uring_sqe* s = worker_->ring().sqe();
+  io_uring_prep_shutdown(s, dest_fd(h), SHUT_WR);
+  io::Ring::bind(s, shutdown_op_[h]);
+}
+
+void TcpForward::submit_recv(Half h) noexcept {
+  // A read left in flight by detection serves the half's first read.
+  if (recv_op_[h].in_flight) return;
+  io_uring_sqe* s = worker_->ring().sqe();
+  io_uring_prep_recv(s, source_fd(h), nullptr, worker_->buffer_size(), 0);
+  // Wait for readiness before trying: the previous read just emptied
+  // the socket, so an immediate attempt would almost always fail.
+  s->ioprio |= IORING_RECVSEND_POLL_FIRST;
+  s->flags |= IOSQE_BUFFER_SELECT;
+  s->buf_group = worker_->buffer_group();
+  io::Ring::bind(s, recv_op_[h]);
 }
 
 void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
@@ -198,6 +277,17 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     if (buffer != RelayHalf::kNoBuffer) worker_->give_back(buffer);
     return;
   }
+  switch (phase_) {
+    case Phase::kDetect: on_detect_recv(cqe, buffer); return;
+    case Phase::kHandshake: on_handshake_recv(cqe, buffer); return;
+    case Phase::kConnect:
+      // Detection gave up waiting, and its read completed while the
+      // upstream connect is in flight: relayed first once it is up.
+      early_buffer_ = buffer;
+      early_res_ = cqe.res;
+      return;
+    case Phase::kRelay: break;
+  }
   worker_->touch(this);
   if (cqe.res > 0 && buffer == RelayHalf::kNoBuffer) {
     // Data without a buffer would break the ring's contract; end the
@@ -206,6 +296,10 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     return;
   }
   if (cqe.res > 0 && h == kFromClient) count_bytes(true, static_cast<uint64_t>(cqe.res));
+  if (tls_ && h == tls_in_) {
+    on_tls_recv(cqe, buffer);
+    return;
+  }
   run(h, half_[h].on_recv(cqe.res, buffer));
 }
 
@@ -215,9 +309,10 @@ void TcpForward::on_send(Half h, int res) noexcept {
   if (res > 0 && h == kFromUpstream) count_bytes(false, static_cast<uint64_t>(res));
   int released = RelayHalf::kNoBuffer;
   bool was_spilled = half_[h].spilled();
+  if (is_tls_dest(h) && res > 0) tls_session_.consume_out(static_cast<size_t>(res));
   Actions actions = half_[h].on_send(res, &released);
-  if (released != RelayHalf::kNoBuffer) worker_->give_back(released);
-  if (was_spilled && !half_[h].spilled()) {
+  if (released != RelayHalf::kNoBuffer) release_chunk(released);
+  if (was_spilled && !half_[h].spilled() && spill_[h] != nullptr) {
     worker_->give_spill(spill_[h]);
     spill_[h] = nullptr;
   }
@@ -236,6 +331,15 @@ void TcpForward::run(Half h, Actions actions) noexcept {
     close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, h == kFromClient, h == kFromUpstream);
     return;
   }
+  if (is_tls_dest(h) && (actions & (kSpill | kSend)) && !(half_[h].spilled() && (actions & kSend))) {
+    // Towards the TLS socket every chunk is encrypted into the session's
+    // output at once (its ring buffer goes back), and the ciphertext is
+    // sent as this half's spill: relay.h's backpressure holds unchanged.
+    Actions rest = actions & ~(kSpill | kSend);
+    if (rest != kNothing) run(h, rest);
+    if (!closing_) run(h, encrypt_queued(h));
+    return;
+  }
   if (actions & kSpill) {
     run(h, spill(h));
     return;
@@ -244,36 +348,35 @@ void TcpForward::run(Half h, Actions actions) noexcept {
   if (actions & kSend) {
     io_uring_sqe* s = ring.sqe();
     const RelayHalf& half = half_[h];
-    if (half.spilled()) {
+    if (is_tls_dest(h)) {
+      io_uring_prep_send(s, dest_fd(h), tls_session_.out_data(), tls_session_.out_size(), MSG_NOSIGNAL);
+    } else if (half.spilled()) {
       io_uring_prep_send(s, dest_fd(h), spill_[h] + half.spill_offset(), half.spill_length() - half.spill_offset(),
                          MSG_NOSIGNAL);
     } else {
       // Never wait holding a ring buffer: a full destination answers at
       // once, and what it could not take spills (see relay.h).
-      io_uring_prep_send(s, dest_fd(h), worker_->buffer_data(half.send_buffer()) + half.send_offset(),
-                         half.send_length(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      io_uring_prep_send(s, dest_fd(h), chunk_data(half.send_buffer()) + half.send_offset(), half.send_length(),
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
     }
     io::Ring::bind(s, send_op_[h]);
   }
-  if (actions & kRecv) {
-    io_uring_sqe* s = ring.sqe();
-    io_uring_prep_recv(s, source_fd(h), nullptr, worker_->buffer_size(), 0);
-    // Wait for readiness before trying: the previous read just emptied
-    // the socket, so an immediate attempt would almost always fail.
-    s->ioprio |= IORING_RECVSEND_POLL_FIRST;
-    s->flags |= IOSQE_BUFFER_SELECT;
-    s->buf_group = worker_->buffer_group();
-    io::Ring::bind(s, recv_op_[h]);
-  }
   if (actions & kShutdown) {
-    io_uring_sqe* s = ring.sqe();
-    io_uring_prep_shutdown(s, dest_fd(h), SHUT_WR);
-    io::Ring::bind(s, shutdown_op_[h]);
+    // TLS has no half-close of its own: close_notify first, then the
+    // socket's shutdown once it is sent.
+    if (!is_tls_dest(h) || !send_close_notify(h)) submit_shutdown(h);
   }
   if (actions & kWaitBuffer) {
     waiting_buffer_ |= static_cast<uint8_t>(1u << h);
     worker_->wait_for_buffer(this);
   }
+  if (actions & kRecv) {
+    if (tls_ && h == tls_in_ && tls_closed_)
+      run(h, half_[h].on_recv(0, RelayHalf::kNoBuffer));  // the peer's close_notify came with earlier bytes
+    else
+      submit_recv(h);
+  }
+  if (closing_) return;
   if ((actions & kDone) && half_[0].done() && half_[1].done()) close(TcpError::kNone, false, false);
 }
 
@@ -290,9 +393,9 @@ Actions TcpForward::spill(Half h) noexcept {
   for (auto u = half.take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half.take_unsent()) {
     // relay.h keeps at most two buffers' worth unsent, the spill's size.
     if (used + added + u.length <= worker_->spill_size())
-      std::memcpy(spill_[h] + used + added, worker_->buffer_data(u.buffer) + u.offset, u.length);
+      std::memcpy(spill_[h] + used + added, chunk_data(u.buffer) + u.offset, u.length);
     added += u.length;
-    worker_->give_back(u.buffer);
+    release_chunk(u.buffer);
   }
   if (used + added > worker_->spill_size()) {
     close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, true, true);
@@ -304,6 +407,11 @@ Actions TcpForward::spill(Half h) noexcept {
 void TcpForward::buffers_available() noexcept {
   uint8_t waiting = waiting_buffer_;
   waiting_buffer_ = 0;
+  if (phase_ != Phase::kRelay) {
+    // Detection or a handshake ran dry: read again.
+    if (waiting != 0) submit_recv(phase_ == Phase::kDetect ? kFromClient : tls_in_);
+    return;
+  }
   for (uint8_t h = 0; h < 2; ++h)
     if (waiting & (1u << h)) run(static_cast<Half>(h), half_[h].on_buffer_available());
 }
@@ -331,10 +439,15 @@ void TcpForward::maybe_release() noexcept {
   released_ = true;
   for (int h = 0; h < 2; ++h) {
     for (auto u = half_[h].take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half_[h].take_unsent())
-      worker_->give_back(u.buffer);
+      release_chunk(u.buffer);
     if (spill_[h] != nullptr) worker_->give_spill(spill_[h]);
     spill_[h] = nullptr;
   }
+  if (early_buffer_ >= 0) worker_->give_back(early_buffer_);
+  early_buffer_ = -1;
+  end_tls();
+  for (int i = 0; i < 2; ++i)
+    if (plain_[i] != nullptr) release_chunk(kPlainId + i);
   io::close_fd(client_fd_);
   io::close_fd(upstream_fd_);
   client_fd_ = upstream_fd_ = -1;

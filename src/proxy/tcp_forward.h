@@ -1,8 +1,11 @@
 // TcpForward: one proxied connection, from the upstream connect to the last
 // byte, as two RelayHalfs over two sockets.
 //
-// Life: the worker accepted `client` and chose `target` -> connect (the
-// worker's sweep enforces connect-timeout) -> both halves relay -> each
+// Life: the worker accepted `client` and chose `target` -> (inbound, with
+// identity on: detect the first bytes; a mesh ClientHello is answered with
+// the TLS handshake, see mesh_tls.cc) -> connect (the worker's sweep
+// enforces connect-timeout) -> (outbound to a meshed endpoint: the mTLS
+// handshake, checking the endpoint's identity) -> both halves relay -> each
 // half's end of stream shuts the other socket's write side -> when both are
 // done, both sockets close. A failure on either side resets the other, so a
 // peer's RST crosses the proxy as an RST. Every Op in flight is accounted
@@ -20,6 +23,7 @@
 #include "metrics/tcp_stats.h"
 #include "proxy/listener.h"
 #include "proxy/relay.h"
+#include "transport/tls_session.h"
 
 struct io_uring_cqe;
 
@@ -29,7 +33,7 @@ class Worker;
 
 class TcpForward final : public io::OpOwner {
  public:
-  enum OpKind : uint8_t { kConnect, kRecvOp, kSendOp, kShutdownOp };
+  enum OpKind : uint8_t { kConnect, kRecvOp, kSendOp, kShutdownOp, kNotifyOp };
   enum Half : uint8_t { kFromClient = 0, kFromUpstream = 1 };
 
   TcpForward() noexcept;
@@ -60,6 +64,12 @@ class TcpForward final : public io::OpOwner {
   Wait waiting_for() const noexcept { return wait_; }
   // The worker's sweep found the connect overdue.
   void connect_timed_out() noexcept;
+  // Inbound with identity on: reads the first bytes to tell a mesh
+  // ClientHello from anything else, then goes on to target (the worker
+  // keeps the detect deadline: detect_timed_out()).
+  void detect(const SocketAddr& target) noexcept;
+  void detect_timed_out() noexcept;
+  bool detecting() const noexcept { return phase_ == Phase::kDetect; }
   // Ends the connection: resets the sockets named, cancels what is in flight.
   void close(metrics::TcpError error, bool reset_client, bool reset_upstream) noexcept;
 
@@ -87,6 +97,36 @@ class TcpForward final : public io::OpOwner {
   void run(Half h, Actions actions) noexcept;
   Actions spill(Half h) noexcept;
   void maybe_release() noexcept;
+  void start_relay() noexcept;
+  void submit_recv(Half h) noexcept;
+  void submit_shutdown(Half h) noexcept;
+
+  // Mesh TLS (mesh_tls.cc). The TLS socket is the client's when inbound
+  // terminates mTLS, the upstream's when outbound originates it; the half
+  // that reads it decrypts (tls_in_), the other encrypts.
+  enum class Phase : uint8_t { kConnect, kDetect, kHandshake, kRelay };
+  static constexpr int kPlainId = 1 << 20;  // chunk ids above the ring's: this connection's plain_ buffers
+  bool wants_mtls() const noexcept;
+  void start_client_tls() noexcept;
+  void on_detect_recv(const io_uring_cqe& cqe, int buffer) noexcept;
+  void after_detect(bool mesh_tls) noexcept;
+  void on_handshake_recv(const io_uring_cqe& cqe, int buffer) noexcept;
+  transport::TlsStatus step_handshake() noexcept;
+  void after_handshake_step(transport::TlsStatus st) noexcept;
+  void on_handshake_sent(int res) noexcept;
+  void handshake_done() noexcept;
+  void on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept;
+  Actions encrypt_queued(Half h) noexcept;
+  // Queues close_notify towards the TLS socket; false when there is none to send.
+  bool send_close_notify(Half h) noexcept;
+  void end_tls() noexcept;
+  void tls_failed() noexcept;
+  bool is_tls_dest(Half h) const noexcept { return tls_ && h != tls_in_; }
+  // Chunks are ring buffers or this connection's plain buffers.
+  char* chunk_data(int id) noexcept;
+  void release_chunk(int id) noexcept;
+  int take_plain() noexcept;  // a free plain slot (allocated), or -1
+  void hold_first(int slot, uint32_t len) noexcept;
   int source_fd(Half h) const noexcept { return h == kFromClient ? client_fd_ : upstream_fd_; }
   int dest_fd(Half h) const noexcept { return h == kFromClient ? upstream_fd_ : client_fd_; }
   bool in_flight() const noexcept;
@@ -101,6 +141,7 @@ class TcpForward final : public io::OpOwner {
   io::Op recv_op_[2];
   io::Op send_op_[2];
   io::Op shutdown_op_[2];
+  io::Op notify_op_;                     // close_notify, linked before the TLS socket's shutdown
   char* spill_[2] = {nullptr, nullptr};  // per half, from the worker, only while spilled
   uint8_t waiting_buffer_ = 0;           // bit per half
   bool connecting_ = false;
@@ -117,6 +158,20 @@ class TcpForward final : public io::OpOwner {
   uint64_t tried_ = 0;                     // endpoints that failed this connection
   uint64_t connect_start_us_ = 0;
   std::shared_ptr<const discovery::EndpointSet> set_;  // when balanced: keeps the snapshot alive
+
+  Phase phase_ = Phase::kConnect;
+  bool tls_ = false;  // the relay goes through tls_session_
+  Half tls_in_ = kFromClient;
+  bool tls_closed_ = false;    // the peer's close_notify: its direction has ended
+  bool mesh_inbound_ = false;  // inbound that terminated mesh TLS
+  transport::TlsSession tls_session_;
+  const transport::TlsContext* tls_ctx_ = nullptr;  // the session's context: the key of its resumption ticket
+  char* plain_[2] = {nullptr, nullptr};             // decrypted chunks, or the bytes read while detecting
+  uint8_t plain_busy_ = 0;                          // bit per slot: held by a RelayHalf or as first_
+  int first_slot_ = -1;                             // bytes to relay before the first read of the client half
+  uint32_t first_len_ = 0;
+  int early_buffer_ = -1;  // a client read that completed before the relay started
+  int early_res_ = 0;
 };
 
 }  // namespace meshd::proxy

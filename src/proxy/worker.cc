@@ -80,6 +80,18 @@ const discovery::DestinationTable* Worker::table() noexcept {
   return table_.get();
 }
 
+const identity::Credential* Worker::credential() noexcept {
+  if (shared_->identity == nullptr) return nullptr;
+  uint64_t v = shared_->identity->version();
+  if (v != credential_version_) {
+    credential_ = shared_->identity->current();
+    credential_version_ = v;
+  }
+  return credential_.get();
+}
+
+uint64_t Worker::unix_ms() const noexcept { return meshd::unix_ms(); }
+
 void Worker::arm_wakeup() noexcept {
   io_uring_sqe* s = ring_.sqe();
   io_uring_prep_read(s, wake_fd_, &wake_value_, sizeof wake_value_, 0);
@@ -133,6 +145,10 @@ void Worker::sweep() noexcept {
     else
       c->connect_direct(c->target());  // no answer in time: as dialled, never a blackhole
   }
+  while (TcpForward* c = detecting_.front()) {
+    if (c->deadline_ms > now_ms_) break;
+    c->detect_timed_out();
+  }
   while (TcpForward* c = connecting_.front()) {
     if (c->deadline_ms > now_ms_) break;
     c->connect_timed_out();
@@ -148,6 +164,7 @@ void Worker::sweep() noexcept {
     // Past the drain deadline: what is still open is cut, and says so.
     waiting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
     connecting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
+    detecting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
     idle_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
     buffer_waiters_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
   }
@@ -192,6 +209,11 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
     // Not redirected (someone dialled the proxy port itself): there is no
     // destination to forward to, and forwarding to ourselves would loop.
     c->close(TcpError::kNoOriginalDst, true, false);
+    return;
+  }
+  if (spec.kind == ListenerKind::kInbound && shared_->identity != nullptr &&
+      !shared_->config->is_opaque_port(target->port())) {
+    c->detect(*target);
     return;
   }
   if (spec.kind == ListenerKind::kForward && !spec.target_name.empty())
@@ -309,6 +331,11 @@ void Worker::resume_waiting() noexcept {
 void Worker::track_connecting(TcpForward* c) noexcept {
   c->deadline_ms = now_ms_ + shared_->config->connect_timeout_ms;
   connecting_.push_back(c);
+}
+
+void Worker::track_detecting(TcpForward* c) noexcept {
+  c->deadline_ms = now_ms_ + shared_->config->detect_timeout_ms;
+  detecting_.push_back(c);
 }
 
 void Worker::track_active(TcpForward* c) noexcept {

@@ -12,12 +12,14 @@
 #include "config/config.h"
 #include "discovery/client.h"
 #include "discovery/resolver.h"
+#include "identity/agent.h"
 #include "io/buffer_ring.h"
 #include "io/op.h"
 #include "io/ring.h"
 #include "metrics/tcp_stats.h"
 #include "proxy/listener.h"
 #include "proxy/tcp_forward.h"
+#include "transport/session_cache.h"
 
 namespace meshd::proxy {
 
@@ -27,6 +29,7 @@ struct Shared {
   const config::Config* config = nullptr;
   discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
   discovery::Resolver* resolver = nullptr;          // null: no --forward names
+  identity::Agent* identity = nullptr;              // null: no identity, no mTLS
   std::atomic<uint64_t> names_version{0};           // bumped when a DNS answer changes
   std::atomic<uint32_t> open_connections{0};
 };
@@ -61,12 +64,21 @@ class Worker final : public io::OpOwner {
   void give_back(int id) noexcept;
   // Spill buffers: a connection's own, taken only while its destination is
   // full (see relay.h), so the ring is never held hostage by a slow reader.
-  uint32_t spill_size() const noexcept { return 2 * buffers_.size(); }
+  // Two ring buffers' worth, plus what TLS adds: a decrypted chunk may
+  // carry a record begun in an earlier buffer (TlsSession::read_capacity).
+  uint32_t spill_size() const noexcept { return 2 * (buffers_.size() + kTlsSlack); }
+  static constexpr uint32_t kTlsSlack = 16 * 1024 + 256;
   char* take_spill() noexcept;
   void give_spill(char* spill) noexcept;
   void wait_for_buffer(TcpForward* c) noexcept { buffer_waiters_.push_back(c); }
   void accepted(Listener& listener, int fd) noexcept;
   void track_connecting(TcpForward* c) noexcept;
+  void track_detecting(TcpForward* c) noexcept;
+  // The certificate mTLS uses now (null: none yet, or identity is off).
+  const identity::Credential* credential() noexcept;
+  transport::ClientSessionCache& sessions() noexcept { return sessions_; }
+  identity::Agent* shared_identity() const noexcept { return shared_->identity; }
+  uint64_t unix_ms() const noexcept;
   void track_active(TcpForward* c) noexcept;
   void touch(TcpForward* c) noexcept;
   void release(TcpForward* c) noexcept;
@@ -108,6 +120,7 @@ class Worker final : public io::OpOwner {
   IntrusiveList<TcpForward, &TcpForward::timer_link> waiting_;     // for discovery, by deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> idle_;        // by last activity
+  IntrusiveList<TcpForward, &TcpForward::timer_link> detecting_;   // inbound, by detect deadline
   IntrusiveList<TcpForward, &TcpForward::wait_link> buffer_waiters_;
   uint64_t now_ms_ = 0;
   std::shared_ptr<const discovery::DestinationTable> table_;
@@ -115,6 +128,9 @@ class Worker final : public io::OpOwner {
   uint64_t names_version_ = 0;
   uint32_t name_turn_ = 0;  // round robin over a name's DNS addresses
   FastRandom random_;
+  std::shared_ptr<const identity::Credential> credential_;
+  uint64_t credential_version_ = 0;
+  transport::ClientSessionCache sessions_;
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
 

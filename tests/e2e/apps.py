@@ -239,6 +239,28 @@ async def client_many(host, port, count, hold):
     return {"ok": ok, "failed": count - ok, "errors": errors}
 
 
+def client_marker(host, port, marker, count):
+    """Echoes a marker string through count connections: what a capture
+    of the wire must (plaintext) or must not (mTLS) show."""
+    ok, errors = 0, []
+    for _ in range(count):
+        try:
+            s = connect(host, port)
+            msg = (marker + " ").encode() * 8
+            s.sendall(b"ECHO\n" + msg)
+            got = b""
+            while len(got) < len(msg):
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            ok += got == msg
+        except OSError as e:
+            errors.append(type(e).__name__)
+    return {"ok": ok, "errors": errors}
+
+
 def client_hold(host, port, seconds):
     """Opens an echo connection, holds it idle, then checks it still works."""
     s = connect(host, port, timeout=seconds + 10)
@@ -303,6 +325,8 @@ def main():
         out = client_outcome(args[0], int(args[1]), args[2] if len(args) > 2 else "")
     elif mode == "many":
         out = asyncio.run(client_many(args[0], int(args[1]), int(args[2]), float(args[3])))
+    elif mode == "marker":
+        out = client_marker(args[0], int(args[1]), args[2], int(args[3]) if len(args) > 3 else 1)
     elif mode == "hold":
         out = client_hold(args[0], int(args[1]), float(args[2]))
     elif mode == "stall":

@@ -212,6 +212,7 @@ class Lan:
 
 
 VIP = "10.96.0.10"
+TRUST_DOMAIN = "mesh.test"
 CTRL_IP = "10.78.0.10"
 REGISTRY = f"""
 [[service]]
@@ -229,11 +230,16 @@ class Cluster:
     client host (.1) whose meshd learns web.prod from the controllers. Every
     host has the redirect rules; everything started is stopped by pid."""
 
-    def __init__(self, controllers=1, registry=REGISTRY, lease="3s", gossip=False, register=True):
+    def __init__(self, controllers=1, registry=REGISTRY, lease="3s", gossip=False, register=True, identity=False,
+                 cert_ttl="1h", meshd_flags=()):
         self.hosts, self.controllers = [], []
         self.workdir = tempfile.TemporaryDirectory(prefix="meshd-cluster-")
         self.lan = Lan()
+        self.identity, self.cert_ttl, self.meshd_flags = identity, cert_ttl, list(meshd_flags)
+        self.ca_dir = os.path.join(self.workdir.name, "ca")
         try:
+            if identity:
+                run([binary("meshd-ctl"), "identity", "init", "--trust-domain", TRUST_DOMAIN, "--dir", self.ca_dir])
             self.ctrl_hosts = [self.host(f"ctrl{i}", f"10.78.0.{10 + i}") for i in range(controllers)]
             self.controller_addrs = ",".join(f"{h.v4}:4190" for h in self.ctrl_hosts)
             with open(os.path.join(self.workdir.name, "registry.toml"), "w") as f:
@@ -254,17 +260,39 @@ class Cluster:
                 s.install_rules()
                 if register:
                     s.start_meshd("--controller", self.controller_addrs, "--register", "web.prod=8080",
-                                  "--register-lease", lease)
+                                  "--register-lease", lease, *self.identity_flags(s))
                 else:
-                    s.start_meshd()
+                    s.start_meshd(*self.identity_flags(s))
             self.client.install_rules()
-            self.client.start_meshd("--controller", self.controller_addrs)
+            self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client))
         except BaseException:
             self.close()
             raise
 
+    def identity_of(self, host):
+        return f"spiffe://{TRUST_DOMAIN}/host/{host.role}"
+
+    def token(self, identity, uses=1, ttl="10m", ca_dir=None):
+        """A join token file for identity; returns its path."""
+        r = run([binary("meshd-ctl"), "identity", "token", "--identity", identity, "--dir", ca_dir or self.ca_dir,
+                 "--uses", str(uses), "--ttl", ttl])
+        path = os.path.join(self.workdir.name, f"token-{next(_counter)}")
+        with open(path, "w") as f:
+            f.write(r.stdout)
+        return path
+
+    def identity_flags(self, host, ca_dir=None):
+        """meshd's flags for an identity from this mesh's CA (another CA's with ca_dir)."""
+        flags = list(self.meshd_flags)
+        if not self.identity:
+            return flags
+        ca = ca_dir or self.ca_dir
+        return flags + ["--trust-anchors", os.path.join(ca, "ca.crt"), "--identity", self.identity_of(host),
+                        "--identity-token-file", self.token(self.identity_of(host), ca_dir=ca)]
+
     def host(self, role, ip):
         h = Host(role, ip, None)
+        h.role = role
         self.hosts.append(h)
         self.lan.attach(h)
         return h
@@ -275,6 +303,8 @@ class Cluster:
         argv = [binary("meshd-controller"), "--listen", "0.0.0.0:4190", "--data-dir",
                 os.path.join(self.workdir.name, f"data{i}"), "--registry-file",
                 os.path.join(self.workdir.name, "registry.toml")]
+        if self.identity:
+            argv += ["--identity-dir", self.ca_dir, "--trust-domain", TRUST_DOMAIN, "--cert-ttl", self.cert_ttl]
         if self.gossip:
             others = ",".join(f"{o.v4}:4192" for o in self.ctrl_hosts if o is not h)
             argv += ["--cluster-key-file", os.path.join(self.workdir.name, "cluster.key"), "--gossip-listen",

@@ -1,0 +1,350 @@
+// The mesh's mutual TLS inside a TcpForward: inbound detection of a mesh
+// ClientHello, the handshake on either side, and the relay's decrypt and
+// encrypt steps. The wolfSSL work is transport/tls_session.h's; this file
+// only moves bytes between it and the ring.
+//
+//   outbound: connect -> [meshed endpoint] ClientHello ... Finished, check
+//             the peer is the identity discovery promised -> relay
+//   inbound:  accept -> read first bytes (detect-timeout) -> mesh ClientHello?
+//             yes: handshake, learn the client's identity -> connect -> relay
+//             no:  connect -> relay, the bytes read first going first
+//
+// Chunk ids: the RelayHalfs name ring buffers by their ring id, and this
+// connection's plain buffers (decrypted bytes, or what detection read) as
+// kPlainId + slot; chunk_data()/release_chunk() route them.
+#include <algorithm>
+#include <cstring>
+
+#include "base/log.h"
+#include "proxy/detect.h"
+#include "proxy/tcp_forward.h"
+#include "proxy/worker.h"
+
+namespace meshd::proxy {
+
+using metrics::TcpError;
+using transport::TlsStatus;
+
+char* TcpForward::chunk_data(int id) noexcept {
+  if (id >= kPlainId) return plain_[id - kPlainId];
+  return worker_->buffer_data(id);
+}
+
+void TcpForward::release_chunk(int id) noexcept {
+  if (id < kPlainId) {
+    worker_->give_back(id);
+    return;
+  }
+  int slot = id - kPlainId;
+  plain_busy_ &= static_cast<uint8_t>(~(1u << slot));
+  // Given back at once: an idle connection holds no buffer of its own.
+  if (plain_[slot] != nullptr) worker_->give_spill(plain_[slot]);
+  plain_[slot] = nullptr;
+}
+
+int TcpForward::take_plain() noexcept {
+  for (int slot = 0; slot < 2; ++slot) {
+    if (plain_busy_ & (1u << slot)) continue;
+    if (plain_[slot] == nullptr) plain_[slot] = worker_->take_spill();
+    if (plain_[slot] == nullptr) return -1;
+    plain_busy_ |= static_cast<uint8_t>(1u << slot);
+    return slot;
+  }
+  return -1;
+}
+
+void TcpForward::hold_first(int slot, uint32_t len) noexcept {
+  first_slot_ = slot;
+  first_len_ = len;
+}
+
+bool TcpForward::wants_mtls() const noexcept {
+  if (!set_ || endpoint_ < 0 || worker_->shared_identity() == nullptr) return false;
+  const auto& ep = set_->endpoints[static_cast<size_t>(endpoint_)];
+  return ep.meshed && !ep.identity.empty();
+}
+
+void TcpForward::tls_failed() noexcept {
+  worker_->stats().tls[static_cast<int>(direction_)].failed.inc();
+  LOG_DEBUG("proxy", "mesh TLS with %s failed: %s", target_.str().c_str(), tls_session_.error_text().c_str());
+  close(TcpError::kTlsFailed, true, true);
+}
+
+void TcpForward::end_tls() noexcept {
+  if (!tls_session_.active()) return;
+  // A full handshake to an endpoint leaves a ticket to resume with next
+  // time (a resumed one keeps using the ticket it had).
+  if (tls_in_ == kFromUpstream && tls_session_.handshake_done() && !tls_session_.resumed() && tls_ctx_ != nullptr) {
+    if (WOLFSSL_SESSION* s = tls_session_.get1_session()) worker_->sessions().store(target_.str(), tls_ctx_, s);
+  }
+  tls_session_.reset();
+  tls_ctx_ = nullptr;
+}
+
+// --- outbound: originate ---------------------------------------------------
+
+void TcpForward::start_client_tls() noexcept {
+  const identity::Credential* cred = worker_->credential();
+  if (cred == nullptr || !cred->valid_at(worker_->unix_ms())) {
+    // Fail closed: the endpoint expects mTLS, and plaintext would be
+    // refused or, worse, accepted unauthenticated.
+    close(TcpError::kNoIdentity, true, true);
+    return;
+  }
+  tls_ctx_ = cred->client.get();
+  WOLFSSL_SESSION* resume = worker_->sessions().find(target_.str(), tls_ctx_);
+  if (auto ok = tls_session_.start(cred->client, resume); !ok) {
+    LOG_WARN("proxy", "mesh TLS to %s: %s", target_.str().c_str(), ok.error().c_str());
+    tls_ctx_ = nullptr;
+    close(TcpError::kTlsFailed, true, true);
+    return;
+  }
+  tls_ = true;
+  tls_in_ = kFromUpstream;
+  phase_ = Phase::kHandshake;
+  worker_->track_connecting(this);  // the handshake gets connect-timeout too
+  after_handshake_step(tls_session_.handshake());
+}
+
+// --- inbound: detect, then terminate ----------------------------------------
+
+void TcpForward::detect(const SocketAddr& target) noexcept {
+  target_ = target;
+  phase_ = Phase::kDetect;
+  worker_->track_detecting(this);
+  submit_recv(kFromClient);
+}
+
+void TcpForward::detect_timed_out() noexcept {
+  // The client has not spoken (or not finished a ClientHello): not mesh
+  // TLS. Its read stays in flight and will be relayed when it completes.
+  after_detect(false);
+}
+
+void TcpForward::on_detect_recv(const io_uring_cqe& cqe, int buffer) noexcept {
+  if (cqe.res == -ENOBUFS) {
+    waiting_buffer_ |= 1u << kFromClient;
+    worker_->wait_for_buffer(this);
+    return;
+  }
+  if (cqe.res <= 0) {
+    if (buffer >= 0) worker_->give_back(buffer);
+    if (cqe.res == 0) {
+      after_detect(false);  // closed without a word: the upstream sees the same
+    } else {
+      close(TcpError::kClientReset, false, false);
+    }
+    return;
+  }
+  if (first_slot_ < 0) {
+    int slot = take_plain();
+    if (slot < 0) {
+      worker_->give_back(buffer);
+      close(TcpError::kClientReset, true, false);
+      return;
+    }
+    hold_first(slot, 0);
+  }
+  // Detection stops past kMaxClientHelloBytes, far below a plain buffer's
+  // size, so one more read always fits.
+  uint32_t n = std::min(static_cast<uint32_t>(cqe.res), worker_->spill_size() - first_len_);
+  std::memcpy(plain_[first_slot_] + first_len_, worker_->buffer_data(buffer), n);
+  first_len_ += n;
+  worker_->give_back(buffer);
+  count_bytes(true, n);
+  Detection d = detect_client_hello({plain_[first_slot_], first_len_}, transport::kMeshAlpn);
+  if (d.kind == Detected::kNeedMore && first_len_ < kMaxClientHelloBytes) {
+    submit_recv(kFromClient);
+    return;
+  }
+  after_detect(d.kind == Detected::kMeshTls);
+}
+
+void TcpForward::after_detect(bool mesh_tls) noexcept {
+  timer_link.unlink();
+  if (!mesh_tls) {
+    phase_ = Phase::kConnect;
+    if (first_slot_ >= 0 && first_len_ == 0) {
+      release_chunk(kPlainId + first_slot_);
+      first_slot_ = -1;
+    }
+    connect_direct(target_);
+    return;
+  }
+  const identity::Credential* cred = worker_->credential();
+  if (cred == nullptr || !cred->valid_at(worker_->unix_ms())) {
+    close(TcpError::kNoIdentity, true, false);
+    return;
+  }
+  if (auto ok = tls_session_.start(cred->server); !ok) {
+    LOG_WARN("proxy", "mesh TLS from a client: %s", ok.error().c_str());
+    close(TcpError::kTlsFailed, true, false);
+    return;
+  }
+  tls_ctx_ = cred->server.get();
+  tls_ = true;
+  tls_in_ = kFromClient;
+  mesh_inbound_ = true;
+  phase_ = Phase::kHandshake;
+  worker_->track_connecting(this);
+  int slot = first_slot_;
+  uint32_t len = first_len_;
+  first_slot_ = -1;
+  first_len_ = 0;
+  // The ClientHello was read already: it is the first ciphertext in hand.
+  tls_session_.feed(plain_[slot], len);
+  TlsStatus st = step_handshake();
+  release_chunk(kPlainId + slot);
+  after_handshake_step(st);
+}
+
+// --- the handshake, either side ----------------------------------------------
+
+void TcpForward::on_handshake_recv(const io_uring_cqe& cqe, int buffer) noexcept {
+  if (cqe.res == -ENOBUFS) {
+    waiting_buffer_ |= static_cast<uint8_t>(1u << tls_in_);
+    worker_->wait_for_buffer(this);
+    return;
+  }
+  if (cqe.res <= 0) {
+    if (buffer >= 0) worker_->give_back(buffer);
+    tls_session_.feed_eof();
+    tls_failed();
+    return;
+  }
+  tls_session_.feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
+  TlsStatus st = step_handshake();
+  // Everything fed is consumed now (the handshake wants more, or what
+  // followed it was decrypted): the ring buffer can go back.
+  worker_->give_back(buffer);
+  after_handshake_step(st);
+}
+
+TlsStatus TcpForward::step_handshake() noexcept {
+  TlsStatus st = tls_session_.handshake();
+  if (st != TlsStatus::kOk || tls_session_.unconsumed() == 0) return st;
+  // Bytes after the handshake in the same segment: the client's first
+  // request, or the server's ticket. Decrypt them now, relay them first.
+  int slot = take_plain();
+  if (slot < 0) return TlsStatus::kError;
+  auto r = tls_session_.read(plain_[slot], worker_->spill_size());
+  if (r.bytes > 0)
+    hold_first(slot, static_cast<uint32_t>(r.bytes));
+  else
+    release_chunk(kPlainId + slot);
+  if (r.status == TlsStatus::kError) return TlsStatus::kError;
+  if (r.status == TlsStatus::kClosed) tls_closed_ = true;
+  return TlsStatus::kOk;
+}
+
+void TcpForward::after_handshake_step(TlsStatus st) noexcept {
+  if (closing_) return;
+  if (st == TlsStatus::kError || st == TlsStatus::kClosed) {
+    tls_failed();
+    return;
+  }
+  Half out = tls_in_ == kFromClient ? kFromUpstream : kFromClient;  // whose sends go to the TLS socket
+  if (tls_session_.out_size() > 0 && !send_op_[out].in_flight) {
+    io_uring_sqe* s = worker_->ring().sqe();
+    io_uring_prep_send(s, dest_fd(out), tls_session_.out_data(), tls_session_.out_size(), MSG_NOSIGNAL);
+    io::Ring::bind(s, send_op_[out]);
+  }
+  if (st == TlsStatus::kWantRead) {
+    submit_recv(tls_in_);
+    return;
+  }
+  if (!send_op_[out].in_flight) handshake_done();  // else when the last flight is sent
+}
+
+void TcpForward::on_handshake_sent(int res) noexcept {
+  if (closing_) return;
+  if (res <= 0) {
+    tls_failed();
+    return;
+  }
+  tls_session_.consume_out(static_cast<size_t>(res));
+  after_handshake_step(tls_session_.handshake_done() ? TlsStatus::kOk : TlsStatus::kWantRead);
+}
+
+void TcpForward::handshake_done() noexcept {
+  timer_link.unlink();
+  auto& tls = worker_->stats().tls[static_cast<int>(direction_)];
+  (tls_session_.resumed() ? tls.resumed : tls.full).inc();
+  if (tls_in_ == kFromUpstream) {
+    const auto& ep = set_->endpoints[static_cast<size_t>(endpoint_)];
+    if (tls_session_.peer_identity() != ep.identity) {
+      LOG_WARN("proxy", "%s presented %s, but discovery says %s is %s: refused", target_.str().c_str(),
+               std::string(tls_session_.peer_identity()).c_str(), target_.str().c_str(), ep.identity.c_str());
+      close(TcpError::kIdentityMismatch, true, true);
+      return;
+    }
+    start_relay();
+    return;
+  }
+  phase_ = Phase::kConnect;
+  connect_direct(target_);
+}
+
+// --- the relay over TLS --------------------------------------------------------
+
+void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
+  Half h = tls_in_;
+  if (cqe.res <= 0) {
+    // A FIN without close_notify ends the stream too: a peer that died
+    // mid-stream is seen as the reset or the EOF its socket gave.
+    run(h, half_[h].on_recv(cqe.res, buffer));
+    return;
+  }
+  int slot = take_plain();
+  if (slot < 0) {
+    worker_->give_back(buffer);
+    close(TcpError::kClientReset, true, true);
+    return;
+  }
+  tls_session_.feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
+  auto r = tls_session_.read(plain_[slot], worker_->spill_size());
+  worker_->give_back(buffer);
+  if (r.status == TlsStatus::kError) {
+    release_chunk(kPlainId + slot);
+    tls_failed();
+    return;
+  }
+  if (r.status == TlsStatus::kClosed) tls_closed_ = true;
+  if (r.bytes == 0) {
+    release_chunk(kPlainId + slot);
+    if (tls_closed_)
+      run(h, half_[h].on_recv(0, RelayHalf::kNoBuffer));
+    else
+      submit_recv(h);  // a record is not complete yet; the half's read is still the one armed
+    return;
+  }
+  run(h, half_[h].on_recv(static_cast<int>(r.bytes), kPlainId + slot));
+}
+
+Actions TcpForward::encrypt_queued(Half h) noexcept {
+  RelayHalf& half = half_[h];
+  size_t before = tls_session_.out_total();
+  for (auto u = half.take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half.take_unsent()) {
+    TlsStatus st = tls_session_.write(chunk_data(u.buffer) + u.offset, u.length);
+    release_chunk(u.buffer);
+    if (st != TlsStatus::kOk) {
+      close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, true, true);
+      return kNothing;
+    }
+  }
+  size_t added = tls_session_.out_total() - before;
+  return half.on_spilled(static_cast<uint32_t>(added));
+}
+
+bool TcpForward::send_close_notify(Half h) noexcept {
+  size_t before = tls_session_.out_total();
+  if (tls_session_.shutdown() != TlsStatus::kOk || tls_session_.out_total() == before) return false;
+  if (tls_session_.out_size() != tls_session_.out_total()) return false;  // unsent data ahead of it: cannot happen
+  io_uring_sqe* s = worker_->ring().sqe();
+  io_uring_prep_send(s, dest_fd(h), tls_session_.out_data(), tls_session_.out_size(), MSG_NOSIGNAL);
+  notify_op_.index = h;
+  io::Ring::bind(s, notify_op_);
+  return true;
+}
+
+}  // namespace meshd::proxy

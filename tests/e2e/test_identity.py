@@ -1,0 +1,116 @@
+"""Identity and mTLS between meshed workloads, in namespaces: a real
+controller acting as the CA (meshd-ctl identity init, join tokens), proxies
+that get certificates for in-memory keys, and traffic that is encrypted on
+the wire between them."""
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from mesh import VIP, Cluster, binary, run, stop, wait_for
+
+pytestmark = pytest.mark.timeout(180)
+
+
+class Capture:
+    """tcpdump on one host's LAN interface, into a file read back after."""
+
+    def __init__(self, host):
+        self.file = tempfile.NamedTemporaryFile(prefix="meshd-cap-", suffix=".pcap")
+        self.proc = host.ns.spawn(["tcpdump", "-i", host.lan_dev, "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-w", self.file.name],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # tcpdump says "listening on" once it captures.
+        line = self.proc.stderr.readline()
+        assert "listening" in line, line
+
+    def bytes(self):
+        time.sleep(0.3)
+        stop(self.proc, signal.SIGINT)
+        with open(self.file.name, "rb") as f:
+            return f.read()
+
+
+@pytest.fixture
+def mesh():
+    c = Cluster(identity=True)
+    try:
+        c.wait_registered(2)
+        yield c
+    finally:
+        c.close()
+
+
+def identity_status(host):
+    return host.status()["identity"]
+
+
+def test_every_proxy_gets_a_certificate_for_its_identity(mesh):
+    for h in [mesh.client] + mesh.servers:
+        st = wait_for(lambda: identity_status(h)["state"] == "valid" and identity_status(h), 10, "a certificate")
+        assert st["name"] == mesh.identity_of(h)
+        assert st["expires_unix_ms"] > time.time() * 1000 + 3000 * 1000
+        m = h.metrics()
+        assert m["identity_renewals_total{result=\"ok\"}"] >= 1
+    # The registrar tells clients what the servers' identities are.
+    eps = mesh.endpoints()
+    assert sorted(e["identity"] for e in eps["endpoints"]) == sorted(mesh.identity_of(s) for s in mesh.servers)
+
+
+def test_traffic_between_meshed_workloads_is_encrypted_on_the_wire(mesh):
+    marker = "MESHD-SECRET-MARKER-4f1c"
+    cap = Capture(mesh.servers[0])
+    out = mesh.client.ns.app("marker", VIP, 80, marker, 20)
+    wire = cap.bytes()
+    assert out == {"ok": 20, "errors": []}, out
+    assert len(wire) > 2000  # the capture saw the traffic
+    assert marker.encode() not in wire
+    for h, d in ((mesh.client, "outbound"), (mesh.servers[0], "inbound")):
+        m = h.metrics()
+        done = m[f'tls_handshakes_total{{direction="{d}",resumed="false"}}'] + \
+            m[f'tls_handshakes_total{{direction="{d}",resumed="true"}}']
+        assert done >= 1, (d, m)
+        assert m[f'tls_handshake_failures_total{{direction="{d}"}}'] == 0
+    # The client resumes sessions after the first full handshake.
+    m = mesh.client.metrics()
+    assert m['tls_handshakes_total{direction="outbound",resumed="true"}'] >= 1
+
+    # Meshing off on the client: the same bytes go as they are, in clear.
+    stop(mesh.client.meshd, signal.SIGTERM)
+    mesh.client.start_meshd("--controller", mesh.controller_addrs)
+    cap = Capture(mesh.servers[0])
+    out = mesh.client.ns.app("marker", VIP, 80, marker, 5)
+    wire = cap.bytes()
+    assert out == {"ok": 5, "errors": []}, out
+    assert marker.encode() in wire
+
+
+def test_a_certificate_from_another_root_is_refused(mesh):
+    # Another mesh's CA, and a proxy holding its certificate: it can get one
+    # only from a controller of that CA, so this one is started here.
+    other = os.path.join(mesh.workdir.name, "other-ca")
+    run([binary("meshd-ctl"), "identity", "init", "--trust-domain", "mesh.test", "--dir", other])
+    impostor = mesh.host("impostor", "10.78.0.20")
+    impostor.ns.exec(["ip", "route", "add", "default", "dev", impostor.lan_dev])
+    ctl_log = open(os.path.join(mesh.workdir.name, "other-controller.log"), "a+")
+    impostor.ns.spawn([binary("meshd-controller"), "--listen", "127.0.0.1:4190", "--admin", "off",
+                       "--data-dir", os.path.join(mesh.workdir.name, "other-data"), "--identity-dir", other,
+                       "--trust-domain", "mesh.test"], stdout=ctl_log, stderr=ctl_log)
+    wait_for(lambda: impostor.ns.exec([binary("meshd-ctl"), "services"], check=False).returncode == 0, 10,
+             "the other controller")
+    # Its controller says server1 is a meshed endpoint, so it originates mTLS.
+    impostor.ns.exec([binary("meshd-ctl"), "register", "web.prod", f"{mesh.servers[0].v4}:8080", "--meshed",
+                      "--identity", mesh.identity_of(mesh.servers[0])])
+    identity = mesh.identity_of(mesh.client)  # even claiming the client's name
+    token = mesh.token(identity, ca_dir=other)
+    impostor.install_rules()
+    impostor.start_meshd("--controller", "127.0.0.1:4190", "--trust-anchors", os.path.join(other, "ca.crt"),
+                         "--identity", identity, "--identity-token-file", token)
+    # It dials a server's endpoint directly; the server's proxy terminates
+    # the mesh TLS and refuses a client certificate it cannot verify.
+    out = impostor.ns.app("outcome", mesh.servers[0].v4, 8080, "NAME")
+    assert out["outcome"] in ("reset", "eof"), out
+    wait_for(lambda: mesh.servers[0].metrics()['tls_handshake_failures_total{direction="inbound"}'] >= 1, 5,
+             "the server to count the refused handshake")
