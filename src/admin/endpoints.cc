@@ -133,6 +133,7 @@ std::string render_metrics(const ProxyView& view) {
 
   if (view.discovery != nullptr) render_discovery_metrics(w, *view.discovery, *table);
   render_identity_metrics(w, view.identity, view.workers);
+  if (view.policy != nullptr) view.policy->render_metrics(w);
 
   PoolTotals pool = pool_totals(view);
   w.family("meshd_buffer_pool_bytes", "gauge", "Receive buffer memory mapped for all workers (the ceiling).");
@@ -173,6 +174,7 @@ std::string render_status(const ProxyView& view) {
   j.end_array();
   if (view.discovery != nullptr) write_controller_status(j, *view.discovery);
   if (view.identity != nullptr) write_identity_status(j, *view.identity, unix_ms());
+  if (view.policy != nullptr) view.policy->write_status(j);
   j.key("directions").begin_object();
   for (Direction d : {Direction::kInbound, Direction::kOutbound}) {
     auto t = totals(view, d);

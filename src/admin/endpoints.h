@@ -11,6 +11,7 @@
 #include "discovery/client.h"
 #include "identity/agent.h"
 #include "metrics/tcp_stats.h"
+#include "policy/store.h"
 #include "proxy/listener.h"
 
 namespace meshd::admin {
@@ -24,6 +25,7 @@ struct ProxyView {
   const std::atomic<bool>* draining = nullptr;
   discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
   const identity::Agent* identity = nullptr;        // null: no identity (no mTLS)
+  const policy::PolicyStore* policy = nullptr;      // null: no inbound policy
 };
 
 // Connections that went where they were dialled (the worker counters)...

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdio>
 #include <memory>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -27,6 +28,7 @@
 #include "identity/files.h"
 #include "io/socket.h"
 #include "metrics/process.h"
+#include "policy/store.h"
 #include "proxy/worker.h"
 #include "version.h"
 
@@ -101,6 +103,35 @@ void drop_privileges(const config::Config& c) {
   LOG_INFO("meshd", "switched to uid %u (proxy-uid)", c.proxy_uid);
 }
 
+// The registry's policies for the services this proxy serves, each on the
+// port it serves them at (a policy for port 0 means all of them).
+void apply_registry_policies(const discovery::DiscoveryClient& d, policy::PolicyStore& store,
+                             const config::Config& config) {
+  auto table = d.table();
+  std::vector<proto::InboundPolicy> policies;
+  std::set<uint32_t> ports;
+  for (const auto& r : config.registrations) {
+    auto it = table->by_name.find(r.service);
+    if (it == table->by_name.end()) continue;
+    const proto::InboundPolicy* chosen = nullptr;  // the port's own, else the service-wide one
+    for (const auto& p : it->second->policies)
+      if (p.port() == r.port || (p.port() == 0 && chosen == nullptr)) chosen = &p;
+    if (chosen == nullptr || !ports.insert(r.port).second) continue;  // none, or another service's port
+    policies.push_back(*chosen);
+    policies.back().set_port(r.port);
+  }
+  static std::string last;  // the discovery thread's only: apply only changes
+  std::string now;
+  for (const auto& p : policies) now += p.SerializeAsString();
+  if (now == last) return;
+  last = now;
+  if (auto ok = store.set_registry_policies(std::move(policies)); !ok)
+    LOG_ERROR("meshd", "the registry's inbound policy is invalid here (%s); keeping the last good one",
+              ok.error().c_str());
+  else
+    LOG_INFO("meshd", "inbound policy from the registry applied (%zu ports)", ports.size());
+}
+
 int run(int argc, char** argv) {
   metrics::mark_start_time();
   wolfSSL_Init();
@@ -151,6 +182,7 @@ int run(int argc, char** argv) {
     o.controllers = config.controllers;
     o.resolver = resolver.get();
     o.evict_after_ms = config.discovery_evict_ms;
+    for (const auto& r : config.registrations) o.pinned_services.push_back(r.service);
     discovery = std::make_unique<discovery::DiscoveryClient>(std::move(o));
     shared.discovery = discovery.get();
   }
@@ -170,6 +202,18 @@ int run(int argc, char** argv) {
       if (auto t = identity::read_small_file(o.token_file, 4096)) o.token = std::move(*t);
     identity_agent = std::make_unique<identity::Agent>(std::move(o));
     shared.identity = identity_agent.get();
+  }
+  // Inbound authorization: only when some policy can refuse anything (a
+  // file, a default other than all-unauthenticated, or the registry's
+  // policies for the services this proxy serves).
+  std::unique_ptr<policy::PolicyStore> policy_store;
+  auto fallback = policy::parse_default_policy(config.default_inbound_policy);
+  if (!config.policy_file.empty() || *fallback != policy::DefaultPolicy::kAllUnauthenticated ||
+      (!config.controllers.empty() && !config.registrations.empty())) {
+    auto store = policy::PolicyStore::create(*fallback, config.policy_file);
+    if (!store) die(2, "invalid --policy-file: " + store.error());
+    policy_store = std::move(*store);
+    shared.policy = policy_store.get();
   }
   auto stats = std::make_unique<metrics::WorkerStats[]>(n);
   std::vector<std::unique_ptr<proxy::Worker>> workers;
@@ -267,13 +311,15 @@ int run(int argc, char** argv) {
     if (auto r = resolver->start({}); !r) die(1, "cannot start the DNS resolver: " + r.error());
   }
   if (discovery) {
-    discovery->on_published([all_workers] {
+    discovery->on_published([all_workers, d = discovery.get(), p = policy_store.get()] {
+      if (p != nullptr) apply_registry_policies(*d, *p, config);
       for (proxy::Worker* w : all_workers) w->notify();
     });
     discovery->start();
   }
   if (identity_agent) identity_agent->start(nullptr);
   view.identity = identity_agent.get();
+  view.policy = policy_store.get();
   if (config.admin) admin_server.start(admin::make_handler(view));
   ready.store(true);
   std::vector<discovery::Registration> registrations;

@@ -13,6 +13,7 @@
 #include "base/parse.h"
 #include "controller/registry.h"
 #include "identity/spiffe.h"
+#include "policy/authz.h"
 
 namespace meshd::config {
 namespace {
@@ -250,6 +251,21 @@ const Setting kSettings[] = {
          if (!port) return error(v.back(), port.error());
          c.opaque_ports.push_back(*port);
        }
+       return true;
+     }},
+    {"policy-file", "FILE", "",
+     "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       c.policy_file = v.back().text;
+       return true;
+     }},
+    {"default-inbound-policy", "POLICY", "all-unauthenticated",
+     "who may connect to inbound ports no policy names: all-unauthenticated, all-authenticated (a mesh identity) "
+     "or deny",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (auto p = policy::parse_default_policy(v.back().text); !p) return error(v.back(), p.error());
+       c.default_inbound_policy = v.back().text;
        return true;
      }},
     {"trust-anchors", "FILE", "",

@@ -69,6 +69,10 @@ struct Config {
       if (p == port) return true;
     return false;
   }
+  // Inbound authorization: the policy file, and the default for ports no
+  // policy names (all-unauthenticated, all-authenticated or deny).
+  std::string policy_file;
+  std::string default_inbound_policy;
   // Identity and mTLS: on when trust_anchors_file is set (with a controller).
   std::string trust_anchors_file;  // PEM roots every mesh peer's certificate must chain to
   std::string trust_domain;

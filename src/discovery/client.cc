@@ -42,6 +42,7 @@ DiscoveryClient::~DiscoveryClient() {
 
 void DiscoveryClient::start() {
   if (options_.controllers.empty() || thread_.joinable()) return;
+  for (const auto& name : options_.pinned_services) want_service(name);
   thread_ = std::thread([this] { run(); });
 }
 
@@ -382,7 +383,10 @@ void DiscoveryClient::apply_update(const proto::ServiceUpdate& u, const std::str
   if (u.snapshot()) {
     s.endpoints.clear();
     s.definition.Clear();
+    s.policies.clear();
   }
+  for (uint32_t port : u.removed_policies()) s.policies.erase(port);
+  for (const auto& p : u.policies()) s.policies[p.port()] = p;
   s.exists = u.exists();
   s.fresh = true;
   if (u.has_definition()) s.definition = u.definition();
@@ -440,8 +444,10 @@ void DiscoveryClient::evict(uint64_t now) {
   }
   for (auto it = services_.begin(); it != services_.end();) {
     ServiceState& s = it->second;
-    bool used =
-        in_use.contains(it->first) || (s.by_name && s.stats->last_used_ms.load(std::memory_order_relaxed) + idle > now);
+    bool pinned = std::find(options_.pinned_services.begin(), options_.pinned_services.end(), it->first) !=
+                  options_.pinned_services.end();
+    bool used = pinned || in_use.contains(it->first) ||
+                (s.by_name && s.stats->last_used_ms.load(std::memory_order_relaxed) + idle > now);
     if (used) {
       ++it;
       continue;
@@ -471,6 +477,7 @@ std::shared_ptr<const EndpointSet> DiscoveryClient::build_set(const std::string&
   set->exists = s.exists;
   set->stale = !s.fresh;
   set->stats = s.stats;
+  for (const auto& [port, p] : s.policies) set->policies.push_back(p);
   for (const auto& [addr, e] : s.endpoints) {
     auto parsed = SocketAddr::parse(addr);
     if (!parsed) continue;  // the controller validates; a bad one is skipped, not fatal

@@ -46,6 +46,9 @@ struct ClientOptions {
   // At most this many destinations are subscribed at once; past it, new
   // addresses go to their original destination without discovery.
   size_t max_destinations = 10000;
+  // Subscribed from the start and never evicted: the services this proxy
+  // serves (their inbound policies apply here).
+  std::vector<std::string> pinned_services;
 };
 
 // What `meshd-ctl status` shows about the controller connection.
@@ -101,6 +104,7 @@ class DiscoveryClient {
     proto::Service definition;
     std::map<std::string, proto::Endpoint> endpoints;  // by address text
     std::map<std::string, std::shared_ptr<EndpointHealth>> health;
+    std::map<uint32_t, proto::InboundPolicy> policies;  // by port
     std::shared_ptr<ServiceStats> stats;
     std::shared_ptr<const EndpointSet> set;  // built on publish; null: rebuild
   };

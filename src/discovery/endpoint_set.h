@@ -18,6 +18,7 @@
 #include "base/addr.h"
 #include "metrics/histogram.h"
 #include "metrics/tcp_stats.h"
+#include "proto/registry.pb.h"
 
 namespace meshd::discovery {
 
@@ -69,7 +70,8 @@ struct EndpointSet {
   bool exists = false;  // the registry has the service
   bool stale = false;   // learned on a stream that has since ended; not yet confirmed
   std::vector<Endpoint> endpoints;
-  std::shared_ptr<ServiceStats> stats;  // never null
+  std::shared_ptr<ServiceStats> stats;         // never null
+  std::vector<proto::InboundPolicy> policies;  // for the service's endpoints, by port
 };
 
 // How a dialled address relates to the set it was looked up in.

@@ -91,6 +91,13 @@ Result<SocketAddr> local_addr(int fd) noexcept {
   return SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
 }
 
+Result<SocketAddr> peer_addr(int fd) noexcept {
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) < 0) return fail_errno();
+  return SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len);
+}
+
 void close_fd(int fd) noexcept {
   if (fd >= 0) ::close(fd);
 }

@@ -31,6 +31,8 @@ void set_nodelay(int fd) noexcept;
 // Makes the next close() send RST instead of FIN.
 void set_reset_on_close(int fd) noexcept;
 Result<SocketAddr> local_addr(int fd) noexcept;
+// The address of the peer a connected socket talks to.
+Result<SocketAddr> peer_addr(int fd) noexcept;
 // The address this host has towards peer, by the kernel's route choice (the
 // source of a UDP socket connected to it; nothing is sent). What a host
 // registers or advertises itself as.

@@ -21,6 +21,7 @@ const char* tcp_error_name(TcpError e) noexcept {
     case TcpError::kTlsFailed: return "tls_failed";
     case TcpError::kIdentityMismatch: return "identity_mismatch";
     case TcpError::kNoIdentity: return "no_identity";
+    case TcpError::kUnauthorized: return "unauthorized";
     case TcpError::kCount: break;
   }
   return "unknown";

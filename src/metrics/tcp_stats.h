@@ -31,6 +31,7 @@ enum class TcpError : uint8_t {
   kTlsFailed,           // the mesh TLS handshake failed (bad or missing certificate, protocol)
   kIdentityMismatch,    // the peer's certificate is not the identity discovery promised
   kNoIdentity,          // mTLS was needed, but this proxy holds no valid certificate
+  kUnauthorized,        // the inbound authorization policy refused the client
   kCount,
 };
 const char* tcp_error_name(TcpError e) noexcept;

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "io/socket.h"
 #include "proxy/detect.h"
 #include "proxy/tcp_forward.h"
 #include "proxy/worker.h"
@@ -168,7 +169,7 @@ void TcpForward::after_detect(bool mesh_tls) noexcept {
       release_chunk(kPlainId + first_slot_);
       first_slot_ = -1;
     }
-    connect_direct(target_);
+    admit(target_);
     return;
   }
   const identity::Credential* cred = worker_->credential();
@@ -196,6 +197,27 @@ void TcpForward::after_detect(bool mesh_tls) noexcept {
   TlsStatus st = step_handshake();
   release_chunk(kPlainId + slot);
   after_handshake_step(st);
+}
+
+void TcpForward::admit(const SocketAddr& target) noexcept {
+  target_ = target;
+  phase_ = Phase::kConnect;
+  if (const policy::PolicyTable* table = worker_->policy()) {
+    policy::Client client;
+    if (tls_) client.identity = tls_session_.peer_identity();
+    if (auto peer = io::peer_addr(client_fd_)) client.address = *peer;
+    const policy::PortPolicy& p = table->for_port(target.port());
+    policy::Decision d = p.authorize(client);
+    worker_->shared_policy()->count(p, d);
+    if (!d.allowed) {
+      LOG_DEBUG("proxy", "inbound to port %u from %s (%s) refused: %s", target.port(), client.address.str().c_str(),
+                client.identity.empty() ? "no identity" : std::string(client.identity).c_str(),
+                std::string(d.reason).c_str());
+      close(TcpError::kUnauthorized, true, false);
+      return;
+    }
+  }
+  connect_direct(target_);
 }
 
 // --- the handshake, either side ----------------------------------------------
@@ -281,8 +303,7 @@ void TcpForward::handshake_done() noexcept {
     start_relay();
     return;
   }
-  phase_ = Phase::kConnect;
-  connect_direct(target_);
+  admit(target_);
 }
 
 // --- the relay over TLS --------------------------------------------------------

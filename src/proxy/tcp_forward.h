@@ -69,6 +69,9 @@ class TcpForward final : public io::OpOwner {
   // keeps the detect deadline: detect_timed_out()).
   void detect(const SocketAddr& target) noexcept;
   void detect_timed_out() noexcept;
+  // Inbound: the authorization policy decides, on the client's identity
+  // (mesh TLS) and address, whether it goes on to target or is reset.
+  void admit(const SocketAddr& target) noexcept;
   bool detecting() const noexcept { return phase_ == Phase::kDetect; }
   // Ends the connection: resets the sockets named, cancels what is in flight.
   void close(metrics::TcpError error, bool reset_client, bool reset_upstream) noexcept;

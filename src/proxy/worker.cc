@@ -90,6 +90,16 @@ const identity::Credential* Worker::credential() noexcept {
   return credential_.get();
 }
 
+const policy::PolicyTable* Worker::policy() noexcept {
+  if (shared_->policy == nullptr) return nullptr;
+  uint64_t v = shared_->policy->version();
+  if (v != policy_version_) {
+    policy_ = shared_->policy->current();
+    policy_version_ = v;
+  }
+  return policy_.get();
+}
+
 uint64_t Worker::unix_ms() const noexcept { return meshd::unix_ms(); }
 
 void Worker::arm_wakeup() noexcept {
@@ -211,9 +221,11 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
     c->close(TcpError::kNoOriginalDst, true, false);
     return;
   }
-  if (spec.kind == ListenerKind::kInbound && shared_->identity != nullptr &&
-      !shared_->config->is_opaque_port(target->port())) {
-    c->detect(*target);
+  if (spec.kind == ListenerKind::kInbound) {
+    if (shared_->identity != nullptr && !shared_->config->is_opaque_port(target->port()))
+      c->detect(*target);  // mesh TLS or not, then admit()
+    else
+      c->admit(*target);
     return;
   }
   if (spec.kind == ListenerKind::kForward && !spec.target_name.empty())

@@ -17,6 +17,7 @@
 #include "io/op.h"
 #include "io/ring.h"
 #include "metrics/tcp_stats.h"
+#include "policy/store.h"
 #include "proxy/listener.h"
 #include "proxy/tcp_forward.h"
 #include "transport/session_cache.h"
@@ -30,6 +31,7 @@ struct Shared {
   discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
   discovery::Resolver* resolver = nullptr;          // null: no --forward names
   identity::Agent* identity = nullptr;              // null: no identity, no mTLS
+  policy::PolicyStore* policy = nullptr;            // null: every inbound connection is allowed
   std::atomic<uint64_t> names_version{0};           // bumped when a DNS answer changes
   std::atomic<uint32_t> open_connections{0};
 };
@@ -78,6 +80,9 @@ class Worker final : public io::OpOwner {
   const identity::Credential* credential() noexcept;
   transport::ClientSessionCache& sessions() noexcept { return sessions_; }
   identity::Agent* shared_identity() const noexcept { return shared_->identity; }
+  policy::PolicyStore* shared_policy() const noexcept { return shared_->policy; }
+  // The inbound policy for new connections (null: no policy, all allowed).
+  const policy::PolicyTable* policy() noexcept;
   uint64_t unix_ms() const noexcept;
   void track_active(TcpForward* c) noexcept;
   void touch(TcpForward* c) noexcept;
@@ -130,6 +135,8 @@ class Worker final : public io::OpOwner {
   FastRandom random_;
   std::shared_ptr<const identity::Credential> credential_;
   uint64_t credential_version_ = 0;
+  std::shared_ptr<const policy::PolicyTable> policy_;
+  uint64_t policy_version_ = 0;
   transport::ClientSessionCache sessions_;
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mesh import VIP, Cluster, binary, run, stop, wait_for
+from mesh import REGISTRY, TRUST_DOMAIN, VIP, Cluster, binary, run, stop, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -114,3 +114,58 @@ def test_a_certificate_from_another_root_is_refused(mesh):
     assert out["outcome"] in ("reset", "eof"), out
     wait_for(lambda: mesh.servers[0].metrics()['tls_handshake_failures_total{direction="inbound"}'] >= 1, 5,
              "the server to count the refused handshake")
+
+
+def policy_registry(identities, networks=()):
+    ids = ", ".join(f'"{i}"' for i in identities)
+    nets = ", ".join(f'"{n}"' for n in networks)
+    return REGISTRY + f"""
+  [[service.policy]]
+  port = 8080
+  default = "deny"
+    [[service.policy.rule]]
+    name = "allowed-clients"
+    identities = [{ids}]
+""" + (f"""    [[service.policy.rule]]
+    name = "office"
+    networks = [{nets}]
+""" if networks else "")
+
+
+def test_inbound_policy_refuses_the_unlisted_and_admits_them_once_listed():
+    client_id = f"spiffe://{TRUST_DOMAIN}/host/client"
+    c = Cluster(identity=True, registry=policy_registry([client_id]))
+    try:
+        c.wait_registered(2)
+        server = c.servers[0]
+        # A meshed client with another identity, and a host with no proxy.
+        other = c.host("other", "10.78.0.30")
+        other.ns.exec(["ip", "route", "add", "default", "dev", other.lan_dev])
+        other.install_rules()
+        other.start_meshd("--controller", c.controller_addrs, *c.identity_flags(other))
+        outsider = c.host("outsider", "10.78.0.31")
+
+        def outcome(host, target=(server.v4, 8080)):
+            return host.ns.app("outcome", target[0], target[1], "NAME")["outcome"]
+
+        # Policies arrive with the servers' own subscriptions: wait for them.
+        wait_for(lambda: server.status().get("policy", {}).get("policies"), 10, "the registry's policy")
+        assert outcome(c.client) == "data"
+        assert outcome(other) == "reset"
+        assert outcome(outsider) == "reset"
+        # (A meshed client's connection to an endpoint is balanced over both.)
+        def total(name):
+            return sum(s.metrics().get(name, 0) for s in c.servers)
+        assert total('inbound_tcp_authz_allow_total{port="8080",rule="allowed-clients"}') >= 1
+        assert total('inbound_tcp_authz_deny_total{port="8080",reason="default_deny"}') >= 2
+        assert total('tcp_close_total{direction="inbound",classification="failure",error="unauthorized"}') >= 2
+
+        # The operator allows both: new connections get through, no restart.
+        with open(os.path.join(c.workdir.name, "registry.toml"), "w") as f:
+            f.write(policy_registry([client_id, c.identity_of(other)], ["10.78.0.31/32"]))
+        wait_for(lambda: outcome(other) == "data", 10, "the other identity to be allowed")
+        assert outcome(outsider) == "data"
+        assert outcome(c.client) == "data"
+        assert total('inbound_tcp_authz_allow_total{port="8080",rule="office"}') >= 1
+    finally:
+        c.close()
