@@ -31,8 +31,13 @@ namespace meshd::transport {
 
 inline constexpr std::string_view kMeshAlpn = "meshd/1";
 
-// Resumption tickets and the client's cached sessions live this long.
-inline constexpr unsigned kSessionTimeoutSeconds = 3600;
+// Resumption tickets and the client's cached sessions live this long. It
+// must stay well under wolfSSL's ticket-key lifetime (WOLFSSL_TICKET_KEY_LIFETIME,
+// one hour): wolfSSL wants a key that outlives every ticket it seals, and
+// with a timeout equal to the key's life no key ever qualifies after the
+// first second, so every handshake's ticket fails (measured: all inbound
+// handshakes failed ~2 s after start with 3600).
+inline constexpr unsigned kSessionTimeoutSeconds = 1800;
 
 struct TlsCredentials {
   std::vector<std::string> chain_der;  // leaf first, then intermediates

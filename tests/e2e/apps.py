@@ -239,11 +239,14 @@ async def client_many(host, port, count, hold):
     return {"ok": ok, "failed": count - ok, "errors": errors}
 
 
-def client_marker(host, port, marker, count):
-    """Echoes a marker string through count connections: what a capture
+def client_marker(host, port, marker, count, seconds=0.0):
+    """Echoes a marker string through count connections (one after another,
+    for at least `seconds` if given, never more than 100000): what a capture
     of the wire must (plaintext) or must not (mTLS) show."""
-    ok, errors = 0, []
-    for _ in range(count):
+    ok, errors, done = 0, [], 0
+    deadline = time.monotonic() + seconds
+    while done < 100000 and (done < count or time.monotonic() < deadline):
+        done += 1
         try:
             s = connect(host, port)
             msg = (marker + " ").encode() * 8
@@ -258,7 +261,7 @@ def client_marker(host, port, marker, count):
             ok += got == msg
         except OSError as e:
             errors.append(type(e).__name__)
-    return {"ok": ok, "errors": errors}
+    return {"ok": ok, "errors": errors, "connections": done}
 
 
 def client_hold(host, port, seconds):
@@ -326,7 +329,8 @@ def main():
     elif mode == "many":
         out = asyncio.run(client_many(args[0], int(args[1]), int(args[2]), float(args[3])))
     elif mode == "marker":
-        out = client_marker(args[0], int(args[1]), args[2], int(args[3]) if len(args) > 3 else 1)
+        out = client_marker(args[0], int(args[1]), args[2], int(args[3]) if len(args) > 3 else 1,
+                            float(args[4]) if len(args) > 4 else 0.0)
     elif mode == "hold":
         out = client_hold(args[0], int(args[1]), float(args[2]))
     elif mode == "stall":

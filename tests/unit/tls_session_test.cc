@@ -726,3 +726,27 @@ TEST_CASE("tls: heap per idle session pair, and handshake cost", "[tls]") {
   CHECK(per_pair < 160 * 1024);
 }
 #endif
+
+TEST_CASE("tls: handshakes keep working past the first second of a context", "[tls]") {
+  // wolfSSL seals each server ticket with a key that must outlive the
+  // session timeout; with kSessionTimeoutSeconds equal to the key's life no
+  // key qualified once a second had passed, and every handshake failed.
+  auto cctx = context(pki().client, Role::kClient);
+  auto sctx = context(pki().server, Role::kServer);
+  auto handshake = [&] {
+    Peer c, s;
+    start(c, cctx);
+    start(s, sctx);
+    connect(c, s);
+    INFO(c.tls.error_text() << " / " << s.tls.error_text());
+    CHECK(s.tls.handshake_done());
+    CHECK(c.tls.handshake_done());
+  };
+  handshake();
+  // Into the next whole second of wolfSSL's low-resolution clock.
+  timespec now{};
+  clock_gettime(CLOCK_REALTIME, &now);
+  ::usleep(static_cast<useconds_t>((1'000'000'000 - now.tv_nsec) / 1000 + 100'000));
+  handshake();
+  STATIC_REQUIRE(kSessionTimeoutSeconds < 3600);
+}
