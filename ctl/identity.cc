@@ -378,8 +378,7 @@ int run_identity(std::span<const std::string_view> args, const Io& io) {
   if (sub == "init") return run_init(args.subspan(1), io);
   if (sub == "inspect") return run_inspect(args.subspan(1), io);
   if (sub == "token") return run_identity_token(args.subspan(1), io);
-  return usage_error(io, "identity",
-                     "unknown subcommand '" + std::string(sub) + "' (expected init, token or inspect)");
+  return usage_error(io, "identity", "unknown subcommand '" + std::string(sub) + "' (expected init, token or inspect)");
 }
 
 }  // namespace meshd::ctl

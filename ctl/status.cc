@@ -13,6 +13,7 @@
 #include "ctl/admin_client.h"
 #include "ctl/command.h"
 #include "ctl/common.h"
+#include "identity/cert.h"
 
 namespace meshd::ctl {
 
@@ -167,6 +168,31 @@ std::string controller_text(const JsonValue& doc, double now_unix_s) {
   return s;
 }
 
+// "spiffe://td/host/web valid, expires in 23h59m (2026-11-27T10:00:00Z),
+// renewed 5m ago", or why there is no usable certificate.
+std::string identity_text(const JsonValue& doc, double now_unix_s) {
+  const JsonValue& id = doc["identity"];
+  if (!id.is_object()) return "none (no --trust-anchors: no mTLS)";
+  std::string s = string_or(id["name"], "?");
+  std::string state = string_or(id["state"], "?");
+  std::string error = string_or(id["last_error"], "");
+  auto expires = uint_of(id["expires_unix_ms"]);
+  if (state == "none" || !expires || *expires == 0)
+    return s + " waiting for its first certificate" + (error.empty() ? "" : ": " + error);
+  double left = static_cast<double>(*expires) / 1000.0 - now_unix_s;
+  std::string when = identity::format_time(*expires / 1000);
+  if (state == "expired" || left <= 0) {
+    s += " EXPIRED at " + when + ": mTLS connections fail closed";
+    if (!error.empty()) s += "; renewal: " + error;
+    return s;
+  }
+  s += " valid, expires in " + format_uptime(left) + " (" + when + ")";
+  if (auto renewed = uint_of(id["renewed_unix_ms"]); renewed && *renewed > 0)
+    s += ", renewed " + format_uptime(now_unix_s - static_cast<double>(*renewed) / 1000.0) + " ago";
+  if (!error.empty()) s += "; last renewal failed: " + error;
+  return s;
+}
+
 // The port of "0.0.0.0:4143" or "[::]:4143"; 0 when there is none.
 int port_of(std::string_view address) {
   size_t colon = address.rfind(':');
@@ -270,6 +296,7 @@ std::string render_status_text(const JsonValue& doc, const RedirectReport& redir
   add_line(out, "bytes", bytes_line_text(doc));
   add_line(out, "memory", memory_text(doc));
   add_line(out, "controller", controller_text(doc, now_unix_s));
+  add_line(out, "identity", identity_text(doc, now_unix_s));
   add_line(out, "redirect", redirect_text(doc, redirect));
   return out;
 }

@@ -54,6 +54,8 @@ def test_every_proxy_gets_a_certificate_for_its_identity(mesh):
         assert st["expires_unix_ms"] > time.time() * 1000 + 3000 * 1000
         m = h.metrics()
         assert m["identity_renewals_total{result=\"ok\"}"] >= 1
+    out = run(mesh.client.ns.cmd([binary("meshd-ctl"), "status"])).stdout
+    assert f"identity     {mesh.identity_of(mesh.client)} valid, expires in" in out, out
     # The registrar tells clients what the servers' identities are.
     eps = mesh.endpoints()
     assert sorted(e["identity"] for e in eps["endpoints"]) == sorted(mesh.identity_of(s) for s in mesh.servers)

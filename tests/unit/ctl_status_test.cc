@@ -52,6 +52,7 @@ TEST_CASE("status: text rendering of a full document", "[ctl][status]") {
         "bytes        inbound read 1.2 MiB write 3.4 MiB  outbound read 1 B write 2.0 KiB\n"
         "memory       rss 5.1 MiB  buffers 256 KiB in use of 8.0 MiB\n"
         "controller   none (no --controller: connections go where they were dialled)\n"
+        "identity     none (no --trust-anchors: no mTLS)\n"
         "redirect     installed (inbound -> 4143, outbound -> 4140)\n");
 }
 
@@ -89,6 +90,7 @@ TEST_CASE("status: missing and mistyped fields render as '?' without failing", "
         "bytes        ?\n"
         "memory       ?\n"
         "controller   none (no --controller: connections go where they were dialled)\n"
+        "identity     none (no --trust-anchors: no mTLS)\n"
         "redirect     not installed\n");
   std::string odd = render_status_text(
       doc_of(R"({"version":7,"pid":"x","state":"draining","threads":2.5,"listeners":[{"address":"1.2.3.4:5"},{}],
@@ -102,6 +104,7 @@ TEST_CASE("status: missing and mistyped fields render as '?' without failing", "
         "bytes        inbound read ? write ?\n"
         "memory       rss 954 MiB\n"
         "controller   none (no --controller: connections go where they were dialled)\n"
+        "identity     none (no --trust-anchors: no mTLS)\n"
         "redirect     not installed\n");
   CHECK(render_status_text(doc_of(R"({"listeners":[]})"), installed(0, 0), 0).find("listeners    none\n") !=
         std::string::npos);
@@ -195,4 +198,23 @@ TEST_CASE("status: the controller line, connected and not") {
                          installed(0, 0), 1125.0);
   CHECK(gone.find("controller   10.0.0.2:4190 disconnected, serving what it last said (stale): 10.0.0.2:4190: "
                   "connect: Connection refused, last update never, 3 destinations\n") != std::string::npos);
+}
+
+TEST_CASE("status: the identity line, valid, expired and waiting") {
+  const double now = 1'800'000'000.0;
+  auto line = [&](const std::string& identity) {
+    std::string text = render_status_text(doc_of(R"({"identity":)" + identity + "}"), installed(0, 0), now);
+    auto at = text.find("identity");
+    REQUIRE(at != std::string::npos);
+    return text.substr(at, text.find('\n', at) - at);
+  };
+  CHECK(line(R"({"name":"spiffe://td/host/web","state":"valid","expires_unix_ms":1800003600000,)"
+             R"("renewed_unix_ms":1799999700000,"last_error":""})") ==
+        "identity     spiffe://td/host/web valid, expires in 1h0m (2027-01-15T09:00:00Z), renewed 5m0s ago");
+  CHECK(line(R"({"name":"spiffe://td/host/web","state":"expired","expires_unix_ms":1799999000000,)"
+             R"("last_error":"connection refused"})") ==
+        "identity     spiffe://td/host/web EXPIRED at 2027-01-15T07:43:20Z: mTLS connections fail closed; renewal: "
+        "connection refused");
+  CHECK(line(R"({"name":"spiffe://td/host/web","state":"none","expires_unix_ms":0,"last_error":"no join token"})") ==
+        "identity     spiffe://td/host/web waiting for its first certificate: no join token");
 }
