@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <ctime>
@@ -188,7 +189,7 @@ std::string identity_text(const JsonValue& doc, double now_unix_s) {
   }
   s += " valid, expires in " + format_uptime(left) + " (" + when + ")";
   if (auto renewed = uint_of(id["renewed_unix_ms"]); renewed && *renewed > 0)
-    s += ", renewed " + format_uptime(now_unix_s - static_cast<double>(*renewed) / 1000.0) + " ago";
+    s += ", renewed " + format_uptime(std::max(0.0, now_unix_s - static_cast<double>(*renewed) / 1000.0)) + " ago";
   if (!error.empty()) s += "; last renewal failed: " + error;
   return s;
 }

@@ -69,6 +69,27 @@ class Netns:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
 
 
+class Capture:
+    """tcpdump on one host's LAN interface, into a file read back after."""
+
+    def __init__(self, host):
+        self.file = tempfile.NamedTemporaryFile(prefix="meshd-cap-", suffix=".pcap")
+        # Immediate mode: packets are written as they come, not a buffer
+        # block later; -Z root: the file stays writable after tcpdump drops
+        # its privileges.
+        self.proc = host.ns.spawn(["tcpdump", "-i", host.lan_dev, "-U", "--immediate-mode", "-Z", "root", "-s", "0",
+                                   "-w", self.file.name], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # tcpdump says "listening on" once it captures.
+        line = self.proc.stderr.readline()
+        assert "listening" in line, line
+
+    def bytes(self):
+        time.sleep(0.3)
+        stop(self.proc, signal.SIGINT)
+        with open(self.file.name, "rb") as f:
+            return f.read()
+
+
 def stop(p, sig=signal.SIGKILL, timeout=10):
     """Stops a process we started, by its pid."""
     if p.poll() is None:

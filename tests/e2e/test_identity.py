@@ -4,33 +4,13 @@ that get certificates for in-memory keys, and traffic that is encrypted on
 the wire between them."""
 import os
 import signal
-import subprocess
-import tempfile
 import time
 
 import pytest
 
-from mesh import REGISTRY, TRUST_DOMAIN, VIP, Cluster, binary, run, stop, wait_for
+from mesh import REGISTRY, TRUST_DOMAIN, VIP, Capture, Cluster, binary, run, stop, wait_for
 
 pytestmark = pytest.mark.timeout(180)
-
-
-class Capture:
-    """tcpdump on one host's LAN interface, into a file read back after."""
-
-    def __init__(self, host):
-        self.file = tempfile.NamedTemporaryFile(prefix="meshd-cap-", suffix=".pcap")
-        self.proc = host.ns.spawn(["tcpdump", "-i", host.lan_dev, "-U", "--immediate-mode", "-Z", "root", "-s", "0", "-w", self.file.name],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        # tcpdump says "listening on" once it captures.
-        line = self.proc.stderr.readline()
-        assert "listening" in line, line
-
-    def bytes(self):
-        time.sleep(0.3)
-        stop(self.proc, signal.SIGINT)
-        with open(self.file.name, "rb") as f:
-            return f.read()
 
 
 @pytest.fixture
