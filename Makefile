@@ -138,7 +138,7 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
             libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump
-BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream
+BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -171,7 +171,7 @@ demo: deps
 # benchmark (it reports a meshd that fails to build or run as such).
 bench: bench-deps
 	-@$(MAKE) --no-print-directory $(OUT)/meshd
-	-@$(MAKE) --no-print-directory $(OUT)/meshd-controller $(OUT)/bench-fanout
+	-@$(MAKE) --no-print-directory $(OUT)/meshd-controller $(OUT)/bench-fanout $(OUT)/meshd-ctl $(OUT)/meshd-init
 	MESHD_BUILD=$(CURDIR)/$(OUT) sh bench/run.sh
 
 # Formatting is clang-format's job (.clang-format); CI checks it.

@@ -8,7 +8,8 @@
 #   BENCH_PIN=none      split: wrk+backend on CPU 0, proxy on CPU 1; none: no pinning
 #   BENCH_LOAD_CPUS / BENCH_PROXY_CPUS   explicit taskset lists (override BENCH_PIN)
 #   BENCH_BULK_MIB=1024 MiB per bulk transfer             BENCH_PORT_BASE=18080
-#   BENCH_ONLY="direct nginx"   subset of: direct meshd haproxy nginx
+#   BENCH_ONLY="direct nginx"   subset of: direct meshd haproxy nginx mtls
+#                       (mtls: two hops with mTLS vs HAProxy with TLS, bench/mtls.py)
 #   BENCH_SKIP_BULK=1   BENCH_MESHD_EXTRA="..." extra meshd flags
 #   BENCH_SCHED=fifo    scheduling of every process of the run: fifo (SCHED_FIFO 10,
 #                       falls back to nice), nice (nice -10) or none
@@ -128,6 +129,12 @@ SAMPLES=$OUTDIR/samples.tsv
 rec() { local IFS=$'\t'; printf '%s\n' "$*" >>"$SAMPLES"; }
 
 want() { case " $ONLY " in *" $1 "*) return 0;; *) return 1;; esac; }
+
+# meshd -> mTLS -> meshd against HAProxy -> TLS -> HAProxy, in network
+# namespaces with meshd-init's rules (bench/mtls.py: its own table and knobs
+# BENCH_MTLS_*; needs root, meshd-controller, meshd-ctl and meshd-init).
+run_mtls() { MESHD_BUILD="$MESHD_BUILD" MESHD_BIN="$MESHD" "$PY" "$HERE/mtls.py" || log "two-hop mTLS benchmark failed"; }
+if [ "$ONLY" = mtls ]; then run_mtls; exit 0; fi
 
 # ---------------------------------------------------------------- helpers
 # start NAME CPUS CMD... : background, pinned, stdout/stderr to $TMP/NAME.log; sets PID
@@ -424,6 +431,9 @@ fi
 # ---------------------------------------------------------------- report
 echo
 "$PY" "$HERE/report.py" "$SAMPLES" "$OUTDIR/results.md" || die "report failed"
+
+# ---------------------------------------------------- two hops with mTLS
+if [ -z "${BENCH_ONLY:-}" ] || want mtls; then echo; run_mtls; fi
 
 # ---------------------------------------------------- control plane
 # The controller's fan-out to 500 proxy streams (bench/fanout.sh) and gossip

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <map>
+
 #include "admin/discovery_view.h"
 #include "admin/identity_view.h"
 #include "base/clock.h"
@@ -16,10 +18,14 @@ namespace meshd::admin {
 using metrics::Direction;
 using metrics::TcpError;
 
-metrics::DirectionTotals direct_totals(const ProxyView& view, Direction d) {
+metrics::DirectionTotals direct_totals(const ProxyView& view, Direction d, bool mtls) {
   metrics::DirectionTotals t;
   for (const auto* w : view.workers) {
     const auto& s = w->dir[static_cast<int>(d)];
+    if (mtls) {
+      t.add(w->dir_mtls[static_cast<int>(d)]);
+      continue;
+    }
     t.add(s);
     for (int i = 0; i < static_cast<int>(metrics::RefuseReason::kCount); ++i) t.refused[i] += s.refused[i].get();
   }
@@ -51,7 +57,9 @@ namespace {
 // were dialled, or one destination service's (the dst label).
 struct SeriesSource {
   std::string_view direction;
-  std::string_view dst;  // empty: no dst label
+  std::string_view dst;        // empty: no dst label
+  bool mtls = false;           // tls="true": over the mesh's mutual TLS
+  std::string_view server_id;  // outbound over mTLS: the identity the service's endpoints present
   metrics::DirectionTotals t;
 };
 
@@ -60,33 +68,54 @@ void each_source(const std::vector<SeriesSource>& sources, F&& f) {
   for (const auto& s : sources) f(s);
 }
 
+// The source's labels, then extra ones.
+void sample_with(metrics::PrometheusWriter& w, std::string_view name, const SeriesSource& s,
+                 std::initializer_list<metrics::Label> extra, uint64_t v) {
+  metrics::Label labels[8];
+  size_t n = 0;
+  labels[n++] = {"direction", s.direction};
+  if (!s.dst.empty()) labels[n++] = {"dst", s.dst};
+  if (s.mtls) labels[n++] = {"tls", "true"};
+  if (!s.server_id.empty()) labels[n++] = {"server_id", s.server_id};
+  for (const auto& l : extra) labels[n++] = l;
+  w.sample(name, std::span<const metrics::Label>(labels, n), v);
+}
+
 void sample(metrics::PrometheusWriter& w, std::string_view name, const SeriesSource& s, uint64_t v) {
-  if (s.dst.empty())
-    w.sample(name, {{"direction", s.direction}}, v);
-  else
-    w.sample(name, {{"direction", s.direction}, {"dst", s.dst}}, v);
+  sample_with(w, name, s, {}, v);
 }
 
 void sample_close(metrics::PrometheusWriter& w, const SeriesSource& s, TcpError err, uint64_t v) {
-  std::string_view cls = err == TcpError::kNone ? "success" : "failure";
-  if (err == TcpError::kNone && s.dst.empty())
-    w.sample("tcp_close_total", {{"direction", s.direction}, {"classification", cls}}, v);
-  else if (err == TcpError::kNone)
-    w.sample("tcp_close_total", {{"direction", s.direction}, {"dst", s.dst}, {"classification", cls}}, v);
-  else if (s.dst.empty())
-    w.sample("tcp_close_total", {{"direction", s.direction}, {"classification", cls}, {"error", tcp_error_name(err)}},
-             v);
+  if (err == TcpError::kNone)
+    sample_with(w, "tcp_close_total", s, {{"classification", "success"}}, v);
   else
-    w.sample("tcp_close_total",
-             {{"direction", s.direction}, {"dst", s.dst}, {"classification", cls}, {"error", tcp_error_name(err)}}, v);
+    sample_with(w, "tcp_close_total", s, {{"classification", "failure"}, {"error", tcp_error_name(err)}}, v);
+}
+
+// The one identity a service's endpoints present, or none when they differ.
+std::string_view server_id_of(const discovery::EndpointSet& set) {
+  std::string_view id;
+  for (const auto& e : set.endpoints) {
+    if (e.identity.empty() || (!id.empty() && id != e.identity)) return {};
+    id = e.identity;
+  }
+  return id;
 }
 
 }  // namespace
 
 metrics::DirectionTotals totals(const ProxyView& view, Direction d) {
   metrics::DirectionTotals t = direct_totals(view, d);
+  metrics::DirectionTotals m = direct_totals(view, d, true);
+  for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) t.closed[i] += m.closed[i];
+  t.opened += m.opened;
+  t.read_bytes += m.read_bytes;
+  t.write_bytes += m.write_bytes;
   if (d == Direction::kOutbound && view.discovery != nullptr)
-    for (const auto& st : view.discovery->table()->stats) t.add(st->tcp);
+    for (const auto& st : view.discovery->table()->stats) {
+      t.add(st->tcp);
+      t.add(st->tcp_mtls);
+    }
   return t;
 }
 
@@ -95,12 +124,22 @@ std::string render_metrics(const ProxyView& view) {
   std::shared_ptr<const discovery::DestinationTable> table =
       view.discovery != nullptr ? view.discovery->table() : std::make_shared<discovery::DestinationTable>();
   std::vector<SeriesSource> sources;
-  sources.push_back({"inbound", "", direct_totals(view, Direction::kInbound)});
-  sources.push_back({"outbound", "", direct_totals(view, Direction::kOutbound)});
+  sources.push_back({"inbound", "", false, "", direct_totals(view, Direction::kInbound)});
+  sources.push_back({"outbound", "", false, "", direct_totals(view, Direction::kOutbound)});
+  if (view.identity != nullptr)
+    sources.push_back({"inbound", "", true, "", direct_totals(view, Direction::kInbound, true)});
+  // The server identity of each service's mTLS series, from its endpoints.
+  std::map<std::string_view, std::string_view> server_ids;
+  for (const auto& set : services_of(*table)) server_ids[set->stats->name] = server_id_of(*set);
   for (const auto& st : table->stats) {
     metrics::DirectionTotals t;
     t.add(st->tcp);
-    sources.push_back({"outbound", st->name, t});
+    sources.push_back({"outbound", st->name, false, "", t});
+    if (view.identity == nullptr) continue;
+    metrics::DirectionTotals m;
+    m.add(st->tcp_mtls);
+    auto id = server_ids.find(st->name);
+    sources.push_back({"outbound", st->name, true, id == server_ids.end() ? std::string_view() : id->second, m});
   }
 
   w.family("tcp_open_total", "counter",

@@ -29,7 +29,8 @@ struct ProxyView {
 };
 
 // Connections that went where they were dialled (the worker counters)...
-metrics::DirectionTotals direct_totals(const ProxyView& view, metrics::Direction d);
+// mtls: those over the mesh's mutual TLS instead.
+metrics::DirectionTotals direct_totals(const ProxyView& view, metrics::Direction d, bool mtls = false);
 // ...and all of a direction's, those balanced to services included.
 metrics::DirectionTotals totals(const ProxyView& view, metrics::Direction d);
 std::string render_metrics(const ProxyView& view);

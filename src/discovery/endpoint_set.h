@@ -45,6 +45,7 @@ struct ServiceStats {
   explicit ServiceStats(std::string service) : name(std::move(service)) {}
   const std::string name;
   metrics::TcpCounters<metrics::SharedCounter> tcp;
+  metrics::TcpCounters<metrics::SharedCounter> tcp_mtls;  // those sent over the mesh's mutual TLS
   // Monotonic ms of the last connection that looked this destination up;
   // the client evicts destinations nobody used for a while.
   std::atomic<uint64_t> last_used_ms{0};

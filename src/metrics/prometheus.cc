@@ -58,6 +58,14 @@ void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label
   out_ += '\n';
 }
 
+void PrometheusWriter::sample(std::string_view name, std::span<const Label> l, uint64_t value) {
+  out_ += name;
+  labels(l);
+  out_ += ' ';
+  out_ += std::to_string(value);
+  out_ += '\n';
+}
+
 void PrometheusWriter::sample(std::string_view name, std::initializer_list<Label> l, double value) {
   out_ += name;
   labels(std::span<const Label>(l.begin(), l.size()));

@@ -21,6 +21,8 @@ class PrometheusWriter {
   void family(std::string_view name, std::string_view type, std::string_view help);
   void sample(std::string_view name, std::initializer_list<Label> labels, uint64_t value);
   void sample(std::string_view name, std::initializer_list<Label> labels, double value);
+  // Labels built at run time (a series whose label set varies).
+  void sample(std::string_view name, std::span<const Label> labels, uint64_t value);
   // name_bucket{...,le} for every bound, then name_sum and name_count.
   void histogram(std::string_view name, std::initializer_list<Label> labels, const Histogram& h);
   const std::string& str() const { return out_; }

@@ -86,6 +86,9 @@ struct TlsStats {
 
 struct WorkerStats {
   DirectionStats dir[kDirections];
+  // Connections that went where they were dialled over the mesh's mutual
+  // TLS (inbound ones the proxy terminated); dir[] has the others.
+  TcpCounters<Counter> dir_mtls[kDirections];
   TlsStats tls[kDirections];
   Counter buffers_in_use;    // receive buffers lent out of the ring right now
   Counter connections_live;  // connection objects held (open or closing)

@@ -152,7 +152,6 @@ void TcpForward::on_detect_recv(const io_uring_cqe& cqe, int buffer) noexcept {
   std::memcpy(plain_[first_slot_] + first_len_, worker_->buffer_data(buffer), n);
   first_len_ += n;
   worker_->give_back(buffer);
-  count_bytes(true, n);
   Detection d = detect_client_hello({plain_[first_slot_], first_len_}, transport::kMeshAlpn);
   if (d.kind == Detected::kNeedMore && first_len_ < kMaxClientHelloBytes) {
     submit_recv(kFromClient);

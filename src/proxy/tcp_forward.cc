@@ -52,28 +52,40 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
 
+// Counted under the dst service or the direction, and apart when the
+// connection goes over mutual TLS (decided by the first endpoint chosen,
+// or by the inbound handshake), so that every series keeps its opens and
+// closes together.
 void TcpForward::count_open() noexcept {
   if (opened_) return;
   opened_ = true;
+  mtls_counted_ = tls_ || wants_mtls();
   if (set_)
-    set_->stats->tcp.opened.inc();
+    (mtls_counted_ ? set_->stats->tcp_mtls : set_->stats->tcp).opened.inc();
   else
-    direction_stats().opened.inc();
+    (mtls_counted_ ? worker_->stats().dir_mtls[static_cast<int>(direction_)] : direction_stats()).opened.inc();
 }
 
 void TcpForward::count_bytes(bool read, uint64_t n) noexcept {
-  if (set_)
-    (read ? set_->stats->tcp.read_bytes : set_->stats->tcp.write_bytes).add(n);
-  else
-    (read ? direction_stats().read_bytes : direction_stats().write_bytes).add(n);
+  if (set_) {
+    auto& t = mtls_counted_ ? set_->stats->tcp_mtls : set_->stats->tcp;
+    (read ? t.read_bytes : t.write_bytes).add(n);
+  } else {
+    auto& t = mtls_counted_ ? worker_->stats().dir_mtls[static_cast<int>(direction_)]
+                            : static_cast<metrics::TcpCounters<metrics::Counter>&>(direction_stats());
+    (read ? t.read_bytes : t.write_bytes).add(n);
+  }
 }
 
 void TcpForward::count_close() noexcept {
   count_open();
   if (set_)
-    set_->stats->tcp.closed[static_cast<int>(error_)].inc();
+    (mtls_counted_ ? set_->stats->tcp_mtls : set_->stats->tcp).closed[static_cast<int>(error_)].inc();
   else
-    direction_stats().closed[static_cast<int>(error_)].inc();
+    (mtls_counted_ ? worker_->stats().dir_mtls[static_cast<int>(direction_)]
+                   : static_cast<metrics::TcpCounters<metrics::Counter>&>(direction_stats()))
+        .closed[static_cast<int>(error_)]
+        .inc();
 }
 
 void TcpForward::connect_direct(const SocketAddr& target) noexcept {
@@ -83,13 +95,13 @@ void TcpForward::connect_direct(const SocketAddr& target) noexcept {
 
 void TcpForward::connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept {
   set_ = std::move(set);
-  count_open();
   int e = discovery::pick_endpoint(*set_, worker_->now_ms(), tried_, worker_->random());
   if (e == discovery::kNoEndpoint) {
     close(TcpError::kNoEndpoints, true, false);
     return;
   }
   endpoint_ = e;
+  count_open();  // after the pick: whether it goes over mTLS depends on the endpoint
   ++attempts_;
   connect(set_->endpoints[static_cast<size_t>(e)].address);
 }
@@ -227,6 +239,9 @@ void TcpForward::start_relay() noexcept {
   if (closing_) return;
   Actions a = half_[first].start();
   if (first_slot_ >= 0) {
+    // What detection read from the client, counted now that the series is
+    // known (ciphertext read later is counted as it arrives).
+    if (!tls_) count_bytes(true, first_len_);
     int id = kPlainId + first_slot_;
     first_slot_ = -1;
     a = (a & ~kRecv) | half_[first].on_recv(static_cast<int>(first_len_), id);

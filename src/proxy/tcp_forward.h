@@ -152,6 +152,7 @@ class TcpForward final : public io::OpOwner {
   bool released_ = true;  // back in the worker's pool
   metrics::TcpError error_ = metrics::TcpError::kNone;
   bool opened_ = false;                    // counted as opened (before any close is)
+  bool mtls_counted_ = false;              // ...under the mutual-TLS series
   Wait wait_ = Wait::kNone;                // what the connection waited for last
   const ListenerSpec* forward_ = nullptr;  // set while waiting on a --forward name
   bool timed_out_ = false;                 // the connect in flight was cancelled by the sweep

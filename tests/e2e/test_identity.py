@@ -55,6 +55,9 @@ def test_traffic_between_meshed_workloads_is_encrypted_on_the_wire(mesh):
             m[f'tls_handshakes_total{{direction="{d}",resumed="true"}}']
         assert done >= 1, (d, m)
         assert m[f'tls_handshake_failures_total{{direction="{d}"}}'] == 0
+    # The connections are counted apart, as mutual TLS.
+    assert mesh.client.metrics()['tcp_open_total{direction="outbound",dst="web.prod",tls="true"}'] >= 20
+    assert mesh.servers[0].metrics()['tcp_open_total{direction="inbound",tls="true"}'] >= 1
 
     # Meshing off on the client: the same bytes go as they are, in clear.
     stop(mesh.client.meshd, signal.SIGTERM)
@@ -137,7 +140,9 @@ def test_inbound_policy_refuses_the_unlisted_and_admits_them_once_listed():
             return sum(s.metrics().get(name, 0) for s in c.servers)
         assert total('inbound_tcp_authz_allow_total{port="8080",rule="allowed-clients"}') >= 1
         assert total('inbound_tcp_authz_deny_total{port="8080",reason="default_deny"}') >= 2
-        assert total('tcp_close_total{direction="inbound",classification="failure",error="unauthorized"}') >= 2
+        assert total('tcp_close_total{direction="inbound",classification="failure",error="unauthorized"}') >= 1
+        assert total('tcp_close_total{direction="inbound",tls="true",classification="failure",'
+                     'error="unauthorized"}') >= 1
 
         # The operator allows both: new connections get through, no restart.
         with open(os.path.join(c.workdir.name, "registry.toml"), "w") as f:
@@ -164,7 +169,8 @@ def test_renewal_under_traffic_fails_no_request():
             assert st["renewals_failed"] == 0, st
         m = c.client.metrics()
         assert m['tls_handshake_failures_total{direction="outbound"}'] == 0
-        assert m['tcp_close_total{direction="outbound",dst="web.prod",classification="success"}'] >= out["ok"]
+        assert m['tcp_close_total{direction="outbound",dst="web.prod",tls="true",classification="success"}'] >= \
+            out["ok"]
     finally:
         c.close()
 
@@ -186,7 +192,7 @@ def test_an_expired_certificate_fails_closed_while_plaintext_routes_work():
         out = c.client.ns.app("outcome", VIP, 80, "NAME")
         assert out["outcome"] in ("reset", "eof"), out
         m = c.client.metrics()
-        assert m['tcp_close_total{direction="outbound",dst="web.prod",classification="failure",'
+        assert m['tcp_close_total{direction="outbound",dst="web.prod",tls="true",classification="failure",'
                  'error="no_identity"}'] >= 1
         assert c.client.ns.app("names", plain.v4, 9000, 3) == {"names": {"plain": 3}, "errors": []}
     finally:
