@@ -1,8 +1,6 @@
 #include "policy/policy_file.h"
 
-#define TOML_HEADER_ONLY 1
-#define TOML_EXCEPTIONS 0
-#include <toml++/toml.h>
+#include "config/toml.h"
 
 #include <fstream>
 #include <set>
@@ -10,25 +8,9 @@
 namespace meshd::policy {
 namespace {
 
-std::string at(const std::string& path, const toml::node& n) {
-  return path + ":" + std::to_string(n.source().begin.line) + ": ";
-}
-
-Parsed<bool> known_keys(const std::string& path, const toml::table& t, std::initializer_list<std::string_view> keys,
-                        const char* what) {
-  for (const auto& [k, v] : t) {
-    bool ok = false;
-    for (auto known : keys) ok = ok || k.str() == known;
-    if (!ok) return invalid(at(path, v) + "unknown key '" + std::string(k.str()) + "' in " + what);
-  }
-  return true;
-}
-
-Parsed<std::string> string_of(const std::string& path, const toml::node& n, const char* what) {
-  auto v = n.value<std::string>();
-  if (!v) return invalid(at(path, n) + what + " must be a string");
-  return *v;
-}
+using config::at;
+using config::known_keys;
+using config::string_of;
 
 Parsed<DefaultPolicy> default_of(const std::string& path, const toml::node& n) {
   auto s = string_of(path, n, "default");
