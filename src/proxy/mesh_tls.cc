@@ -73,13 +73,21 @@ void TcpForward::tls_failed() noexcept {
 
 void TcpForward::end_tls() noexcept {
   if (!tls_session_.active()) return;
-  // A full handshake to an endpoint leaves a ticket to resume with next
-  // time (a resumed one keeps using the ticket it had).
-  if (tls_in_ == kFromUpstream && tls_session_.handshake_done() && !tls_session_.resumed() && tls_ctx_ != nullptr) {
-    if (WOLFSSL_SESSION* s = tls_session_.get1_session()) worker_->sessions().store(target_.str(), tls_ctx_, s);
-  }
+  remember_ticket();
   tls_session_.reset();
   tls_ctx_ = nullptr;
+}
+
+void TcpForward::remember_ticket() noexcept {
+  // A full handshake with an endpoint that proved the identity discovery
+  // promised leaves a ticket to resume with next time (a resumed one keeps
+  // the ticket it had). TLS 1.3 sends it after the handshake: until it has
+  // come, keep asking (before close_notify, and at the end).
+  if (!keep_ticket_ || tls_ctx_ == nullptr) return;
+  if (WOLFSSL_SESSION* s = tls_session_.get1_session()) {
+    worker_->sessions().store(target_.str(), tls_ctx_, s);
+    keep_ticket_ = false;
+  }
 }
 
 // --- outbound: originate ---------------------------------------------------
@@ -296,9 +304,12 @@ void TcpForward::handshake_done() noexcept {
     if (tls_session_.peer_identity() != ep.identity) {
       LOG_WARN("proxy", "%s presented %s, but discovery says %s is %s: refused", target_.str().c_str(),
                std::string(tls_session_.peer_identity()).c_str(), target_.str().c_str(), ep.identity.c_str());
+      // Never resume with that peer's ticket either.
+      worker_->sessions().store(target_.str(), tls_ctx_, nullptr);
       close(TcpError::kIdentityMismatch, true, true);
       return;
     }
+    keep_ticket_ = !tls_session_.resumed();
     start_relay();
     return;
   }
@@ -309,10 +320,16 @@ void TcpForward::handshake_done() noexcept {
 
 void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
   Half h = tls_in_;
+  if (cqe.res == 0 && !tls_closed_) {
+    // A FIN without close_notify: the stream may be cut short (a record
+    // half received, a peer that died), so it is not passed on as a
+    // clean end: both sides are reset.
+    tls_session_.feed_eof();
+    tls_failed();
+    return;
+  }
   if (cqe.res <= 0) {
-    // A FIN without close_notify ends the stream too: a peer that died
-    // mid-stream is seen as the reset or the EOF its socket gave.
-    run(h, half_[h].on_recv(cqe.res, buffer));
+    run(h, half_[h].on_recv(cqe.res, buffer));  // a reset, or no buffer: as on a plain socket
     return;
   }
   int slot = take_plain();
@@ -357,6 +374,7 @@ Actions TcpForward::encrypt_queued(Half h) noexcept {
 }
 
 bool TcpForward::send_close_notify(Half h) noexcept {
+  remember_ticket();  // shutdown() is the last wolfSSL call on the session that may read
   size_t before = tls_session_.out_total();
   if (tls_session_.shutdown() != TlsStatus::kOk || tls_session_.out_total() == before) return false;
   if (tls_session_.out_size() != tls_session_.out_total()) return false;  // unsent data ahead of it: cannot happen

@@ -42,8 +42,10 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   set_.reset();
   phase_ = Phase::kConnect;
   tls_ = false;
+  tls_in_ = kFromClient;
   tls_closed_ = false;
   mesh_inbound_ = false;
+  keep_ticket_ = false;
   first_slot_ = -1;
   first_len_ = 0;
   early_buffer_ = -1;
@@ -424,7 +426,8 @@ void TcpForward::buffers_available() noexcept {
   waiting_buffer_ = 0;
   if (phase_ != Phase::kRelay) {
     // Detection or a handshake ran dry: read again.
-    if (waiting != 0) submit_recv(phase_ == Phase::kDetect ? kFromClient : tls_in_);
+    // (In kConnect only a detect read can have been waiting: the client's.)
+    if (waiting != 0) submit_recv(phase_ == Phase::kHandshake ? tls_in_ : kFromClient);
     return;
   }
   for (uint8_t h = 0; h < 2; ++h)

@@ -123,6 +123,7 @@ class TcpForward final : public io::OpOwner {
   // Queues close_notify towards the TLS socket; false when there is none to send.
   bool send_close_notify(Half h) noexcept;
   void end_tls() noexcept;
+  void remember_ticket() noexcept;
   void tls_failed() noexcept;
   bool is_tls_dest(Half h) const noexcept { return tls_ && h != tls_in_; }
   // Chunks are ring buffers or this connection's plain buffers.
@@ -168,6 +169,7 @@ class TcpForward final : public io::OpOwner {
   Half tls_in_ = kFromClient;
   bool tls_closed_ = false;    // the peer's close_notify: its direction has ended
   bool mesh_inbound_ = false;  // inbound that terminated mesh TLS
+  bool keep_ticket_ = false;   // outbound: store the session's ticket once it has come
   transport::TlsSession tls_session_;
   const transport::TlsContext* tls_ctx_ = nullptr;  // the session's context: the key of its resumption ticket
   char* plain_[2] = {nullptr, nullptr};             // decrypted chunks, or the bytes read while detecting

@@ -55,6 +55,12 @@ def test_traffic_between_meshed_workloads_is_encrypted_on_the_wire(mesh):
             m[f'tls_handshakes_total{{direction="{d}",resumed="true"}}']
         assert done >= 1, (d, m)
         assert m[f'tls_handshake_failures_total{{direction="{d}"}}'] == 0
+    # Half-close crosses mTLS (close_notify, then FIN): the upload's answer
+    # comes back after the client shut its side; a download streams whole.
+    up = mesh.client.ns.app("upload", VIP, 80, 3 << 20, 7)
+    assert (up["sha256"], up["count"]) == (up["expected_sha256"], up["expected_count"]), up
+    down = mesh.client.ns.app("download", VIP, 80, 3 << 20, 8)
+    assert (down["sha256"], down["count"]) == (down["expected_sha256"], down["expected_count"]), down
     # The connections are counted apart, as mutual TLS.
     assert mesh.client.metrics()['tcp_open_total{direction="outbound",dst="web.prod",tls="true"}'] >= 20
     assert mesh.servers[0].metrics()['tcp_open_total{direction="inbound",tls="true"}'] >= 1
