@@ -12,6 +12,8 @@
 // Chunk ids: the RelayHalfs name ring buffers by their ring id, and this
 // connection's plain buffers (decrypted bytes, or what detection read) as
 // kPlainId + slot; chunk_data()/release_chunk() route them.
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -68,7 +70,17 @@ bool TcpForward::wants_mtls() const noexcept {
 void TcpForward::tls_failed() noexcept {
   worker_->stats().tls[static_cast<int>(direction_)].failed.inc();
   LOG_DEBUG("proxy", "mesh TLS with %s failed: %s", target_.str().c_str(), tls_session_.error_text().c_str());
-  close(TcpError::kTlsFailed, true, true);
+  // The fatal alert wolfSSL queued tells the peer why (both ends then count
+  // the same reason). Best effort, without waiting, and only when no send
+  // of ours is on that socket; the TLS socket then ends with a FIN, as an
+  // RST would make the peer's kernel drop the alert unread.
+  Half out = tls_in_ == kFromClient ? kFromUpstream : kFromClient;
+  int fd = dest_fd(out);
+  bool alerted = false;
+  if (fd >= 0 && tls_session_.out_size() > 0 && !send_op_[out].in_flight && !notify_op_.in_flight)
+    alerted = ::send(fd, tls_session_.out_data(), tls_session_.out_size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0;
+  bool tls_is_client = tls_in_ == kFromClient;
+  close(TcpError::kTlsFailed, !(alerted && tls_is_client), !(alerted && !tls_is_client));
 }
 
 void TcpForward::end_tls() noexcept {
