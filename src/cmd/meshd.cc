@@ -279,6 +279,7 @@ int run(int argc, char** argv) {
       init_result[i].store(r ? 0 : r.error().value);
       init_result[i].notify_all();
       if (r) workers[i]->run();
+      transport::release_thread_crypto();
       finished.fetch_add(1);
     });
   }
@@ -357,6 +358,8 @@ int run(int argc, char** argv) {
   if (identity_agent) identity_agent->stop();
   if (resolver) resolver->stop();
   LOG_INFO("meshd", "stopped");
+  transport::release_thread_crypto();
+  wolfSSL_Cleanup();
   return 0;
 }
 

@@ -25,6 +25,7 @@
 #include "controller/gossip/gossip.h"
 #include "io/socket.h"
 #include "metrics/process.h"
+#include "transport/tls_context.h"
 #include "version.h"
 
 namespace {
@@ -185,6 +186,7 @@ Parsed<GossipSetup> gossip_setup(const std::string& key_file, const std::string&
 
 int main(int argc, char** argv) {
   metrics::mark_start_time();
+  wolfSSL_Init();
   std::string listen = env_or("MESHD_CONTROLLER_LISTEN", "0.0.0.0:4190");
   std::string data_dir = env_or("MESHD_CONTROLLER_DATA_DIR", "/var/lib/meshd-controller");
   std::string registry_file = env_or("MESHD_CONTROLLER_REGISTRY_FILE", "");
@@ -327,5 +329,7 @@ int main(int argc, char** argv) {
   admin_server.stop();
   LOG_INFO("meshd-controller", "stopped");
   close(stop_fd);
+  transport::release_thread_crypto();  // the API thread signed certificates
+  wolfSSL_Cleanup();
   return 0;
 }

@@ -88,6 +88,7 @@ void Agent::run() {
     uint64_t wait_ms = status_.next_attempt_ms > now ? status_.next_attempt_ms - now : 0;
     cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stopping_; });
   }
+  transport::release_thread_crypto();
 }
 
 Parsed<void> Agent::certify_once() {

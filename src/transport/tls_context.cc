@@ -2,6 +2,7 @@
 
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfio.h>
 
 #include <atomic>
@@ -11,6 +12,12 @@
 #include "transport/tls_session.h"
 
 namespace meshd::transport {
+
+void release_thread_crypto() noexcept {
+#ifdef FP_ECC
+  wc_ecc_fp_free();
+#endif
+}
 
 namespace {
 

@@ -47,6 +47,11 @@ struct TlsCredentials {
 
 enum class Role : uint8_t { kClient, kServer };
 
+// wolfSSL (built with FP_ECC) keeps a per-thread cache of precomputed ECC
+// points, ~3 MB once a thread has signed or verified; it is freed only by
+// the thread itself. Every thread that did TLS or signing calls this last.
+void release_thread_crypto() noexcept;
+
 class TlsContext {
  public:
   static Parsed<std::shared_ptr<const TlsContext>> create(const TlsCredentials& creds, Role role,
