@@ -204,7 +204,6 @@ void TcpForward::after_detect(bool mesh_tls) noexcept {
   tls_ctx_ = cred->server.get();
   tls_ = true;
   tls_in_ = kFromClient;
-  mesh_inbound_ = true;
   phase_ = Phase::kHandshake;
   worker_->track_connecting(this);
   int slot = first_slot_;

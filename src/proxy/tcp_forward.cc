@@ -44,7 +44,6 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   tls_ = false;
   tls_in_ = kFromClient;
   tls_closed_ = false;
-  mesh_inbound_ = false;
   keep_ticket_ = false;
   first_slot_ = -1;
   first_len_ = 0;

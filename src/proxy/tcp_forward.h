@@ -72,7 +72,6 @@ class TcpForward final : public io::OpOwner {
   // Inbound: the authorization policy decides, on the client's identity
   // (mesh TLS) and address, whether it goes on to target or is reset.
   void admit(const SocketAddr& target) noexcept;
-  bool detecting() const noexcept { return phase_ == Phase::kDetect; }
   // Ends the connection: resets the sockets named, cancels what is in flight.
   void close(metrics::TcpError error, bool reset_client, bool reset_upstream) noexcept;
 
@@ -167,9 +166,8 @@ class TcpForward final : public io::OpOwner {
   Phase phase_ = Phase::kConnect;
   bool tls_ = false;  // the relay goes through tls_session_
   Half tls_in_ = kFromClient;
-  bool tls_closed_ = false;    // the peer's close_notify: its direction has ended
-  bool mesh_inbound_ = false;  // inbound that terminated mesh TLS
-  bool keep_ticket_ = false;   // outbound: store the session's ticket once it has come
+  bool tls_closed_ = false;   // the peer's close_notify: its direction has ended
+  bool keep_ticket_ = false;  // outbound: store the session's ticket once it has come
   transport::TlsSession tls_session_;
   const transport::TlsContext* tls_ctx_ = nullptr;  // the session's context: the key of its resumption ticket
   char* plain_[2] = {nullptr, nullptr};             // decrypted chunks, or the bytes read while detecting

@@ -69,35 +69,34 @@ void Worker::notify() noexcept {
 
 uint64_t Worker::now_us() const noexcept { return monotonic_us(); }
 
-const discovery::DestinationTable* Worker::table() noexcept {
-  // One relaxed-cost load per lookup; the lock inside table() is taken only
-  // when the client published something new.
-  uint64_t v = shared_->discovery->version();
-  if (v != table_version_ || !table_) {
-    table_ = shared_->discovery->table();
-    table_version_ = v;
+namespace {
+// A published snapshot (discovery's table, the certificate, the policy),
+// held by this worker and re-read only when its version moved: one atomic
+// load per use, the source's lock only after it published something new.
+template <class T, class Read>
+const T* refreshed(uint64_t version, std::shared_ptr<const T>& held, uint64_t& held_version, Read read) {
+  if (version != held_version || !held) {
+    held = read();
+    held_version = version;
   }
-  return table_.get();
+  return held.get();
+}
+}  // namespace
+
+const discovery::DestinationTable* Worker::table() noexcept {
+  return refreshed(shared_->discovery->version(), table_, table_version_,
+                   [this] { return shared_->discovery->table(); });
 }
 
 const identity::Credential* Worker::credential() noexcept {
   if (shared_->identity == nullptr) return nullptr;
-  uint64_t v = shared_->identity->version();
-  if (v != credential_version_) {
-    credential_ = shared_->identity->current();
-    credential_version_ = v;
-  }
-  return credential_.get();
+  return refreshed(shared_->identity->version(), credential_, credential_version_,
+                   [this] { return shared_->identity->current(); });
 }
 
 const policy::PolicyTable* Worker::policy() noexcept {
   if (shared_->policy == nullptr) return nullptr;
-  uint64_t v = shared_->policy->version();
-  if (v != policy_version_) {
-    policy_ = shared_->policy->current();
-    policy_version_ = v;
-  }
-  return policy_.get();
+  return refreshed(shared_->policy->version(), policy_, policy_version_, [this] { return shared_->policy->current(); });
 }
 
 uint64_t Worker::unix_ms() const noexcept { return meshd::unix_ms(); }
