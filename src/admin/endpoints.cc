@@ -10,6 +10,7 @@
 #include "base/json.h"
 #include "metrics/process.h"
 #include "metrics/prometheus.h"
+#include "proxy/buffer_sizes.h"
 #include "proxy/tcp_forward.h"
 #include "version.h"
 
@@ -32,11 +33,26 @@ metrics::DirectionTotals direct_totals(const ProxyView& view, Direction d, bool 
   return t;
 }
 
+std::map<std::string_view, metrics::DirectionTotals> inbound_client_totals(const ProxyView& view) {
+  std::map<std::string_view, metrics::DirectionTotals> out;
+  metrics::DirectionTotals other;
+  for (const auto* w : view.workers) {
+    const metrics::ClientIdStats& c = w->inbound_clients;
+    for (size_t i = 0, n = c.size(); i < n; ++i) out[c.id(i)].add(c.counters(i));
+    other.add(c.other());
+  }
+  // Only once some worker ran out of room: no series for nothing.
+  if (other.opened > 0) out[metrics::ClientIdStats::kOther] = other;
+  return out;
+}
+
 namespace {
 struct PoolTotals {
   uint64_t buffers_in_use = 0;
   uint64_t connections_live = 0;
   uint64_t spills_in_use = 0;
+  uint64_t plain_bytes_in_use = 0;
+  uint64_t spill_bytes(const config::Config& c) const { return spills_in_use * proxy::spill_size(c.buffer_size); }
 };
 PoolTotals pool_totals(const ProxyView& view) {
   PoolTotals p;
@@ -44,6 +60,7 @@ PoolTotals pool_totals(const ProxyView& view) {
     p.buffers_in_use += w->buffers_in_use.get();
     p.connections_live += w->connections_live.get();
     p.spills_in_use += w->spills_in_use.get();
+    p.plain_bytes_in_use += w->plain_bytes_in_use.get();
   }
   return p;
 }
@@ -61,6 +78,7 @@ struct SeriesSource {
   bool mtls = false;           // tls="true": over the mesh's mutual TLS
   std::string_view server_id;  // outbound over mTLS: the identity the service's endpoints present
   metrics::DirectionTotals t;
+  std::string_view client_id = {};  // inbound over mTLS: the identity the client proved
 };
 
 template <class F>
@@ -77,6 +95,7 @@ void sample_with(metrics::PrometheusWriter& w, std::string_view name, const Seri
   if (!s.dst.empty()) labels[n++] = {"dst", s.dst};
   if (s.mtls) labels[n++] = {"tls", "true"};
   if (!s.server_id.empty()) labels[n++] = {"server_id", s.server_id};
+  if (!s.client_id.empty()) labels[n++] = {"client_id", s.client_id};
   for (const auto& l : extra) labels[n++] = l;
   w.sample(name, std::span<const metrics::Label>(labels, n), v);
 }
@@ -106,11 +125,9 @@ std::string_view server_id_of(const discovery::EndpointSet& set) {
 
 metrics::DirectionTotals totals(const ProxyView& view, Direction d) {
   metrics::DirectionTotals t = direct_totals(view, d);
-  metrics::DirectionTotals m = direct_totals(view, d, true);
-  for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) t.closed[i] += m.closed[i];
-  t.opened += m.opened;
-  t.read_bytes += m.read_bytes;
-  t.write_bytes += m.write_bytes;
+  t.add(direct_totals(view, d, true));
+  if (d == Direction::kInbound)
+    for (const auto& [id, c] : inbound_client_totals(view)) t.add(c);
   if (d == Direction::kOutbound && view.discovery != nullptr)
     for (const auto& st : view.discovery->table()->stats) {
       t.add(st->tcp);
@@ -126,8 +143,12 @@ std::string render_metrics(const ProxyView& view) {
   std::vector<SeriesSource> sources;
   sources.push_back({"inbound", "", false, "", direct_totals(view, Direction::kInbound)});
   sources.push_back({"outbound", "", false, "", direct_totals(view, Direction::kOutbound)});
+  // Inbound over mTLS: without client_id those whose identity is unknown
+  // (a failed handshake, mostly), then by the client's identity (the ids
+  // live in the workers' tables).
   if (view.identity != nullptr)
     sources.push_back({"inbound", "", true, "", direct_totals(view, Direction::kInbound, true)});
+  for (const auto& [id, t] : inbound_client_totals(view)) sources.push_back({"inbound", "", true, "", t, id});
   // The server identity of each service's mTLS series, from its endpoints.
   std::map<std::string_view, std::string_view> server_ids;
   for (const auto& set : services_of(*table)) server_ids[set->stats->name] = server_id_of(*set);
@@ -165,9 +186,12 @@ std::string render_metrics(const ProxyView& view) {
                 {"reason", refuse_reason_name(static_cast<metrics::RefuseReason>(r))}},
                sources[static_cast<size_t>(i)].t.refused[r]);
 
-  w.family("tcp_read_bytes_total", "counter", "Bytes read from the connecting side (what the client sent).");
+  // Application bytes: over mTLS the plaintext (metrics/tcp_stats.h).
+  w.family("tcp_read_bytes_total", "counter",
+           "Bytes the connecting side sent (over mesh TLS: the application's, decrypted).");
   each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_read_bytes_total", s, s.t.read_bytes); });
-  w.family("tcp_write_bytes_total", "counter", "Bytes written to the connecting side (what the client received).");
+  w.family("tcp_write_bytes_total", "counter",
+           "Bytes sent to the connecting side (over mesh TLS: the application's, before encryption).");
   each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_write_bytes_total", s, s.t.write_bytes); });
 
   if (view.discovery != nullptr) render_discovery_metrics(w, *view.discovery, *table);
@@ -181,7 +205,10 @@ std::string render_metrics(const ProxyView& view) {
   w.sample("meshd_buffer_bytes_in_use", {}, pool.buffers_in_use * view.config->buffer_size);
   w.family("meshd_spill_bytes_in_use", "gauge",
            "Memory holding bytes that a full destination could not take yet (per connection, not from the ring).");
-  w.sample("meshd_spill_bytes_in_use", {}, pool.spills_in_use * 2 * view.config->buffer_size);
+  w.sample("meshd_spill_bytes_in_use", {}, pool.spill_bytes(*view.config));
+  w.family("meshd_tls_plain_bytes_in_use", "gauge",
+           "Memory holding bytes decrypted from mesh TLS (or read while detecting it) not yet forwarded.");
+  w.sample("meshd_tls_plain_bytes_in_use", {}, pool.plain_bytes_in_use);
   w.family("meshd_connection_objects", "gauge", "Connection objects in use, open or closing.");
   w.sample("meshd_connection_objects", {}, pool.connections_live);
   w.family("meshd_idle_connection_bytes", "gauge",
@@ -230,7 +257,8 @@ std::string render_status(const ProxyView& view) {
   j.field("rss_bytes", p.rss_bytes);
   j.field("buffer_bytes_in_use", pool.buffers_in_use * view.config->buffer_size);
   j.field("buffer_pool_bytes", buffer_pool_bytes(view));
-  j.field("spill_bytes_in_use", pool.spills_in_use * 2 * view.config->buffer_size);
+  j.field("spill_bytes_in_use", pool.spill_bytes(*view.config));
+  j.field("tls_plain_bytes_in_use", pool.plain_bytes_in_use);
   j.field("idle_connection_bytes", static_cast<uint64_t>(sizeof(proxy::TcpForward)));
   j.end_object();
   const auto& c = *view.config;

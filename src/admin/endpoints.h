@@ -3,7 +3,9 @@
 #pragma once
 
 #include <atomic>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "admin/server.h"
@@ -31,6 +33,10 @@ struct ProxyView {
 // Connections that went where they were dialled (the worker counters)...
 // mtls: those over the mesh's mutual TLS instead.
 metrics::DirectionTotals direct_totals(const ProxyView& view, metrics::Direction d, bool mtls = false);
+// Inbound connections over mTLS by the client identity they proved, summed
+// over workers (client_id="other": past a worker's bound). The keys live as
+// long as the workers' stats.
+std::map<std::string_view, metrics::DirectionTotals> inbound_client_totals(const ProxyView& view);
 // ...and all of a direction's, those balanced to services included.
 metrics::DirectionTotals totals(const ProxyView& view, metrics::Direction d);
 std::string render_metrics(const ProxyView& view);

@@ -6,7 +6,9 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 namespace meshd::metrics {
 
@@ -65,12 +67,21 @@ class SharedCounter {
 
 // The counters of a set of TCP connections: a direction (per worker), or
 // one destination service (shared by the workers).
+//
+// Bytes are the application's, whichever side the mesh's mutual TLS is on:
+// read_bytes is what the accepted (client) side sent, write_bytes what it
+// was sent. Inbound over mTLS they are the plaintext the proxy decrypted
+// from the client and handed to TLS for it (the ClientHello read while
+// detecting, the rest of the handshake, record overhead and close_notify
+// are not counted); outbound, the client side is plaintext anyway. So one
+// connection counts the same bytes at both proxies it crosses, and a
+// service counts the same bytes whether its callers are meshed or not.
 template <class C>
 struct TcpCounters {
   C opened;
   C closed[static_cast<int>(TcpError::kCount)];
-  C read_bytes;   // read from the accepted (client) side
-  C write_bytes;  // written to the accepted (client) side
+  C read_bytes;   // the application bytes the accepted (client) side sent
+  C write_bytes;  // the application bytes sent to the accepted (client) side
 };
 
 struct DirectionStats : TcpCounters<Counter> {
@@ -84,15 +95,67 @@ struct TlsStats {
   Counter failed;
 };
 
+// Inbound connections over the mesh's mutual TLS, by the client identity
+// their handshake proved (the client_id label). The worker that owns the
+// table interns an identity when a handshake completes (a scan of at most
+// kMaxIds entries: the handshake's signatures cost far more) and keeps the
+// counters' address for the connection's life; the admin thread reads.
+//
+// Bounded: every distinct identity is a set of series in every scrape and
+// an entry here for the process's life, and identities are whatever the
+// mesh's CA signed: a mesh with many workloads (or a CA that issues
+// freely) must not grow either without limit. Past kMaxIds, connections
+// from identities not seen before count under client_id="other", so that
+// the totals stay exact. The bound is per worker: the rendered label set
+// is at most kMaxIds per worker, and the same identities in practice.
+class ClientIdStats {
+ public:
+  static constexpr size_t kMaxIds = 100;
+  // The overflow's label value; identities are spiffe:// URIs, never this.
+  static constexpr std::string_view kOther = "other";
+
+  ClientIdStats() = default;
+  ~ClientIdStats();
+  ClientIdStats(const ClientIdStats&) = delete;
+  ClientIdStats& operator=(const ClientIdStats&) = delete;
+
+  // The owning worker only: the counters of id (not empty), interned when
+  // new and there is room (and memory), else other()'s.
+  TcpCounters<Counter>& intern(std::string_view id) noexcept;
+
+  // Any thread. The entries below size() are complete and never change
+  // (only their counters do), so no lock is needed to read them.
+  size_t size() const noexcept { return size_.load(std::memory_order_acquire); }
+  std::string_view id(size_t i) const noexcept { return {entries_[i]->bytes(), entries_[i]->length}; }
+  const TcpCounters<Counter>& counters(size_t i) const noexcept { return entries_[i]->counters; }
+  const TcpCounters<Counter>& other() const noexcept { return other_; }
+
+ private:
+  // One allocation: the counters, then the identity's bytes.
+  struct Entry {
+    TcpCounters<Counter> counters;
+    size_t length = 0;
+    char* bytes() noexcept { return reinterpret_cast<char*>(this + 1); }
+    const char* bytes() const noexcept { return reinterpret_cast<const char*>(this + 1); }
+  };
+  Entry* entries_[kMaxIds] = {};
+  std::atomic<size_t> size_{0};
+  TcpCounters<Counter> other_;
+};
+
 struct WorkerStats {
   DirectionStats dir[kDirections];
   // Connections that went where they were dialled over the mesh's mutual
-  // TLS (inbound ones the proxy terminated); dir[] has the others.
+  // TLS (inbound ones the proxy terminated); dir[] has the others. Inbound,
+  // only those whose client identity is unknown (the handshake failed, or
+  // the certificate named none): the others are in inbound_clients.
   TcpCounters<Counter> dir_mtls[kDirections];
+  ClientIdStats inbound_clients;
   TlsStats tls[kDirections];
-  Counter buffers_in_use;    // receive buffers lent out of the ring right now
-  Counter connections_live;  // connection objects held (open or closing)
-  Counter spills_in_use;     // spill buffers held by connections whose destination is full
+  Counter buffers_in_use;      // receive buffers lent out of the ring right now
+  Counter connections_live;    // connection objects held (open or closing)
+  Counter spills_in_use;       // spill buffers held by connections whose destination is full
+  Counter plain_bytes_in_use;  // mesh TLS plaintext slots held (decrypted bytes not yet forwarded), in bytes
   DirectionStats& of(Direction d) noexcept { return dir[static_cast<int>(d)]; }
 };
 
@@ -118,6 +181,14 @@ struct DirectionTotals {
     opened += s.opened.get();
     read_bytes += s.read_bytes.get();
     write_bytes += s.write_bytes.get();
+  }
+  // Adds other totals (refusals included).
+  void add(const DirectionTotals& o) noexcept {
+    for (int i = 0; i < static_cast<int>(TcpError::kCount); ++i) closed[i] += o.closed[i];
+    for (int i = 0; i < static_cast<int>(RefuseReason::kCount); ++i) refused[i] += o.refused[i];
+    opened += o.opened;
+    read_bytes += o.read_bytes;
+    write_bytes += o.write_bytes;
   }
 };
 

@@ -41,14 +41,15 @@ void TcpForward::release_chunk(int id) noexcept {
   int slot = id - kPlainId;
   plain_busy_ &= static_cast<uint8_t>(~(1u << slot));
   // Given back at once: an idle connection holds no buffer of its own.
-  if (plain_[slot] != nullptr) worker_->give_spill(plain_[slot]);
+  if (plain_[slot] != nullptr) worker_->give_plain(plain_[slot], plain_cap_[slot]);
   plain_[slot] = nullptr;
+  plain_cap_[slot] = 0;
 }
 
-int TcpForward::take_plain() noexcept {
+int TcpForward::take_plain(size_t fed) noexcept {
   for (int slot = 0; slot < 2; ++slot) {
     if (plain_busy_ & (1u << slot)) continue;
-    if (plain_[slot] == nullptr) plain_[slot] = worker_->take_spill();
+    plain_[slot] = worker_->take_plain(fed, &plain_cap_[slot]);
     if (plain_[slot] == nullptr) return -1;
     plain_busy_ |= static_cast<uint8_t>(1u << slot);
     return slot;
@@ -157,18 +158,24 @@ void TcpForward::on_detect_recv(const io_uring_cqe& cqe, int buffer) noexcept {
     }
     return;
   }
-  if (first_slot_ < 0) {
-    int slot = take_plain();
+  if (first_slot_ < 0 || first_len_ + static_cast<uint32_t>(cqe.res) > plain_cap_[first_slot_]) {
+    // The first read, or one more than a small slot holds: a full slot
+    // then, and what was read so far moves into it.
+    int slot = take_plain(first_slot_ < 0 ? static_cast<size_t>(cqe.res) : Worker::kAnyRead);
     if (slot < 0) {
       worker_->give_back(buffer);
       close(TcpError::kClientReset, true, false);
       return;
     }
-    hold_first(slot, 0);
+    if (first_slot_ >= 0) {
+      std::memcpy(plain_[slot], plain_[first_slot_], first_len_);
+      release_chunk(kPlainId + first_slot_);
+    }
+    hold_first(slot, first_len_);
   }
-  // Detection stops past kMaxClientHelloBytes, far below a plain buffer's
-  // size, so one more read always fits.
-  uint32_t n = std::min(static_cast<uint32_t>(cqe.res), worker_->spill_size() - first_len_);
+  // Detection stops past kMaxClientHelloBytes, so one more read always
+  // fits a full plain slot (buffer_sizes.h).
+  uint32_t n = std::min(static_cast<uint32_t>(cqe.res), plain_cap_[first_slot_] - first_len_);
   std::memcpy(plain_[first_slot_] + first_len_, worker_->buffer_data(buffer), n);
   first_len_ += n;
   worker_->give_back(buffer);
@@ -212,7 +219,7 @@ void TcpForward::after_detect(bool mesh_tls) noexcept {
   first_len_ = 0;
   // The ClientHello was read already: it is the first ciphertext in hand.
   tls_session_.feed(plain_[slot], len);
-  TlsStatus st = step_handshake();
+  TlsStatus st = step_handshake(len);
   release_chunk(kPlainId + slot);
   after_handshake_step(st);
 }
@@ -253,21 +260,22 @@ void TcpForward::on_handshake_recv(const io_uring_cqe& cqe, int buffer) noexcept
     return;
   }
   tls_session_.feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
-  TlsStatus st = step_handshake();
+  TlsStatus st = step_handshake(static_cast<size_t>(cqe.res));
   // Everything fed is consumed now (the handshake wants more, or what
   // followed it was decrypted): the ring buffer can go back.
   worker_->give_back(buffer);
   after_handshake_step(st);
 }
 
-TlsStatus TcpForward::step_handshake() noexcept {
+TlsStatus TcpForward::step_handshake(size_t fed) noexcept {
   TlsStatus st = tls_session_.handshake();
   if (st != TlsStatus::kOk || tls_session_.unconsumed() == 0) return st;
   // Bytes after the handshake in the same segment: the client's first
-  // request, or the server's ticket. Decrypt them now, relay them first.
-  int slot = take_plain();
+  // request, or the server's ticket. Decrypt them now, relay them first
+  // (a slot sized by read_capacity of the whole segment fed).
+  int slot = take_plain(fed);
   if (slot < 0) return TlsStatus::kError;
-  auto r = tls_session_.read(plain_[slot], worker_->spill_size());
+  auto r = tls_session_.read(plain_[slot], plain_cap_[slot]);
   if (r.bytes > 0)
     hold_first(slot, static_cast<uint32_t>(r.bytes));
   else
@@ -324,6 +332,11 @@ void TcpForward::handshake_done() noexcept {
     start_relay();
     return;
   }
+  // Inbound: counted by the client's identity from now on (interned, a
+  // lookup among a bounded few; see metrics::ClientIdStats). Nothing is
+  // counted before this, so opens and closes stay in one series.
+  if (!opened_ && !tls_session_.peer_identity().empty())
+    client_series_ = &worker_->stats().inbound_clients.intern(tls_session_.peer_identity());
   admit(target_);
 }
 
@@ -343,21 +356,33 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
     run(h, half_[h].on_recv(cqe.res, buffer));  // a reset, or no buffer: as on a plain socket
     return;
   }
-  int slot = take_plain();
+  // Everything fed earlier was consumed (each read ends in kWantRead), so
+  // read_capacity(this read) bounds what it decrypts: the slot's size.
+  int slot = take_plain(static_cast<size_t>(cqe.res));
   if (slot < 0) {
     worker_->give_back(buffer);
     close(TcpError::kClientReset, true, true);
     return;
   }
   tls_session_.feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
-  auto r = tls_session_.read(plain_[slot], worker_->spill_size());
+  size_t out_before = tls_session_.out_total();
+  auto r = tls_session_.read(plain_[slot], plain_cap_[slot]);
   worker_->give_back(buffer);
   if (r.status == TlsStatus::kError) {
     release_chunk(kPlainId + slot);
     tls_failed();
     return;
   }
+  if (size_t added = tls_session_.out_total() - out_before; added > 0) {
+    queue_tls_output(added);
+    if (closing_) {
+      release_chunk(kPlainId + slot);
+      return;
+    }
+  }
   if (r.status == TlsStatus::kClosed) tls_closed_ = true;
+  // Inbound, what the client sent is the plaintext (metrics/tcp_stats.h).
+  if (h == kFromClient && r.bytes > 0) count_bytes(true, r.bytes);
   if (r.bytes == 0) {
     release_chunk(kPlainId + slot);
     if (tls_closed_)
@@ -369,10 +394,26 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
   run(h, half_[h].on_recv(static_cast<int>(r.bytes), kPlainId + slot));
 }
 
+void TcpForward::queue_tls_output(size_t added) noexcept {
+  // wolfSSL answered while reading (a KeyUpdate's reply, say): ciphertext
+  // in the session output that no write() put there. The encrypting half's
+  // sends drain that output, so it is that half's spill as write()'s output
+  // is: its sends go on until it is out (never stopping short of it, never
+  // sending more than the half counts in flight), and the source it reads
+  // from waits for it as for any spill (relay.h).
+  Half out = tls_in_ == kFromClient ? kFromUpstream : kFromClient;
+  // Past our close_notify nothing more may go (TLS 1.3 ends our direction
+  // there): it stays queued, unsent, and goes with the session.
+  if (half_[out].shutting_down()) return;
+  run(out, half_[out].on_spilled(static_cast<uint32_t>(added)));
+}
+
 Actions TcpForward::encrypt_queued(Half h) noexcept {
   RelayHalf& half = half_[h];
   size_t before = tls_session_.out_total();
   for (auto u = half.take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half.take_unsent()) {
+    // Inbound, what the client is sent is the plaintext (metrics/tcp_stats.h).
+    if (h == kFromUpstream) count_bytes(false, u.length);
     TlsStatus st = tls_session_.write(chunk_data(u.buffer) + u.offset, u.length);
     release_chunk(u.buffer);
     if (st != TlsStatus::kOk) {

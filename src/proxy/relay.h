@@ -112,7 +112,10 @@ class RelayHalf {
     return u;
   }
 
-  // The caller moved `bytes` into the spill after kSpill.
+  // The caller moved `bytes` into the spill after kSpill, or queued them
+  // for the destination itself (mesh TLS: what the session answers while
+  // reading). Either way they go before anything read later, and reading
+  // waits until they are sent.
   Actions on_spilled(uint32_t bytes) noexcept {
     spill_length_ += bytes;
     if (spilled_) return kNothing;  // a spill send is in flight and will go on
@@ -128,6 +131,9 @@ class RelayHalf {
   }
 
   bool done() const noexcept { return done_; }
+  // The destination's write side is being (or has been) shut: nothing more
+  // may be sent.
+  bool shutting_down() const noexcept { return shutdown_sent_; }
   // What kSend writes: from the spill when spilled(), else the front chunk.
   bool spilled() const noexcept { return spilled_; }
   uint32_t spill_offset() const noexcept { return spill_sent_; }

@@ -32,6 +32,7 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   error_ = TcpError::kNone;
   connecting_ = false;
   opened_ = false;
+  client_series_ = nullptr;
   timed_out_ = false;
   endpoint_active_ = false;
   attempts_ = 0;
@@ -53,6 +54,13 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
 
+// Inbound over mTLS, by the client's identity when the handshake proved one.
+metrics::TcpCounters<metrics::Counter>& TcpForward::worker_series() noexcept {
+  if (!mtls_counted_) return direction_stats();
+  if (client_series_ != nullptr) return *client_series_;
+  return worker_->stats().dir_mtls[static_cast<int>(direction_)];
+}
+
 // Counted under the dst service or the direction, and apart when the
 // connection goes over mutual TLS (decided by the first endpoint chosen,
 // or by the inbound handshake), so that every series keeps its opens and
@@ -64,16 +72,16 @@ void TcpForward::count_open() noexcept {
   if (set_)
     (mtls_counted_ ? set_->stats->tcp_mtls : set_->stats->tcp).opened.inc();
   else
-    (mtls_counted_ ? worker_->stats().dir_mtls[static_cast<int>(direction_)] : direction_stats()).opened.inc();
+    worker_series().opened.inc();
 }
 
+// Application bytes (see metrics/tcp_stats.h): the callers count plaintext.
 void TcpForward::count_bytes(bool read, uint64_t n) noexcept {
   if (set_) {
     auto& t = mtls_counted_ ? set_->stats->tcp_mtls : set_->stats->tcp;
     (read ? t.read_bytes : t.write_bytes).add(n);
   } else {
-    auto& t = mtls_counted_ ? worker_->stats().dir_mtls[static_cast<int>(direction_)]
-                            : static_cast<metrics::TcpCounters<metrics::Counter>&>(direction_stats());
+    auto& t = worker_series();
     (read ? t.read_bytes : t.write_bytes).add(n);
   }
 }
@@ -83,10 +91,7 @@ void TcpForward::count_close() noexcept {
   if (set_)
     (mtls_counted_ ? set_->stats->tcp_mtls : set_->stats->tcp).closed[static_cast<int>(error_)].inc();
   else
-    (mtls_counted_ ? worker_->stats().dir_mtls[static_cast<int>(direction_)]
-                   : static_cast<metrics::TcpCounters<metrics::Counter>&>(direction_stats()))
-        .closed[static_cast<int>(error_)]
-        .inc();
+    worker_series().closed[static_cast<int>(error_)].inc();
 }
 
 void TcpForward::connect_direct(const SocketAddr& target) noexcept {
@@ -240,9 +245,9 @@ void TcpForward::start_relay() noexcept {
   if (closing_) return;
   Actions a = half_[first].start();
   if (first_slot_ >= 0) {
-    // What detection read from the client, counted now that the series is
-    // known (ciphertext read later is counted as it arrives).
-    if (!tls_) count_bytes(true, first_len_);
+    // What detection read from the client, or what it sent with the end of
+    // its handshake (decrypted), counted now that the series is known.
+    if (first == kFromClient) count_bytes(true, first_len_);
     int id = kPlainId + first_slot_;
     first_slot_ = -1;
     a = (a & ~kRecv) | half_[first].on_recv(static_cast<int>(first_len_), id);
@@ -259,6 +264,7 @@ void TcpForward::start_relay() noexcept {
       close(TcpError::kClientReset, true, true);
       return;
     }
+    if (res > 0) count_bytes(true, static_cast<uint64_t>(res));  // (only ever the client's, in clear)
     a = (a & ~kRecv) | half_[first].on_recv(res, buffer);
   }
   run(first, a);
@@ -311,18 +317,19 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     close(TcpError::kClientReset, true, true);
     return;
   }
-  if (cqe.res > 0 && h == kFromClient) count_bytes(true, static_cast<uint64_t>(cqe.res));
   if (tls_ && h == tls_in_) {
-    on_tls_recv(cqe, buffer);
+    on_tls_recv(cqe, buffer);  // counts what it decrypts
     return;
   }
+  if (cqe.res > 0 && h == kFromClient) count_bytes(true, static_cast<uint64_t>(cqe.res));
   run(h, half_[h].on_recv(cqe.res, buffer));
 }
 
 void TcpForward::on_send(Half h, int res) noexcept {
   if (closing_) return;
   worker_->touch(this);
-  if (res > 0 && h == kFromUpstream) count_bytes(false, static_cast<uint64_t>(res));
+  // Ciphertext sent to a TLS client was counted as plaintext when encrypted.
+  if (res > 0 && h == kFromUpstream && !is_tls_dest(h)) count_bytes(false, static_cast<uint64_t>(res));
   int released = RelayHalf::kNoBuffer;
   bool was_spilled = half_[h].spilled();
   if (is_tls_dest(h) && res > 0) tls_session_.consume_out(static_cast<size_t>(res));

@@ -93,6 +93,8 @@ class TcpForward final : public io::OpOwner {
   void count_bytes(bool read, uint64_t n) noexcept;
   void count_close() noexcept;
   metrics::DirectionStats& direction_stats() noexcept;
+  // The worker's series this connection is counted in (when not balanced).
+  metrics::TcpCounters<metrics::Counter>& worker_series() noexcept;
   bool retry_elsewhere(int res) noexcept;
   void on_recv(Half h, const io_uring_cqe& cqe) noexcept;
   void on_send(Half h, int res) noexcept;
@@ -113,12 +115,14 @@ class TcpForward final : public io::OpOwner {
   void on_detect_recv(const io_uring_cqe& cqe, int buffer) noexcept;
   void after_detect(bool mesh_tls) noexcept;
   void on_handshake_recv(const io_uring_cqe& cqe, int buffer) noexcept;
-  transport::TlsStatus step_handshake() noexcept;
+  transport::TlsStatus step_handshake(size_t fed) noexcept;
   void after_handshake_step(transport::TlsStatus st) noexcept;
   void on_handshake_sent(int res) noexcept;
   void handshake_done() noexcept;
   void on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept;
   Actions encrypt_queued(Half h) noexcept;
+  // Ciphertext the session queued outside write() (while reading).
+  void queue_tls_output(size_t added) noexcept;
   // Queues close_notify towards the TLS socket; false when there is none to send.
   bool send_close_notify(Half h) noexcept;
   void end_tls() noexcept;
@@ -128,7 +132,8 @@ class TcpForward final : public io::OpOwner {
   // Chunks are ring buffers or this connection's plain buffers.
   char* chunk_data(int id) noexcept;
   void release_chunk(int id) noexcept;
-  int take_plain() noexcept;  // a free plain slot (allocated), or -1
+  // A free plain slot (allocated) for a read of `fed` bytes, or -1.
+  int take_plain(size_t fed) noexcept;
   void hold_first(int slot, uint32_t len) noexcept;
   int source_fd(Half h) const noexcept { return h == kFromClient ? client_fd_ : upstream_fd_; }
   int dest_fd(Half h) const noexcept { return h == kFromClient ? upstream_fd_ : client_fd_; }
@@ -162,6 +167,9 @@ class TcpForward final : public io::OpOwner {
   uint64_t tried_ = 0;                     // endpoints that failed this connection
   uint64_t connect_start_us_ = 0;
   std::shared_ptr<const discovery::EndpointSet> set_;  // when balanced: keeps the snapshot alive
+  // Inbound over mTLS: the series of the identity the client proved (null:
+  // unknown, or not inbound mTLS).
+  metrics::TcpCounters<metrics::Counter>* client_series_ = nullptr;
 
   Phase phase_ = Phase::kConnect;
   bool tls_ = false;  // the relay goes through tls_session_
@@ -171,6 +179,7 @@ class TcpForward final : public io::OpOwner {
   transport::TlsSession tls_session_;
   const transport::TlsContext* tls_ctx_ = nullptr;  // the session's context: the key of its resumption ticket
   char* plain_[2] = {nullptr, nullptr};             // decrypted chunks, or the bytes read while detecting
+  uint32_t plain_cap_[2] = {0, 0};                  // their sizes (Worker::take_plain)
   uint8_t plain_busy_ = 0;                          // bit per slot: held by a RelayHalf or as first_
   int first_slot_ = -1;                             // bytes to relay before the first read of the client half
   uint32_t first_len_ = 0;

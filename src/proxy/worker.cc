@@ -371,25 +371,45 @@ void Worker::release(TcpForward* c) noexcept {
 
 void Worker::buffer_taken(int) noexcept { stats_->buffers_in_use.inc(); }
 
+Worker::SparePool::~SparePool() {
+  for (int i = 0; i < count_; ++i) delete[] spare_[i];
+}
+
+char* Worker::SparePool::take(uint32_t size) noexcept {
+  return count_ > 0 ? spare_[--count_] : new (std::nothrow) char[size];
+}
+
+void Worker::SparePool::give(char* buffer) noexcept {
+  // Keep a few for the next taker; give the rest back to the system.
+  if (count_ < kKeep)
+    spare_[count_++] = buffer;
+  else
+    delete[] buffer;
+}
+
 char* Worker::take_spill() noexcept {
-  stats_->spills_in_use.inc();
-  if (!spare_spills_.empty()) {
-    char* s = spare_spills_.back().release();
-    spare_spills_.pop_back();
-    return s;
-  }
-  char* s = new (std::nothrow) char[spill_size()];
-  if (s == nullptr) stats_->spills_in_use.add(static_cast<uint64_t>(-1));
+  char* s = spills_.take(spill_size());
+  if (s != nullptr) stats_->spills_in_use.inc();
   return s;
 }
 
 void Worker::give_spill(char* spill) noexcept {
   stats_->spills_in_use.add(static_cast<uint64_t>(-1));
-  // Keep a few for the next slow reader; give the rest back to the system.
-  if (spare_spills_.size() < 16)
-    spare_spills_.emplace_back(spill);
-  else
-    delete[] spill;
+  spills_.give(spill);
+}
+
+char* Worker::take_plain(size_t fed, uint32_t* capacity) noexcept {
+  uint32_t full = plain_slot_size(buffers_.size());
+  bool small = fed <= kSmallPlainFed && small_plain_slot_size() < full;
+  *capacity = small ? small_plain_slot_size() : full;
+  char* p = (small ? small_plains_ : plains_).take(*capacity);
+  if (p != nullptr) stats_->plain_bytes_in_use.add(*capacity);
+  return p;
+}
+
+void Worker::give_plain(char* slot, uint32_t capacity) noexcept {
+  stats_->plain_bytes_in_use.add(-static_cast<uint64_t>(capacity));
+  (capacity == plain_slot_size(buffers_.size()) ? plains_ : small_plains_).give(slot);
 }
 
 void Worker::wake_buffer_waiters() noexcept {

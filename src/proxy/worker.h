@@ -18,6 +18,7 @@
 #include "io/ring.h"
 #include "metrics/tcp_stats.h"
 #include "policy/store.h"
+#include "proxy/buffer_sizes.h"
 #include "proxy/listener.h"
 #include "proxy/tcp_forward.h"
 #include "transport/session_cache.h"
@@ -66,12 +67,18 @@ class Worker final : public io::OpOwner {
   void give_back(int id) noexcept;
   // Spill buffers: a connection's own, taken only while its destination is
   // full (see relay.h), so the ring is never held hostage by a slow reader.
-  // Two ring buffers' worth, plus what TLS adds: a decrypted chunk may
-  // carry a record begun in an earlier buffer (TlsSession::read_capacity).
-  uint32_t spill_size() const noexcept { return 2 * (buffers_.size() + kTlsSlack); }
-  static constexpr uint32_t kTlsSlack = 16 * 1024 + 256;
+  // Two chunks' worth (buffer_sizes.h). Null when out of memory.
+  uint32_t spill_size() const noexcept { return proxy::spill_size(buffers_.size()); }
   char* take_spill() noexcept;
   void give_spill(char* spill) noexcept;
+  // Plain slots (mesh TLS): one decrypted read, or what detection read,
+  // held by a connection only until it is forwarded. Pools of their own, by
+  // what a read of `fed` bytes of ciphertext needs (buffer_sizes.h): small,
+  // or full (kAnyRead: a full one). *capacity is the slot's size. Null
+  // when out of memory.
+  static constexpr size_t kAnyRead = ~size_t{0};
+  char* take_plain(size_t fed, uint32_t* capacity) noexcept;
+  void give_plain(char* slot, uint32_t capacity) noexcept;
   void wait_for_buffer(TcpForward* c) noexcept { buffer_waiters_.push_back(c); }
   void accepted(Listener& listener, int fd) noexcept;
   void track_connecting(TcpForward* c) noexcept;
@@ -120,7 +127,25 @@ class Worker final : public io::OpOwner {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<TcpForward>> all_;  // every connection object ever made
   std::vector<TcpForward*> free_;
-  std::vector<std::unique_ptr<char[]>> spare_spills_;
+  // Buffers of one size, a few kept for reuse, the rest given back.
+  class SparePool {
+   public:
+    SparePool() = default;
+    SparePool(const SparePool&) = delete;
+    SparePool& operator=(const SparePool&) = delete;
+    ~SparePool();
+    char* take(uint32_t size) noexcept;
+    void give(char* buffer) noexcept;
+
+   private:
+    static constexpr int kKeep = 16;
+    char* spare_[kKeep] = {};
+    int count_ = 0;
+  };
+  SparePool spills_;
+  SparePool plains_;        // full plain slots
+  SparePool small_plains_;  // small ones
+
   uint32_t live_ = 0;                                              // connection objects in use (open or closing)
   IntrusiveList<TcpForward, &TcpForward::timer_link> waiting_;     // for discovery, by deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline

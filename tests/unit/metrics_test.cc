@@ -2,6 +2,8 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <string>
+#include <vector>
 
 #include "admin/endpoints.h"
 #include "admin/server.h"
@@ -76,4 +78,84 @@ TEST_CASE("admin: request heads") {
   REQUIRE(admin::parse_request_head("GET / x HTTP/1.1\r\n").error == 400);
   REQUIRE(admin::parse_request_head("GET /" + std::string(2000, 'a') + " HTTP/1.1\r\n").error == 414);
   REQUIRE(admin::parse_request_head(std::string("GET /\x01 HTTP/1.1\r\n")).error == 400);
+}
+
+TEST_CASE("metrics: client identities are interned up to a bound, then counted as other", "[client_id]") {
+  metrics::ClientIdStats c;
+  auto id = [](size_t i) { return "spiffe://mesh.test/ns/n/sa/client-" + std::to_string(i); };
+  std::vector<metrics::TcpCounters<metrics::Counter>*> seen;
+  for (size_t i = 0; i < metrics::ClientIdStats::kMaxIds; ++i) {
+    seen.push_back(&c.intern(id(i)));
+    REQUIRE(seen.back() != &c.other());
+    REQUIRE(c.size() == i + 1);
+    REQUIRE(c.id(i) == id(i));
+  }
+  // Known identities keep their counters, full or not; the same address
+  // each time (a connection keeps it).
+  for (size_t i = 0; i < metrics::ClientIdStats::kMaxIds; ++i) REQUIRE(&c.intern(id(i)) == seen[i]);
+  // Past the bound: other, and nothing more is kept.
+  REQUIRE(&c.intern(id(1000)) == &c.other());
+  REQUIRE(&c.intern("spiffe://mesh.test/one/more") == &c.other());
+  REQUIRE(c.size() == metrics::ClientIdStats::kMaxIds);
+  // A prefix or an extension of a known identity is another identity.
+  REQUIRE(&c.intern(id(1).substr(0, id(1).size() - 1)) == &c.other());
+  REQUIRE(&c.intern(id(1) + "x") == &c.other());
+
+  metrics::ClientIdStats fresh;
+  REQUIRE(&fresh.intern("") == &fresh.other());  // no identity is not one
+  REQUIRE(fresh.size() == 0);
+}
+
+TEST_CASE("metrics: inbound mTLS series carry client_id, summed over workers", "[client_id]") {
+  const char* argv[] = {"meshd", nullptr};
+  const char* envp[] = {nullptr};
+  auto loaded = config::load(1, argv, envp);
+  REQUIRE(loaded);
+  const std::string client = "spiffe://mesh.test/host/client";
+  metrics::WorkerStats a, b;
+  auto& ca = a.inbound_clients.intern(client);
+  ca.opened.add(2);
+  ca.closed[0].add(2);
+  ca.read_bytes.add(100);
+  ca.write_bytes.add(7);
+  auto& cb = b.inbound_clients.intern(client);
+  cb.opened.add(1);
+  cb.closed[static_cast<int>(metrics::TcpError::kUnauthorized)].inc();
+  // Worker b is full of others: a new identity counts as other there.
+  for (size_t i = 1; i < metrics::ClientIdStats::kMaxIds; ++i)
+    b.inbound_clients.intern("spiffe://mesh.test/host/h" + std::to_string(i));
+  b.inbound_clients.intern("spiffe://mesh.test/host/late").opened.add(4);
+  // A failed handshake: mTLS, identity unknown.
+  a.dir_mtls[static_cast<int>(metrics::Direction::kInbound)].opened.inc();
+  a.dir_mtls[static_cast<int>(metrics::Direction::kInbound)].closed[0].inc();
+
+  std::vector<proxy::ListenerSpec> specs;
+  std::atomic<bool> ready{true}, draining{false};
+  admin::ProxyView view{&loaded->config, &specs, {&a, &b}, &ready, &draining};
+  std::string text = admin::render_metrics(view);
+  const std::string labels = "direction=\"inbound\",tls=\"true\",client_id=\"" + client + "\"";
+  REQUIRE(text.find("tcp_open_total{" + labels + "} 3\n") != std::string::npos);
+  REQUIRE(text.find("tcp_open_connections{" + labels + "} 0\n") != std::string::npos);
+  REQUIRE(text.find("tcp_close_total{" + labels + ",classification=\"success\"} 2\n") != std::string::npos);
+  REQUIRE(text.find("tcp_close_total{" + labels + ",classification=\"failure\",error=\"unauthorized\"} 1\n") !=
+          std::string::npos);
+  REQUIRE(text.find("tcp_read_bytes_total{" + labels + "} 100\n") != std::string::npos);
+  REQUIRE(text.find("tcp_write_bytes_total{" + labels + "} 7\n") != std::string::npos);
+  REQUIRE(text.find("tcp_open_total{direction=\"inbound\",tls=\"true\",client_id=\"other\"} 4\n") != std::string::npos);
+  REQUIRE(text.find("client_id=\"spiffe://mesh.test/host/late\"") == std::string::npos);
+  REQUIRE(text.find("client_id=\"spiffe://mesh.test/host/h99\"} 0\n") != std::string::npos);
+  // Outbound and plain inbound series never carry it.
+  REQUIRE(text.find("direction=\"outbound\",client_id") == std::string::npos);
+  REQUIRE(text.find("tcp_open_total{direction=\"inbound\",client_id") == std::string::npos);
+  // /status.json's inbound totals include every client's connections.
+  std::string status = admin::render_status(view);
+  INFO(status);
+  REQUIRE(status.find("\"inbound\":{\"open\":4,\"opened_total\":8,\"closed_total\":4") != std::string::npos);
+  REQUIRE(status.find("\"read_bytes_total\":100,\"write_bytes_total\":7") != std::string::npos);
+
+  // No worker past its bound: no other series at all.
+  metrics::WorkerStats c;
+  c.inbound_clients.intern(client).opened.inc();
+  admin::ProxyView one{&loaded->config, &specs, {&c}, &ready, &draining};
+  REQUIRE(admin::render_metrics(one).find("client_id=\"other\"") == std::string::npos);
 }

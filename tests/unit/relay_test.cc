@@ -168,3 +168,24 @@ TEST_CASE("relay: a zero-byte send is a failure, not a loop") {
   int released = -2;
   REQUIRE(h.on_send(0, &released) == kFailDest);
 }
+
+TEST_CASE("relay: bytes queued for the destination unasked (a TLS reply) go first, and hold reading") {
+  // mesh_tls.cc: wolfSSL answers a KeyUpdate while reading the other
+  // direction; the encrypting half accounts the ciphertext as its spill.
+  RelayHalf h;
+  REQUIRE(h.start() == kRecv);  // idle: a read in flight, nothing to send
+  REQUIRE(h.on_spilled(40) == kSend);
+  REQUIRE(h.spilled());
+  REQUIRE(h.spill_length() == 40);
+  // The read in flight lands behind them, and no further read starts.
+  REQUIRE(h.on_recv(100, 1) == kSpill);
+  REQUIRE(h.take_unsent().length == 100);
+  REQUIRE(h.on_spilled(122) == kNothing);  // its ciphertext, behind the reply
+  int released = -2;
+  REQUIRE(h.on_send(40, &released) == kSend);  // every byte accounted: the send goes on
+  REQUIRE(h.on_send(122, &released) == kRecv);
+  REQUIRE_FALSE(h.spilled());
+  // Once the destination is being shut, nothing more may be queued.
+  REQUIRE(h.on_recv(0, RelayHalf::kNoBuffer) == kShutdown);
+  REQUIRE(h.shutting_down());
+}

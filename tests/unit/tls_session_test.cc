@@ -489,6 +489,32 @@ TEST_CASE("tls: ALPN other than the mesh's is refused", "[tls]") {
   }
 }
 
+TEST_CASE("tls: reading a KeyUpdate queues a reply outside write()", "[tls]") {
+  // The proxy sends what read() queues as the encrypting half's output
+  // (mesh_tls.cc, queue_tls_output): this is the case that needs it.
+  RawClient c(pki().root_der, &pki().client, "meshd/1");
+  Peer s;
+  start(s, context(pki().server, Role::kServer));
+  connect_raw(c, s);
+  REQUIRE(s.tls.handshake_done());
+  REQUIRE(s.tls.out_total() == 0);
+  REQUIRE(wolfSSL_update_keys(c.ssl) == WOLFSSL_SUCCESS);  // update_requested
+  REQUIRE(wolfSSL_write(c.ssl, "ping", 4) == 4);
+  std::string wire;
+  wire.swap(c.out);
+  s.deliver(wire, wire.size());
+  CHECK(s.received == "ping");
+  CHECK(s.tls.out_total() > 0);  // nothing written: the KeyUpdate's answer
+  // The client takes it, and data goes on both ways under the new keys.
+  c.in += s.take_output();
+  REQUIRE(s.tls.write("pong", 4) == TlsStatus::kOk);
+  c.in += s.take_output();
+  char buf[16];
+  int n = wolfSSL_read(c.ssl, buf, sizeof buf);
+  REQUIRE(n == 4);
+  CHECK(std::string(buf, 4) == "pong");
+}
+
 TEST_CASE("tls: close_notify ends one direction; the other keeps going", "[tls]") {
   Peer c, s;
   start(c, context(pki().client, Role::kClient));
