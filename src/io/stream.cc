@@ -26,12 +26,14 @@ bool wait_for(int fd, short events, Stream::Clock::time_point deadline) {
   }
 }
 
+}  // namespace
+
 std::string ms_text(uint64_t ms) {
   if (ms % 1000 == 0) return std::to_string(ms / 1000) + "s";
   return std::to_string(ms) + "ms";
 }
 
-}  // namespace
+bool Stream::wait(short events) const { return wait_for(fd_, events, deadline_); }
 
 std::string errno_text(int err) {
   std::string s = std::strerror(err);

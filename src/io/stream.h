@@ -2,7 +2,7 @@
 // worker), whose connect, sends and
 // reads all share one deadline, so no command can hang on a peer that
 // accepts and then says nothing. Used for the proxy's admin endpoint (HTTP)
-// and the controller's API (framed protobuf).
+// the controller's API (framed protobuf) and the Kubernetes API (TLS).
 #pragma once
 
 #include <chrono>
@@ -31,6 +31,11 @@ class Stream {
   // Some bytes into buf (0: the peer closed), or why not (timed out, failed).
   std::expected<size_t, std::string> recv_some(char* buf, size_t cap);
   std::string timeout_text() const;
+  // Waits until the socket is ready for `events` (POLLIN, POLLOUT), for
+  // callers that drive it themselves (a TLS library); false once the
+  // deadline has passed (errno ETIMEDOUT) or poll failed.
+  bool wait(short events) const;
+  int fd() const { return fd_; }
 
  private:
   Stream(int fd, Clock::time_point deadline, uint64_t timeout_ms)
@@ -42,5 +47,7 @@ class Stream {
 
 // strerror() with its first letter lowered, to sit inside a sentence.
 std::string errno_text(int err);
+// A timeout as an operator writes it: "2s", "250ms".
+std::string ms_text(uint64_t ms);
 
 }  // namespace meshd::io
