@@ -23,12 +23,28 @@ Parsed<AdminTarget> resolve_controller_target(std::string_view flag_value) {
   return parse_admin_target("127.0.0.1:4190");
 }
 
+void ControllerFlags::add_to(FlagParser& flags) {
+  flags.value("--controller", "", &controller).value("--trust-anchors", "", &trust_anchors);
+}
+
 std::expected<proto::Response, int> call_controller(const Io& io, std::string_view command,
-                                                    const std::string& controller_flag, uint64_t timeout_ms,
+                                                    const ControllerFlags& controller, uint64_t timeout_ms,
                                                     const proto::Request& request) {
-  auto target = resolve_controller_target(controller_flag);
+  auto target = resolve_controller_target(controller.controller);
   if (!target) return std::unexpected(usage_error(io, command, target.error()));
-  auto resp = discovery::controller_call(target->addr, target->text, request, timeout_ms);
+  std::string anchors = controller.trust_anchors;
+  std::string anchors_source = "--trust-anchors";
+  if (const char* env = std::getenv("MESHD_TRUST_ANCHORS"); anchors.empty() && env != nullptr) {
+    anchors = env;
+    anchors_source = "MESHD_TRUST_ANCHORS";
+  }
+  discovery::ControlTls tls;
+  if (!anchors.empty()) {
+    auto loaded = discovery::ControlTls::from_file(anchors, {});
+    if (!loaded) return std::unexpected(usage_error(io, command, anchors_source + ": " + loaded.error()));
+    tls = std::move(*loaded);
+  }
+  auto resp = discovery::controller_call(target->addr, target->text, request, timeout_ms, tls);
   if (!resp) {
     fprintf(io.err, "meshd-ctl: %s\n", resp.error().c_str());
     return std::unexpected(kExitFailure);
@@ -43,11 +59,12 @@ std::expected<proto::Response, int> call_controller(const Io& io, std::string_vi
 int run_controller_query(std::span<const std::string_view> args, const Io& io, std::string_view command,
                          std::string_view help, void (*request_kind)(proto::Request*),
                          std::string (*render)(const proto::Response&, bool json)) {
-  std::string controller_flag, output = "text", timeout_text;
+  ControllerFlags controller;
+  std::string output = "text", timeout_text;
   bool show_help = false, timeout_seen = false;
   FlagParser flags;
-  flags.value("--controller", "", &controller_flag)
-      .value("--output", "-o", &output)
+  controller.add_to(flags);
+  flags.value("--output", "-o", &output)
       .value("--timeout", "", &timeout_text, &timeout_seen)
       .toggle("--help", "-h", &show_help);
   auto usage = [&](const std::string& m) { return usage_error(io, command, m); };
@@ -64,7 +81,7 @@ int run_controller_query(std::span<const std::string_view> args, const Io& io, s
   proto::Request req;
   req.set_id(1);
   request_kind(&req);
-  auto resp = call_controller(io, command, controller_flag, *timeout, req);
+  auto resp = call_controller(io, command, controller, *timeout, req);
   if (!resp) return resp.error();
   write_all(io.out, render(*resp, output == "json"));
   return kExitOk;

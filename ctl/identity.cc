@@ -39,6 +39,7 @@ namespace id = meshd::identity;
 constexpr std::string_view kIdentityHelp =
     "Usage: meshd-ctl identity init --trust-domain TD --dir DIR [flags]\n"
     "       meshd-ctl identity token (--host NAME --trust-domain TD | --identity ID) [flags]\n"
+    "       meshd-ctl identity revoke (TOKEN | TOKEN-ID) [--dir DIR] [--controller HOST:PORT]\n"
     "       meshd-ctl identity inspect FILE\n"
     "\n"
     "init creates the mesh certificate authority in DIR (made 0700 if new):\n"
@@ -60,6 +61,7 @@ constexpr std::string_view kIdentityHelp =
     "  --force             overwrite existing files\n"
     "\n"
     "token prints a join token for one identity (see meshd-ctl identity token --help).\n"
+    "revoke makes every controller replica refuse one (see meshd-ctl identity revoke --help).\n"
     "\n"
     "inspect prints each certificate in FILE (PEM, or one DER certificate):\n"
     "its identity or common name, validity, CA flag, serial and fingerprint.\n"
@@ -369,7 +371,7 @@ int run_inspect(std::span<const std::string_view> args, const Io& io) {
 }  // namespace
 
 int run_identity(std::span<const std::string_view> args, const Io& io) {
-  if (args.empty()) return usage_error(io, "identity", "expected init, token or inspect");
+  if (args.empty()) return usage_error(io, "identity", "expected init, token, revoke or inspect");
   std::string_view sub = args[0];
   if (sub == "--help" || sub == "-h" || sub == "help") {
     write_all(io.out, kIdentityHelp);
@@ -378,7 +380,9 @@ int run_identity(std::span<const std::string_view> args, const Io& io) {
   if (sub == "init") return run_init(args.subspan(1), io);
   if (sub == "inspect") return run_inspect(args.subspan(1), io);
   if (sub == "token") return run_identity_token(args.subspan(1), io);
-  return usage_error(io, "identity", "unknown subcommand '" + std::string(sub) + "' (expected init, token or inspect)");
+  if (sub == "revoke") return run_identity_revoke(args.subspan(1), io);
+  return usage_error(io, "identity",
+                     "unknown subcommand '" + std::string(sub) + "' (expected init, token, revoke or inspect)");
 }
 
 }  // namespace meshd::ctl

@@ -32,7 +32,8 @@ constexpr Command kCommands[] = {
     {"register", "add an endpoint to a service in the controller's registry", meshd::ctl::run_register},
     {"deregister", "remove an endpoint from the controller's registry", meshd::ctl::run_deregister},
     {"members", "the controller replicas a controller gossips with, and their state", meshd::ctl::run_members},
-    {"identity", "the mesh CA's files (init) and what a certificate file holds (inspect)", meshd::ctl::run_identity},
+    {"identity", "the mesh CA's files (init), join tokens (token, revoke), a certificate file (inspect)",
+     meshd::ctl::run_identity},
 };
 
 const Command* find_command(std::string_view name) {

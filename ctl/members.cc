@@ -20,6 +20,7 @@ constexpr std::string_view kHelp =
     "refute a suspicion), gossip address, and since when it has been in that\n"
     "state, as that controller saw it. '*' marks the controller that answered.\n"
     "\n"
+    "  --trust-anchors FILE    the mesh's CA: TLS to a verified controller (default $MESHD_TRUST_ANCHORS)\n"
     "  --controller HOST:PORT  the controller's API (default $MESHD_CONTROLLER, else 127.0.0.1:4190)\n"
     "  -o, --output FORMAT     text (default) or json\n"
     "  --timeout DURATION      give up after this long (default 2s)\n";

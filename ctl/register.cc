@@ -28,6 +28,7 @@ constexpr std::string_view kRegisterHelp =
     "  --identity URI          the spiffe:// identity the endpoint presents\n"
     "  --meshed                the endpoint runs meshd inbound\n"
     "  --label KEY=VALUE[,..]  labels (zone, version, ...)\n"
+    "  --trust-anchors FILE    the mesh's CA: TLS to a verified controller (default $MESHD_TRUST_ANCHORS)\n"
     "  --controller HOST:PORT  the controller's API (default $MESHD_CONTROLLER, else 127.0.0.1:4190)\n"
     "  --timeout DURATION      give up after this long (default 2s)\n";
 
@@ -43,9 +44,9 @@ std::string default_owner() {
   return std::string("api:") + host;
 }
 
-int call(const Io& io, std::string_view command, const std::string& controller_flag, uint64_t timeout_ms,
+int call(const Io& io, std::string_view command, const ControllerFlags& controller, uint64_t timeout_ms,
          const proto::Request& req, const std::string& what) {
-  auto resp = call_controller(io, command, controller_flag, timeout_ms, req);
+  auto resp = call_controller(io, command, controller, timeout_ms, req);
   if (!resp) return resp.error();
   fprintf(io.out, "%s (%u change%s)\n", what.c_str(), resp->ack().applied(), resp->ack().applied() == 1 ? "" : "s");
   return kExitOk;
@@ -54,11 +55,12 @@ int call(const Io& io, std::string_view command, const std::string& controller_f
 }  // namespace
 
 int run_register(std::span<const std::string_view> args, const Io& io) {
-  std::string controller_flag, timeout_text, owner = default_owner(), lease_text, weight_text, identity, labels;
+  ControllerFlags controller;
+  std::string timeout_text, owner = default_owner(), lease_text, weight_text, identity, labels;
   bool help = false, meshed = false, timeout_seen = false, lease_seen = false, weight_seen = false;
   FlagParser flags;
-  flags.value("--controller", "", &controller_flag)
-      .value("--timeout", "", &timeout_text, &timeout_seen)
+  controller.add_to(flags);
+  flags.value("--timeout", "", &timeout_text, &timeout_seen)
       .value("--owner", "", &owner)
       .value("--lease", "", &lease_text, &lease_seen)
       .value("--weight", "", &weight_text, &weight_seen)
@@ -106,18 +108,17 @@ int run_register(std::span<const std::string_view> args, const Io& io) {
     if (eq == std::string::npos || eq == 0) return usage("--label: expected KEY=VALUE, not '" + kv + "'");
     (*ep->mutable_labels())[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
-  return call(io, "register", controller_flag, *timeout, req,
+  return call(io, "register", controller, *timeout, req,
               "registered " + addr->str() + " in " + std::string((*pos)[0]) + " as " + owner);
 }
 
 int run_deregister(std::span<const std::string_view> args, const Io& io) {
-  std::string controller_flag, timeout_text, owner;
+  ControllerFlags controller;
+  std::string timeout_text, owner;
   bool help = false, timeout_seen = false;
   FlagParser flags;
-  flags.value("--controller", "", &controller_flag)
-      .value("--timeout", "", &timeout_text, &timeout_seen)
-      .value("--owner", "", &owner)
-      .toggle("--help", "-h", &help);
+  controller.add_to(flags);
+  flags.value("--timeout", "", &timeout_text, &timeout_seen).value("--owner", "", &owner).toggle("--help", "-h", &help);
   auto usage = [&io](const std::string& m) { return usage_error(io, "deregister", m); };
   auto pos = flags.parse(args);
   if (!pos) return usage(pos.error());
@@ -134,7 +135,7 @@ int run_deregister(std::span<const std::string_view> args, const Io& io) {
   d->set_owner(owner);
   d->set_service(std::string((*pos)[0]));
   d->set_endpoint(std::string((*pos)[1]));
-  return call(io, "deregister", controller_flag, *timeout, req,
+  return call(io, "deregister", controller, *timeout, req,
               "deregistered " + std::string((*pos)[1]) + " from " + std::string((*pos)[0]));
 }
 

@@ -15,6 +15,7 @@ constexpr std::string_view kHelp =
     "Lists the services a meshd-controller knows: name, ports, protocol,\n"
     "virtual addresses, how many endpoints, and who defined it.\n"
     "\n"
+    "  --trust-anchors FILE    the mesh's CA: TLS to a verified controller (default $MESHD_TRUST_ANCHORS)\n"
     "  --controller HOST:PORT  the controller's API (default $MESHD_CONTROLLER, else 127.0.0.1:4190)\n"
     "  -o, --output FORMAT     text (default) or json\n"
     "  --timeout DURATION      give up after this long (default 2s)\n";

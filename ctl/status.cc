@@ -144,7 +144,7 @@ std::string memory_text(const JsonValue& doc) {
   return s.empty() ? "?" : s;
 }
 
-// "10.0.0.5:4190 fresh, connected 3m2s, last update 4s ago, 12 destinations"
+// "10.0.0.5:4190 fresh, TLS, connected 3m2s, last update 4s ago, 12 destinations"
 // or why not; "none" when the proxy runs without a controller.
 std::string controller_text(const JsonValue& doc, double now_unix_s) {
   const JsonValue& c = doc["controller"];
@@ -161,6 +161,9 @@ std::string controller_text(const JsonValue& doc, double now_unix_s) {
     if (auto e = c["last_error"].as_string(); e && !e->empty()) s += ": " + std::string(*e);
   } else {
     s += " " + state;
+    // Whether the registry (and the certificates) come from a verified
+    // controller, or in clear from whoever answers at that address.
+    if (auto tls = c["tls"].as_bool()) s += *tls ? ", TLS" : ", plaintext";
     if (auto since = uint_of(c["connected_since_unix_ms"]))
       s += ", connected " + format_uptime(now_unix_s - static_cast<double>(*since) / 1000.0);
   }

@@ -68,7 +68,7 @@ void render_discovery_metrics(metrics::PrometheusWriter& w, const discovery::Dis
 void write_controller_status(JsonWriter& j, const discovery::DiscoveryClient& client) {
   auto st = client.status();
   j.key("controller").begin_object();
-  j.field("address", st.controller).field("connected", st.connected);
+  j.field("address", st.controller).field("connected", st.connected).field("tls", st.tls);
   j.field("connected_since_unix_ms", st.connected_since_unix_ms);
   j.field("last_update_unix_ms", st.last_update_unix_ms);
   j.field("state", st.connected ? (st.stale ? "stale" : "fresh") : "disconnected");

@@ -26,6 +26,7 @@
 #include "discovery/resolver.h"
 #include "identity/agent.h"
 #include "identity/files.h"
+#include "identity/spiffe.h"
 #include "io/socket.h"
 #include "metrics/process.h"
 #include "policy/store.h"
@@ -176,9 +177,23 @@ int run(int argc, char** argv) {
     resolver = std::make_unique<discovery::Resolver>();
     shared.resolver = resolver.get();
   }
+  // With the mesh's trust anchor, every stream to the controllers is TLS to
+  // a certificate naming spiffe://TRUST-DOMAIN/controller (the join token
+  // and the registry never cross in clear).
+  std::vector<std::string> anchors;
+  discovery::ControlTls control_tls;
+  if (!config.trust_anchors_file.empty()) {
+    auto anchor_certs = identity::load_anchors(config.trust_anchors_file);
+    if (!anchor_certs) die(2, "invalid --trust-anchors: " + anchor_certs.error());
+    anchors = std::move(*anchor_certs);
+    auto tls = discovery::ControlTls::from_anchors(anchors, std::string(identity::trust_domain_of(config.identity)));
+    if (!tls) die(2, "invalid --trust-anchors: " + tls.error());
+    control_tls = std::move(*tls);
+  }
   std::unique_ptr<discovery::DiscoveryClient> discovery;
   if (!config.controllers.empty()) {
     discovery::ClientOptions o;
+    o.tls = control_tls;
     o.controllers = config.controllers;
     o.resolver = resolver.get();
     o.evict_after_ms = config.discovery_evict_ms;
@@ -190,13 +205,12 @@ int run(int argc, char** argv) {
   // proxy's key, and keeps it renewed; mTLS uses whatever it holds now.
   std::unique_ptr<identity::Agent> identity_agent;
   if (!config.trust_anchors_file.empty()) {
-    auto anchors = identity::load_anchors(config.trust_anchors_file);
-    if (!anchors) die(2, "invalid --trust-anchors: " + anchors.error());
     identity::AgentOptions o;
     o.controllers = config.controllers;
     o.resolver = resolver.get();
     o.identity = config.identity;
-    o.anchors_der = std::move(*anchors);
+    o.anchors_der = anchors;
+    o.control = control_tls;
     o.token_file = config.identity_token_file;
     if (!o.token_file.empty())
       if (auto t = identity::read_small_file(o.token_file, 4096)) o.token = std::move(*t);
@@ -326,7 +340,7 @@ int run(int argc, char** argv) {
   std::vector<discovery::Registration> registrations;
   for (const auto& r : config.registrations) registrations.push_back({r.service, r.port});
   discovery::Registrar registrar(config.controllers, resolver.get(), std::move(registrations), config.register_lease_ms,
-                                 identity_agent ? config.identity : std::string());
+                                 identity_agent ? config.identity : std::string(), control_tls);
   registrar.start();
 
   std::string where;

@@ -23,6 +23,8 @@
 #include "controller/api_server.h"
 #include "controller/controller.h"
 #include "controller/gossip/gossip.h"
+#include "controller/own_certificate.h"
+#include "controller/token_review.h"
 #include "io/socket.h"
 #include "metrics/process.h"
 #include "transport/tls_context.h"
@@ -78,7 +80,25 @@ constexpr const char* kUsage =
     "  --trust-domain NAME    the mesh's SPIFFE trust domain; other identities are refused\n"
     "                         (env MESHD_CONTROLLER_TRUST_DOMAIN)\n"
     "  --cert-ttl DURATION    lifetime of workload certificates (default 24h, 5s to 366d;\n"
-    "                         proxies renew at about 70% of it; env MESHD_CONTROLLER_CERT_TTL)\n";
+    "                         proxies renew at about 70% of it; env MESHD_CONTROLLER_CERT_TTL)\n"
+    "  With the CA, pods may ask with their Kubernetes service-account token, which the\n"
+    "  API server reviews (TokenReview): system:serviceaccount:NS:SA is granted\n"
+    "  spiffe://TRUST-DOMAIN/ns/NS/sa/SA. On by default inside a pod; the controller's\n"
+    "  service account needs the ClusterRole system:auth-delegator.\n"
+    "  --kube-api URL         the API server, https://HOST[:PORT] (default in a pod:\n"
+    "                         https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT; 'off' to\n"
+    "                         refuse pod tokens; env MESHD_CONTROLLER_KUBE_API)\n"
+    "  --kube-ca FILE         its CA (default /var/run/secrets/kubernetes.io/serviceaccount/ca.crt;\n"
+    "                         env MESHD_CONTROLLER_KUBE_CA)\n"
+    "  --kube-token-file FILE the controller's own service-account token, re-read when it changes\n"
+    "                         (default /var/run/secrets/kubernetes.io/serviceaccount/token;\n"
+    "                         env MESHD_CONTROLLER_KUBE_TOKEN_FILE)\n"
+    "  --kube-audience AUD,.. audiences a pod's token must be for (default: the API server's;\n"
+    "                         env MESHD_CONTROLLER_KUBE_AUDIENCE)\n"
+    "  With the CA, the API also speaks TLS, with a certificate for\n"
+    "  spiffe://TRUST-DOMAIN/controller that the controller issues itself; clients verify it\n"
+    "  against ca.crt (meshd --trust-anchors, meshd-ctl --trust-anchors / MESHD_TRUST_ANCHORS).\n"
+    "  Certificates and token revocations are served only over TLS; discovery also in clear.\n";
 
 int fail(int code, const std::string& message) {
   std::fprintf(stderr, "meshd-controller: %s\n", message.c_str());
@@ -88,6 +108,17 @@ int fail(int code, const std::string& message) {
 std::string env_or(const char* name, const char* fallback) {
   const char* v = std::getenv(name);
   return v != nullptr && *v != '\0' ? v : fallback;
+}
+
+// The API server as a pod sees it (what client-go's in-cluster config reads);
+// empty outside Kubernetes.
+std::string in_cluster_api() {
+  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
+  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
+  if (host == nullptr || *host == '\0' || port == nullptr || *port == '\0') return {};
+  std::string h = host;
+  if (h.find(':') != std::string::npos) h = "[" + h + "]";
+  return "https://" + h + ":" + port;
 }
 
 std::string host_name() {
@@ -202,6 +233,11 @@ int main(int argc, char** argv) {
   std::string identity_dir = env_or("MESHD_CONTROLLER_IDENTITY_DIR", "");
   std::string trust_domain = env_or("MESHD_CONTROLLER_TRUST_DOMAIN", "");
   std::string cert_ttl = env_or("MESHD_CONTROLLER_CERT_TTL", "24h");
+  const std::string sa_dir(controller::kServiceAccountDir);
+  std::string kube_api = env_or("MESHD_CONTROLLER_KUBE_API", "");
+  std::string kube_ca = env_or("MESHD_CONTROLLER_KUBE_CA", (sa_dir + "/ca.crt").c_str());
+  std::string kube_token_file = env_or("MESHD_CONTROLLER_KUBE_TOKEN_FILE", (sa_dir + "/token").c_str());
+  std::string kube_audience = env_or("MESHD_CONTROLLER_KUBE_AUDIENCE", "");
   bool help = false, version = false;
   std::vector<std::string_view> args(argv + 1, argv + argc);
   FlagParser flags;
@@ -220,6 +256,10 @@ int main(int argc, char** argv) {
       .value("--identity-dir", "", &identity_dir)
       .value("--trust-domain", "", &trust_domain)
       .value("--cert-ttl", "", &cert_ttl)
+      .value("--kube-api", "", &kube_api)
+      .value("--kube-ca", "", &kube_ca)
+      .value("--kube-token-file", "", &kube_token_file)
+      .value("--kube-audience", "", &kube_audience)
       .toggle("--help", "-h", &help)
       .toggle("--version", "", &version);
   auto rest = flags.parse(args);
@@ -258,6 +298,11 @@ int main(int argc, char** argv) {
   }
 
   if (identity_dir.empty() && !trust_domain.empty()) return fail(2, "--trust-domain needs --identity-dir");
+  // Asked for by name, TokenReview must work; found in the environment of a
+  // pod, it is tried, and pod tokens are refused (with a warning) if not.
+  const bool kube_explicit = !kube_api.empty() && kube_api != "off";
+  if (kube_explicit && identity_dir.empty()) return fail(2, "--kube-api needs --identity-dir");
+  if (kube_api.empty()) kube_api = in_cluster_api();
   controller::CertifierOptions ca_options;
   if (!identity_dir.empty()) {
     if (trust_domain.empty()) return fail(2, "--identity-dir needs --trust-domain");
@@ -285,6 +330,27 @@ int main(int argc, char** argv) {
     if (!c) return fail(1, c.error());
     certifier = std::move(*c);
     api.set_certifier(certifier.get());
+    if (!kube_api.empty() && kube_api != "off") {
+      controller::TokenReviewOptions review{kube_api, kube_ca, kube_token_file, split_list(kube_audience),
+                                            trust_domain};
+      auto verifier = controller::TokenReviewVerifier::create(std::move(review));
+      if (!verifier && kube_explicit) return fail(1, "TokenReview: " + verifier.error());
+      if (!verifier) {
+        LOG_WARN("meshd-controller", "TokenReview is off, pods' service-account tokens will be refused: %s",
+                 verifier.error().c_str());
+      } else {
+        LOG_INFO("meshd-controller", "pods' service-account tokens are reviewed by %s", kube_api.c_str());
+        certifier->set_pod_verifier(std::move(*verifier));
+      }
+    }
+  }
+  // With the CA comes the controller's own certificate: the API is TLS only.
+  std::optional<controller::OwnCertificate> own_cert;
+  if (certifier) {
+    own_cert.emplace(certifier.get());
+    auto tls = own_cert->refresh(unix_ms() / 1000);
+    if (!tls) return fail(1, tls.error());
+    api.set_tls(std::move(*tls));
   }
   admin::Server admin_server;
   if (admin_addr) {
@@ -312,6 +378,12 @@ int main(int argc, char** argv) {
 
   // The registry file is checked every tick; a change applies within one.
   api.run(stop_fd, 250, [&] {
+    if (own_cert) {
+      if (auto tls = own_cert->refresh(unix_ms() / 1000); !tls)
+        LOG_ERROR("meshd-controller", "%s; the API keeps its current certificate", tls.error().c_str());
+      else if (*tls != nullptr)
+        api.set_tls(std::move(*tls));
+    }
     auto changes = ctl.poll_file(unix_ms());
     if (!changes)
       LOG_ERROR("meshd-controller", "%s; keeping the last good registry", changes.error().c_str());

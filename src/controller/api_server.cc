@@ -119,7 +119,28 @@ void ApiServer::read_from(Client& c) {
     return;
   }
   if (n < 0) return;
-  c.decoder.feed(std::string_view(buf, static_cast<size_t>(n)));
+  std::string_view bytes(buf, static_cast<size_t>(n));
+  if (!c.started) {
+    c.started = true;
+    if (auto ok = start_stream(c, bytes); !ok) {
+      drop(c, ok.error());
+      return;
+    }
+  }
+  if (!c.tls) {
+    c.decoder.feed(bytes);
+  } else {
+    plain_.clear();
+    auto ok = c.tls->received(bytes, &plain_, &c.out);
+    write_to(c);  // handshake flights, or the alert that ends it
+    if (!ok) {
+      stats_->streams_closed_bad_input.inc();
+      drop(c, ok.error());
+      return;
+    }
+    c.decoder.feed(plain_);
+    if (plain_.capacity() > (1u << 20)) std::string().swap(plain_);  // a burst does not stay
+  }
   proto::Request req;
   while (!c.closing && c.decoder.next_message(&req)) {
     handle(c, req);
@@ -129,6 +150,18 @@ void ApiServer::read_from(Client& c) {
     stats_->streams_closed_bad_input.inc();
     drop(c, c.decoder.error());
   }
+  if (c.tls && c.tls->peer_closed()) c.closing = true;
+}
+
+Parsed<void> ApiServer::start_stream(Client& c, std::string_view first) {
+  if (tls_ == nullptr) return {};  // plaintext, as this controller has no certificate
+  // Every TLS record, the ClientHello included, starts with content type 22.
+  if (first.front() != 0x16) {
+    LOG_DEBUG("api", "stream from %s is plaintext: discovery only, no certificates", c.peer.c_str());
+    return {};
+  }
+  c.tls = std::make_unique<transport::StreamTls>();
+  return c.tls->start(tls_, nullptr, &c.out);
 }
 
 void ApiServer::write_to(Client& c) {
@@ -154,19 +187,28 @@ void ApiServer::write_to(Client& c) {
 void ApiServer::send(Client& c, const proto::Response& resp) {
   if (c.closing) return;
   if (!resp.error().empty()) stats_->requests_refused.inc();
-  proto::append_frame(resp, &c.out);
-  if (c.out.size() - c.sent > kMaxQueuedBytes) {
-    stats_->streams_closed_slow.inc();
-    drop(c, "it does not read what it is sent (" + std::to_string(c.out.size() - c.sent) + " bytes queued)");
+  std::string frame;
+  proto::append_frame(resp, &frame);
+  send_frame(c, frame, {});
+}
+
+void ApiServer::queue(Client& c, std::string_view header, std::string_view body) {
+  if (!c.tls) {
+    c.out.append(header);
+    c.out.append(body);
     return;
   }
-  write_to(c);
+  // One record for the frame, not one for its header and one for its body.
+  frame_.assign(header);
+  frame_.append(body);
+  if (auto ok = c.tls->send(frame_, &c.out); !ok) drop(c, ok.error());
+  if (frame_.capacity() > (1u << 20)) std::string().swap(frame_);
 }
 
 void ApiServer::send_frame(Client& c, std::string_view header, std::string_view body) {
   if (c.closing) return;
-  c.out.append(header);
-  c.out.append(body);
+  queue(c, header, body);
+  if (c.closing) return;
   if (c.out.size() - c.sent > kMaxQueuedBytes) {
     stats_->streams_closed_slow.inc();
     drop(c, "it does not read what it is sent (" + std::to_string(c.out.size() - c.sent) + " bytes queued)");
@@ -179,6 +221,16 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
   stats_->requests.inc();
   proto::Response resp;
   resp.set_id(req.id());
+  // A join token, a revocation's proof and a certificate never cross in
+  // clear, nor to a controller the client has not verified.
+  const bool secret = req.kind_case() == proto::Request::kCertify || req.kind_case() == proto::Request::kRevokeToken;
+  if (secret && !c.tls && certifier_ != nullptr) {
+    resp.set_error(
+        "certificates and revocations are served only over TLS: give the client the mesh's trust anchor "
+        "(meshd --trust-anchors; meshd-ctl --trust-anchors or MESHD_TRUST_ANCHORS)");
+    send(c, resp);
+    return;
+  }
   switch (req.kind_case()) {
     case proto::Request::kListServices: *resp.mutable_services() = controller_->services(); break;
     case proto::Request::kSubscribe: {
@@ -252,6 +304,16 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
       } else {
         LOG_DEBUG("api", "certificate issued for %s (%s)", req.certify().identity().c_str(), c.peer.c_str());
         *resp.mutable_certified() = std::move(*cert);
+      }
+      break;
+    case proto::Request::kRevokeToken:
+      if (certifier_ == nullptr) {
+        resp.set_error("this controller issues no certificates (started without --identity-dir)");
+      } else if (auto ack = certifier_->revoke(req.revoke_token(), now_ms_()); !ack) {
+        LOG_WARN("api", "revocation refused (%s): %s", c.peer.c_str(), ack.error().c_str());
+        resp.set_error(ack.error());
+      } else {
+        *resp.mutable_ack() = *ack;
       }
       break;
     case proto::Request::kUnsubscribe:

@@ -7,6 +7,14 @@
 // Every peer is bounded: frame size (FrameDecoder), subscriptions per
 // stream, and bytes queued towards a peer that does not read (it is
 // disconnected, and must resubscribe to get a fresh snapshot).
+//
+// With a certificate (set_tls), a stream that starts with a TLS record is
+// TLS: the controller proves it is spiffe://TRUST-DOMAIN/controller, and
+// clients need no certificate (a proxy asks for its first one here).
+// Certify and RevokeToken are answered only over TLS, so join tokens and
+// certificates never cross in clear. Discovery is also served to plaintext
+// streams, so that a proxy without the mesh's identity (meshing off on one
+// host) still finds services; it learns nothing secret.
 #pragma once
 
 #include <poll.h>
@@ -25,6 +33,7 @@
 #include "controller/certifier.h"
 #include "controller/controller.h"
 #include "proto/frame.h"
+#include "transport/stream_tls.h"
 
 namespace meshd::controller {
 
@@ -62,7 +71,15 @@ class ApiServer {
   // Answers ListMembers; without it, the request is refused (no gossip).
   void set_members(std::function<proto::MemberList()> members) { members_ = std::move(members); }
   // Answers Certify; without it, the request is refused (no --identity-dir).
-  void set_certifier(Certifier* certifier) { certifier_ = certifier; }
+  // Its join tokens' revocations and uses are kept in the registry, shared
+  // with the other replicas (controller/token_marks.h).
+  void set_certifier(Certifier* certifier) {
+    certifier_ = certifier;
+    if (certifier_ != nullptr) certifier_->set_ledger(controller_);
+  }
+  // Streams accepted from now on are TLS with this context (a server
+  // context for kControlAlpn); open streams keep theirs.
+  void set_tls(std::shared_ptr<const transport::TlsContext> ctx) { tls_ = std::move(ctx); }
 
  private:
   struct Client {
@@ -73,6 +90,8 @@ class ApiServer {
     size_t sent = 0;
     std::map<std::string, uint64_t> subscriptions;          // service -> request id
     std::map<std::string, uint64_t> address_subscriptions;  // unknown address -> request id
+    std::unique_ptr<transport::StreamTls> tls;              // null: plaintext
+    bool started = false;                                   // its first bytes were seen
     bool closing = false;
   };
   void accept_clients();
@@ -82,6 +101,11 @@ class ApiServer {
   void send(Client& c, const proto::Response& resp);
   // Queues a frame already serialized (header and body), as send() does.
   void send_frame(Client& c, std::string_view header, std::string_view body);
+  // Queues bytes of frames for c: encrypted on a TLS stream.
+  void queue(Client& c, std::string_view header, std::string_view body);
+  // The first bytes decide: a TLS ClientHello, or plaintext (refused when
+  // this controller has a certificate).
+  Parsed<void> start_stream(Client& c, std::string_view first);
   void drop(Client& c, const std::string& why);
 
   Controller* controller_;
@@ -90,6 +114,9 @@ class ApiServer {
   PollHook* hook_ = nullptr;
   std::function<proto::MemberList()> members_;
   Certifier* certifier_ = nullptr;
+  std::shared_ptr<const transport::TlsContext> tls_;
+  std::string plain_;  // decrypted bytes, reused across reads
+  std::string frame_;  // one frame being encrypted, reused
   int listen_fd_ = -1;
   std::vector<std::unique_ptr<Client>> clients_;
   void subscribe(Client& c, const std::string& service, uint64_t id);

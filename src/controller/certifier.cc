@@ -1,5 +1,6 @@
 #include "controller/certifier.h"
 
+#include "base/log.h"
 #include "base/secret.h"
 #include "identity/files.h"
 #include "identity/join_token.h"
@@ -12,7 +13,6 @@ namespace {
 
 constexpr size_t kMaxChain = 4;
 constexpr size_t kMaxCertBytes = 8192;
-constexpr size_t kMaxTrackedTokens = 100'000;
 
 }  // namespace
 
@@ -55,21 +55,31 @@ Parsed<proto::Certified> Certifier::refuse(CertifyRefusal reason, std::string me
   return invalid(std::move(message));
 }
 
-Parsed<std::string> Certifier::granted_identity(const proto::Certify& request, uint64_t now, CertifyRefusal* reason) {
+Parsed<std::string> Certifier::granted_identity(const proto::Certify& request, uint64_t now, CertifyRefusal* reason,
+                                                std::optional<proto::JoinToken>* token) {
   switch (request.credential_case()) {
     case proto::Certify::kJoinToken: {
       *reason = CertifyRefusal::kBadToken;
       auto t = identity::verify_join_token(token_key_, request.join_token(), now);
       if (!t) return invalid(t.error());
-      if (t->uses() > 0) {
-        auto& [used, expires] = token_uses_[t->id()];
-        expires = t->expires_unix_s();
-        if (used >= t->uses()) return invalid("join token " + t->id() + " has been used up");
-        ++used;
-        if (token_uses_.size() > kMaxTrackedTokens)
-          std::erase_if(token_uses_, [now](const auto& e) { return e.second.second <= now; });
+      if (ledger_ == nullptr) {
+        *reason = CertifyRefusal::kInternal;
+        return invalid("this controller keeps no record of join tokens, so it cannot count their uses");
       }
-      return t->identity();
+      // What this replica has heard from all of them: a spend on another
+      // replica counts here once gossip brought it (token_marks.h).
+      auto use = ledger_->token_use(t->id());
+      if (use.revoked) {
+        *reason = CertifyRefusal::kTokenRevoked;
+        return invalid("join token " + t->id() + " has been revoked");
+      }
+      if (t->uses() > 0 && use.spent >= t->uses()) {
+        *reason = CertifyRefusal::kTokenUsedUp;
+        return invalid("join token " + t->id() + " has been used up (" + std::to_string(use.spent) + " of " +
+                       std::to_string(t->uses()) + " certificates granted)");
+      }
+      *token = std::move(*t);
+      return (*token)->identity();
     }
     case proto::Certify::kRenewal: {
       *reason = CertifyRefusal::kBadRenewal;
@@ -107,13 +117,31 @@ Parsed<proto::Certified> Certifier::certify(const proto::Certify& request, uint6
     return refuse(CertifyRefusal::kWrongTrustDomain,
                   "identity " + csr->identity + " is outside this mesh's trust domain " + options_.trust_domain);
   CertifyRefusal reason = CertifyRefusal::kNoCredential;
-  auto granted = granted_identity(request, now, &reason);
+  std::optional<proto::JoinToken> token;
+  auto granted = granted_identity(request, now, &reason, &token);
   if (!granted) return refuse(reason, granted.error());
   if (*granted != csr->identity) return refuse(reason, "the credential is for " + *granted + ", not " + csr->identity);
+  // A use counts once the request passed every check, and before the
+  // certificate is made: a use that could not be recorded grants nothing.
+  if (token && token->uses() > 0)
+    if (auto spent = ledger_->spend_token(*token, now * 1000); !spent)
+      return refuse(CertifyRefusal::kInternal, "recording a use of join token " + token->id() + ": " + spent.error());
+  return issue(*csr, now);
+}
+
+Parsed<proto::Certified> Certifier::certify_self(const std::string& csr_der, uint64_t now) {
+  auto csr = identity::check_csr(csr_der);
+  if (!csr) return invalid("CSR refused: " + csr.error());
+  if (csr->identity != identity::controller_identity(options_.trust_domain))
+    return invalid("CSR names " + csr->identity + ", not this controller");
+  return issue(*csr, now);
+}
+
+Parsed<proto::Certified> Certifier::issue(const identity::CsrInfo& csr, uint64_t now) {
   uint64_t not_before = now > kBackdateS ? now - kBackdateS : 0;
   uint64_t not_after = std::min(now + options_.cert_ttl_s, issuer_not_after_);
   if (not_after <= now) return refuse(CertifyRefusal::kIssuerExpired, "the mesh's issuer certificate has expired");
-  auto leaf = identity::issue_leaf(issuer_, *csr, not_before, not_after);
+  auto leaf = identity::issue_leaf(issuer_, csr, not_before, not_after);
   if (!leaf) return refuse(CertifyRefusal::kInternal, "issuing: " + leaf.error());
   proto::Certified out;
   out.set_leaf_der(std::move(*leaf));
@@ -123,6 +151,20 @@ Parsed<proto::Certified> Certifier::certify(const proto::Certify& request, uint6
   out.set_not_after_unix_ms(not_after * 1000);
   stats_->certificates_issued.inc();
   return out;
+}
+
+Parsed<proto::Ack> Certifier::revoke(const proto::RevokeToken& request, uint64_t now_ms) {
+  if (auto ok = identity::verify_revocation(token_key_, request, now_ms / 1000); !ok)
+    return invalid("revoke: " + ok.error());
+  if (ledger_ == nullptr) return invalid("revoke: this controller keeps no record of join tokens");
+  auto applied = ledger_->revoke_token(request.token_id(), request.expires_unix_s(), now_ms);
+  if (!applied) return invalid("revoke: " + applied.error());
+  if (*applied)
+    LOG_WARN("certifier", "join token %s revoked (kept until %llu)", request.token_id().c_str(),
+             static_cast<unsigned long long>(request.expires_unix_s()));
+  proto::Ack ack;
+  ack.set_applied(*applied ? 1 : 0);
+  return ack;
 }
 
 }  // namespace meshd::controller

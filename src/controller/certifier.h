@@ -4,7 +4,9 @@
 // directory `meshd-ctl identity init` wrote), so any replica can answer a
 // proxy's Certify, and nothing about issuance crosses gossip. A request is
 // granted when its credential vouches for the identity the CSR names:
-//   - a join token minted for exactly that identity (hosts);
+//   - a join token minted for exactly that identity, not revoked and not
+//     used up (hosts; its uses and revocation are shared by the replicas
+//     through the registry, see token_marks.h);
 //   - the proxy's current certificate for that identity, still valid, with
 //     the new CSR signed by its key (renewals);
 //   - a Kubernetes service-account token, when a verifier for it is
@@ -14,14 +16,16 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "controller/controller.h"
 #include "controller/stats.h"
 #include "identity/cert.h"
+#include "identity/csr.h"
 #include "proto/api.pb.h"
 
 namespace meshd::controller {
@@ -50,6 +54,18 @@ class Certifier {
   // The answer to a Certify, or the reason it was refused (sent back to the
   // proxy as the response's error).
   Parsed<proto::Certified> certify(const proto::Certify& request, uint64_t now_unix_s);
+  // The answer to a RevokeToken (applied 1: newly revoked, 0: it already
+  // was), or why it was refused: only a holder of the token key revokes.
+  Parsed<proto::Ack> revoke(const proto::RevokeToken& request, uint64_t now_ms);
+
+  // Where join tokens' revocations and uses are kept and shared with the
+  // other replicas: the controller's registry. Without it, join tokens
+  // are refused, as their uses could not be counted.
+  void set_ledger(Controller* controller) { ledger_ = controller; }
+  // The controller's own certificate for its API's TLS, for the identity
+  // spiffe://TRUST-DOMAIN/controller only: no credential, as the controller
+  // holds the issuer (see OwnCertificate).
+  Parsed<proto::Certified> certify_self(const std::string& csr_der, uint64_t now_unix_s);
 
   void set_pod_verifier(std::unique_ptr<CredentialVerifier> v) { pod_verifier_ = std::move(v); }
   const std::string& trust_domain() const { return options_.trust_domain; }
@@ -65,9 +81,13 @@ class Certifier {
         anchors_(std::move(anchors)),
         token_key_(std::move(token_key)),
         issuer_not_after_(issuer_not_after) {}
-  // The identity the request's credential grants.
-  Parsed<std::string> granted_identity(const proto::Certify& request, uint64_t now_unix_s, CertifyRefusal* reason);
+  // The identity the request's credential grants; *token gets the join token
+  // it was, if it was one.
+  Parsed<std::string> granted_identity(const proto::Certify& request, uint64_t now_unix_s, CertifyRefusal* reason,
+                                       std::optional<proto::JoinToken>* token);
   Parsed<proto::Certified> refuse(CertifyRefusal reason, std::string message);
+  // Signs a checked CSR: where certify() and certify_self() end.
+  Parsed<proto::Certified> issue(const identity::CsrInfo& csr, uint64_t now_unix_s);
 
   CertifierOptions options_;
   identity::Issuer issuer_;
@@ -76,10 +96,7 @@ class Certifier {
   std::string token_key_;
   uint64_t issuer_not_after_;
   std::unique_ptr<CredentialVerifier> pod_verifier_;
-  // Uses of limited join tokens, by token id, until they expire. Each
-  // replica counts its own: a token limited to one use can be spent once
-  // per replica at worst (documented; tokens are short-lived).
-  std::map<std::string, std::pair<uint32_t, uint64_t>> token_uses_;  // id -> (uses, expires)
+  Controller* ledger_ = nullptr;
   Stats* stats_ = nullptr;
 };
 

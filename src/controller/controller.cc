@@ -12,9 +12,13 @@
 namespace meshd::controller {
 
 void Controller::count_live() {
-  uint64_t entries = 0, services = 0;
+  uint64_t entries = 0, services = 0, marks = 0;
   std::string last;
   registry_.for_each([&](const proto::Entry& e) {
+    if (is_token_service(e.service())) {
+      ++marks;
+      return;
+    }
     if (e.tombstone()) return;
     ++entries;
     if (e.service() != last) ++services;
@@ -22,16 +26,19 @@ void Controller::count_live() {
   });
   live_entries_ = entries;
   live_services_ = services;
+  token_marks_ = marks;
   publish_live_counts();
 }
 
 void Controller::publish_live_counts() {
   stats_->registry_entries.set(live_entries_);
   stats_->registry_services.set(live_services_);
+  stats_->join_token_marks.set(token_marks_);
 }
 
 std::vector<std::string> Controller::claims_of(const proto::Entry* e) {
-  if (e == nullptr || e->tombstone() || policy::is_policy_key(e->endpoint())) return {};
+  if (e == nullptr || e->tombstone() || policy::is_policy_key(e->endpoint()) || is_token_service(e->service()))
+    return {};
   if (!e->endpoint().empty()) return {e->endpoint()};
   return {e->definition().virtual_addresses().begin(), e->definition().virtual_addresses().end()};
 }
@@ -55,6 +62,7 @@ Parsed<bool> Controller::start(const Options& options, uint64_t now_ms) {
   auto opened = store_.open(options.data_dir, &registry_);
   if (!opened) return invalid(opened.error());
   count_live();
+  expire_token_marks(now_ms);  // of tokens that expired while it was down
   LOG_INFO("controller", "%s: %zu records replayed, %zu entries", store_.path().c_str(), opened->records,
            registry_.size());
   // Leased entries that survived a restart get their full lease again: their
@@ -152,6 +160,9 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
   Registry staged_view;
   std::vector<proto::Entry> winners;
   for (const auto& e : entries) {
+    // The marks of an expired token are gone on every replica: one that
+    // arrives late (from a replica that was away) must not come back.
+    if (is_token_service(e.service()) && e.token().expires_unix_s() <= now_ms / 1000) continue;
     const proto::Entry* old = staged_view.find(key_of(e));
     if (old == nullptr) old = registry_.find(key_of(e));
     if (old != nullptr && !supersedes(e, *old)) continue;
@@ -167,11 +178,21 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
   // and tombstone expiry aside, see count_live() and expire_tombstones()).
   std::map<std::string, bool> was_live;
   for (const auto& e : winners)
-    if (!was_live.contains(e.service())) was_live[e.service()] = !registry_.service(e.service()).empty();
+    if (!is_token_service(e.service()) && !was_live.contains(e.service()))
+      was_live[e.service()] = !registry_.service(e.service()).empty();
+  bool marks_changed = false;
   for (const auto& e : winners) {
     // Looked at before registry_.apply() overwrites it in place. A later
     // winner for the same key in this batch finds the earlier one here.
     const proto::Entry* old = registry_.find(key_of(e));
+    if (is_token_service(e.service())) {
+      // No service, no address, no subscriber: only counted.
+      if (old == nullptr) ++token_marks_;
+      registry_.apply(e);
+      stats_->entries_applied.inc();
+      marks_changed = true;
+      continue;
+    }
     bool old_live = old != nullptr && !old->tombstone();
     if (!address_index_stale_) index_change(old, e);
     if (old_live && e.tombstone()) --live_entries_;
@@ -206,11 +227,9 @@ Parsed<Changes> Controller::apply(const std::vector<proto::Entry>& entries, uint
     if (!u.exists() && was_live[name]) --live_services_;
     out.push_back(std::move(u));
   }
-  if (!by_service.empty()) {
-    publish_live_counts();
-    // A stale index is rebuilt whole on its next lookup: say it may know more.
-    if (address_index_stale_) ++address_generation_;
-  }
+  if (!by_service.empty() || marks_changed) publish_live_counts();
+  // A stale index is rebuilt whole on its next lookup: say it may know more.
+  if (!by_service.empty() && address_index_stale_) ++address_generation_;
   if (on_change_ && !winners.empty()) on_change_(winners);
   return out;
 }
@@ -254,6 +273,9 @@ Parsed<Changes> Controller::register_entries(const proto::Register& req, uint64_
     return invalid("register: a lease must be between 1s and 24h");
   std::vector<proto::Entry> entries;
   for (const auto& in : req.entries()) {
+    // Only the certifier and a holder of the token key write marks.
+    if (is_token_service(in.service()))
+      return invalid("register: service '" + in.service() + "' is reserved for join-token state");
     proto::Entry e = in;
     e.set_owner(req.owner());
     e.set_tombstone(false);
@@ -286,6 +308,9 @@ Parsed<Changes> Controller::register_entries(const proto::Register& req, uint64_
 }
 
 Parsed<Changes> Controller::deregister(const proto::Deregister& req, uint64_t now_ms) {
+  // A revocation is undone by no one: it expires with its token.
+  if (is_token_service(req.service()))
+    return invalid("deregister: service '" + req.service() + "' is reserved for join-token state");
   std::string endpoint = req.endpoint();
   if (!endpoint.empty() && !policy::is_policy_key(endpoint)) {
     auto a = SocketAddr::parse(endpoint);
@@ -355,9 +380,71 @@ std::vector<proto::LeaseUpdate> Controller::leases() const {
 }
 
 size_t Controller::expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms) {
-  // Only tombstones go: they count in no gauge and claim no address, so the
-  // live counts and the address index apply() keeps stay as they are.
-  return registry_.expire_tombstones(now_ms, lifetime_ms);
+  // Only tombstones and marks go: they count in no live gauge and claim no
+  // address, so the live counts and the address index stay as they are.
+  return registry_.expire_tombstones(now_ms, lifetime_ms) + expire_token_marks(now_ms);
+}
+
+size_t Controller::expire_token_marks(uint64_t now_ms) {
+  // Every replica drops them at the same time, with no tombstone: they are
+  // worthless once their token expired, and apply() refuses them from then.
+  size_t n = registry_.erase_in(std::string(kTokenService), [now_s = now_ms / 1000](const proto::Entry& e) {
+    return e.token().expires_unix_s() <= now_s;
+  });
+  if (n > 0) {
+    token_marks_ -= std::min<uint64_t>(token_marks_, n);
+    publish_live_counts();
+  }
+  return n;
+}
+
+Controller::TokenUse Controller::token_use(const std::string& token_id) const {
+  TokenUse use;
+  const std::string service(kTokenService);
+  use.revoked = registry_.find({service, revoked_key(token_id)}) != nullptr;
+  registry_.for_each_prefixed(service, spent_prefix(token_id),
+                              [&](const proto::Entry& e) { use.spent += e.token().spent(); });
+  return use;
+}
+
+Parsed<bool> Controller::put_token_mark(const EntryKey& key, const std::string& owner, const proto::TokenMark& mark,
+                                        uint64_t now_ms) {
+  if (registry_.find(key) == nullptr && token_marks_ >= kMaxTokenMarks) expire_token_marks(now_ms);
+  if (registry_.find(key) == nullptr && token_marks_ >= kMaxTokenMarks)
+    return invalid("this controller holds " + std::to_string(token_marks_) +
+                   " join-token revocations and use counts already, the most it keeps until tokens expire "
+                   "(mint fewer or shorter-lived tokens)");
+  proto::Entry e;
+  e.set_service(key.first);
+  e.set_endpoint(key.second);
+  e.set_owner(owner);
+  e.set_updated_unix_ms(now_ms);
+  *e.mutable_token() = mark;
+  e.set_version(next_version(key, now_ms));
+  if (auto ok = validate(e); !ok) return ok;
+  if (auto r = apply({e}, now_ms); !r) return invalid(r.error());
+  return true;
+}
+
+Parsed<bool> Controller::spend_token(const proto::JoinToken& t, uint64_t now_ms) {
+  // Only this replica writes its own counter, so its versions only grow and
+  // the merge keeps its latest count (see token_marks.h).
+  EntryKey key{std::string(kTokenService), spent_key(t.id(), replica_)};
+  const proto::Entry* old = registry_.find(key);
+  proto::TokenMark mark;
+  mark.set_expires_unix_s(t.expires_unix_s());
+  mark.set_spent(old == nullptr ? 1 : old->token().spent() + 1);
+  return put_token_mark(key, "replica:" + replica_, mark, now_ms);
+}
+
+Parsed<bool> Controller::revoke_token(const std::string& token_id, uint64_t expires_unix_s, uint64_t now_ms) {
+  EntryKey key{std::string(kTokenService), revoked_key(token_id)};
+  if (const proto::Entry* old = registry_.find(key); old != nullptr && old->token().expires_unix_s() >= expires_unix_s)
+    return false;
+  proto::TokenMark mark;
+  mark.set_expires_unix_s(expires_unix_s);
+  if (auto ok = put_token_mark(key, "revoke", mark, now_ms); !ok) return ok;
+  return true;
 }
 
 Parsed<Changes> Controller::expire_leases(uint64_t now_ms) {
@@ -389,6 +476,7 @@ proto::ServiceUpdate Controller::snapshot(const std::string& service) const {
   proto::ServiceUpdate u;
   u.set_service(service);
   u.set_snapshot(true);
+  if (is_token_service(service)) return u;  // no service: marks are not served
   auto entries = registry_.service(service);
   u.set_exists(!entries.empty());
   for (const proto::Entry* e : entries) {
@@ -418,7 +506,7 @@ proto::ServiceList Controller::services() const {
   proto::ServiceList list;
   proto::ServiceSummary* current = nullptr;
   registry_.for_each([&](const proto::Entry& e) {
-    if (e.tombstone()) return;
+    if (e.tombstone() || is_token_service(e.service())) return;
     if (current == nullptr || current->definition().name() != e.service()) {
       current = list.add_services();
       current->mutable_definition()->set_name(e.service());

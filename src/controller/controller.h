@@ -18,6 +18,7 @@
 #include "controller/registry_file.h"
 #include "controller/stats.h"
 #include "controller/store.h"
+#include "controller/token_marks.h"
 #include "proto/api.pb.h"
 #include "proto/gossip.pb.h"
 
@@ -29,11 +30,13 @@ struct Options {
 };
 
 // What one apply() changed, per service, as the update its subscribers get.
+// Join-token marks (token_marks.h) change no service: they are in no update.
 using Changes = std::vector<proto::ServiceUpdate>;
 
 class Controller {
  public:
-  explicit Controller(Stats* stats = nullptr) : stats_(stats != nullptr ? stats : &own_stats_) {}
+  explicit Controller(Stats* stats = nullptr)
+      : stats_(stats != nullptr ? stats : &own_stats_), replica_(new_replica_name()) {}
 
   // Opens the store (replaying it) and loads the registry file. A bad file
   // at start-up is logged and the persisted state serves until a good edit.
@@ -52,8 +55,25 @@ class Controller {
   Parsed<bool> renew(const std::string& owner, uint64_t now_ms);
   // Removes the entries of owners whose lease ran out.
   Parsed<Changes> expire_leases(uint64_t now_ms);
-  // Drops tombstones older than lifetime_ms; returns how many.
+  // Drops tombstones older than lifetime_ms, and the join-token marks of
+  // expired tokens; returns how many entries went.
   size_t expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms);
+
+  // Join tokens (token_marks.h): their revocations and uses, shared with the
+  // other replicas through the registry. What this replica knows now.
+  struct TokenUse {
+    bool revoked = false;
+    uint64_t spent = 0;  // certificates granted on it, by every replica heard from
+  };
+  TokenUse token_use(const std::string& token_id) const;
+  // Counts one more certificate granted on t here; on disk (and on its way
+  // to the other replicas) before it returns.
+  Parsed<bool> spend_token(const proto::JoinToken& t, uint64_t now_ms);
+  // Revokes a token until expires_unix_s, on disk before it returns; false
+  // when it was revoked already (for as long).
+  Parsed<bool> revoke_token(const std::string& token_id, uint64_t expires_unix_s, uint64_t now_ms);
+  // This process's name in the spent:ID:REPLICA keys it writes.
+  const std::string& replica() const noexcept { return replica_; }
 
   // Replicas (gossip): every replica keeps every owner's lease deadline, so
   // entries live everywhere while their owner renews on any one replica,
@@ -89,6 +109,10 @@ class Controller {
   static std::vector<std::string> claims_of(const proto::Entry* e);
   void index_change(const proto::Entry* old, const proto::Entry& now);
   uint64_t next_version(const EntryKey& key, uint64_t now_ms);
+  // Writes one join-token mark, making room for a new one first.
+  Parsed<bool> put_token_mark(const EntryKey& key, const std::string& owner, const proto::TokenMark& mark,
+                              uint64_t now_ms);
+  size_t expire_token_marks(uint64_t now_ms);
   proto::Entry tombstone_for(const proto::Entry& e, uint64_t now_ms);
   std::map<std::string, uint64_t> lease_deadline_;  // owner -> unix ms
   std::map<std::string, uint64_t> lease_ms_;        // owner -> lease length
@@ -105,8 +129,10 @@ class Controller {
   uint64_t address_generation_ = 1;
   uint64_t live_entries_ = 0;
   uint64_t live_services_ = 0;
+  uint64_t token_marks_ = 0;  // entries of the reserved service
   Stats own_stats_;
   Stats* stats_;
+  std::string replica_;
   Registry registry_;
   Store store_;
   std::optional<FileSource> file_;

@@ -1,6 +1,7 @@
 #include "controller/registry.h"
 
 #include "base/addr.h"
+#include "controller/token_marks.h"
 #include "policy/authz.h"
 #include "proto/frame.h"
 
@@ -57,9 +58,14 @@ Parsed<bool> validate_service_name(const std::string& name) {
 }
 
 Parsed<bool> validate(const proto::Entry& e) {
-  if (auto ok = validate_service_name(e.service()); !ok) return ok;
+  // The one name outside the service-name syntax: join-token marks.
+  const bool marks = is_token_service(e.service());
+  if (!marks)
+    if (auto ok = validate_service_name(e.service()); !ok) return ok;
   if (e.owner().empty() || e.owner().size() > 256) return invalid("entry for '" + e.service() + "' has no owner");
   if (e.version() == 0) return invalid("entry for '" + e.service() + "' has version 0");
+  if (marks) return validate_token_mark(e);
+  if (e.has_token()) return invalid("entry for '" + e.service() + "' carries a join-token mark");
   if (e.endpoint().empty()) {
     if (!e.tombstone() && !e.has_definition())
       return invalid("entry for service '" + e.service() + "' carries no definition");
@@ -114,6 +120,19 @@ std::vector<const proto::Entry*> Registry::service(const std::string& name) cons
   for (auto it = entries_.lower_bound({name, ""}); it != entries_.end() && it->first.first == name; ++it)
     if (!it->second.tombstone()) out.push_back(&it->second);
   return out;
+}
+
+size_t Registry::erase_in(const std::string& service, const std::function<bool(const proto::Entry&)>& drop) {
+  size_t n = 0;
+  for (auto it = entries_.lower_bound({service, ""}); it != entries_.end() && it->first.first == service;) {
+    if (drop(it->second)) {
+      it = entries_.erase(it);
+      ++n;
+    } else {
+      ++it;
+    }
+  }
+  return n;
 }
 
 size_t Registry::expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms) {

@@ -10,12 +10,15 @@
 //   3. then the larger owner (byte order);
 //   4. then the larger deterministic serialization: two different entries
 //      never tie.
+// One reserved service, "meshd:join-tokens" (not a valid service name),
+// holds the join-token state the replicas share (token_marks.h).
 // Deletes are tombstones, dropped after a bounded lifetime by
 // expire_tombstones(): a replica that was away longer than that may bring a
 // deleted entry back, which its owner's next write or lease expiry settles.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -48,6 +51,8 @@ class Registry {
   std::vector<const proto::Entry*> service(const std::string& name) const;
   // Drops tombstones written before now_ms - lifetime_ms; returns how many.
   size_t expire_tombstones(uint64_t now_ms, uint64_t lifetime_ms);
+  // Drops the entries of one service that drop() picks; returns how many.
+  size_t erase_in(const std::string& service, const std::function<bool(const proto::Entry&)>& drop);
   size_t size() const noexcept { return entries_.size(); }
   // Every entry in key order, serialized deterministically: equal registries
   // give equal strings (for tests and anti-entropy digests).
@@ -61,6 +66,14 @@ class Registry {
   template <class F>
   void for_each_in(const std::string& service, F&& f) const {
     for (auto it = entries_.lower_bound({service, ""}); it != entries_.end() && it->first.first == service; ++it)
+      f(it->second);
+  }
+  // Calls f on every entry of one service whose endpoint key starts with
+  // prefix, in key order.
+  template <class F>
+  void for_each_prefixed(const std::string& service, const std::string& prefix, F&& f) const {
+    for (auto it = entries_.lower_bound({service, prefix});
+         it != entries_.end() && it->first.first == service && it->first.second.starts_with(prefix); ++it)
       f(it->second);
   }
 

@@ -11,6 +11,8 @@ const char* refusal_name(CertifyRefusal r) noexcept {
     case CertifyRefusal::kBadCsr: return "bad_csr";
     case CertifyRefusal::kWrongTrustDomain: return "wrong_trust_domain";
     case CertifyRefusal::kBadToken: return "bad_token";
+    case CertifyRefusal::kTokenRevoked: return "token_revoked";
+    case CertifyRefusal::kTokenUsedUp: return "token_used_up";
     case CertifyRefusal::kBadRenewal: return "bad_renewal";
     case CertifyRefusal::kBadPodToken: return "bad_pod_token";
     case CertifyRefusal::kNoCredential: return "no_credential";
@@ -75,6 +77,10 @@ std::string render_metrics(const Stats& s) {
     for (int i = 0; i < static_cast<int>(CertifyRefusal::kCount); ++i)
       w.sample("controller_certify_refused_total", {{"reason", refusal_name(static_cast<CertifyRefusal>(i))}},
                s.certify_refused[i].get());
+    w.family("controller_join_token_marks", "gauge",
+             "Join-token revocations and per-replica use counts held, shared by gossip; kept until the token "
+             "expires.");
+    w.sample("controller_join_token_marks", {}, s.join_token_marks.get());
   }
   metrics::write_process_metrics(w);
   return w.str();

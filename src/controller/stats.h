@@ -16,6 +16,8 @@ enum class CertifyRefusal : uint8_t {
   kBadCsr,
   kWrongTrustDomain,
   kBadToken,
+  kTokenRevoked,
+  kTokenUsedUp,
   kBadRenewal,
   kBadPodToken,
   kNoCredential,
@@ -54,6 +56,7 @@ struct Stats {
   bool identity_enabled = false;
   metrics::Counter certificates_issued;
   metrics::Counter certify_refused[static_cast<int>(CertifyRefusal::kCount)];
+  metrics::Counter join_token_marks;  // a gauge: revocations and uses held (controller/token_marks.h)
 };
 
 // The Prometheus text for /metrics.

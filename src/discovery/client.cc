@@ -130,6 +130,7 @@ void DiscoveryClient::run() {
       evict(now);
       next_evict = now + kTickMs;
     }
+    if (fd_ >= 0 && !tls_error_.empty()) disconnect(tls_error_, now);
     if (fd_ >= 0 && !connecting_ && out_sent_ < out_.size()) write_stream();
     if (dirty_) publish();
   }
@@ -181,6 +182,12 @@ void DiscoveryClient::on_connected(uint64_t) {
     status_.last_error.clear();
     status_.stale = !addresses_.empty() || !services_.empty();
   }
+  if (options_.tls.on()) {
+    // Requests queue behind the handshake; the controller's certificate is
+    // checked before any of them leaves.
+    tls_ = std::make_unique<transport::StreamTls>();
+    if (auto ok = tls_->start(options_.tls.ctx, options_.tls.peer_check(), &out_); !ok) tls_error_ = ok.error();
+  }
   dirty_ = true;
   // Everything known is asked again; the old answers serve until the new
   // ones arrive.
@@ -198,6 +205,8 @@ void DiscoveryClient::disconnect(const std::string& why, uint64_t now) {
   connected_.store(false);
   out_.clear();
   out_sent_ = 0;
+  tls_.reset();
+  tls_error_.clear();
   decoder_ = proto::FrameDecoder(kMaxFrame);
   subscriptions_.clear();
   const std::string controller = options_.controllers[current_].str();
@@ -220,6 +229,7 @@ void DiscoveryClient::disconnect(const std::string& why, uint64_t now) {
   next_attempt_ = now + backoff_ms_ / 2 + random_.below(static_cast<uint32_t>(backoff_ms_ / 2 + 1));
   std::lock_guard lock(status_mu_);
   status_.connected = false;
+  status_.tls = false;
   if (was_connected) ++status_.streams_failed;
   status_.last_error = controller + ": " + why;
   status_.stale = true;
@@ -227,7 +237,14 @@ void DiscoveryClient::disconnect(const std::string& why, uint64_t now) {
 
 void DiscoveryClient::send(const proto::Request& req) {
   if (fd_ < 0) return;
-  proto::append_frame(req, &out_);
+  if (!tls_) {
+    proto::append_frame(req, &out_);
+    return;
+  }
+  std::string frame;
+  proto::append_frame(req, &frame);
+  // Callers iterate the subscriptions: a failure ends the stream later, in run().
+  if (auto ok = tls_->send(frame, &out_); !ok && tls_error_.empty()) tls_error_ = ok.error();
 }
 
 void DiscoveryClient::write_stream() {
@@ -249,7 +266,10 @@ void DiscoveryClient::read_stream(uint64_t now) {
   for (int round = 0; round < 16 && fd_ >= 0; ++round) {
     ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
     if (n == 0) {
-      disconnect("closed the stream", now);
+      disconnect(tls_ && !tls_->established() ? "closed the stream during the TLS handshake (is it started with "
+                                                "--identity-dir? without, it speaks plaintext)"
+                                              : "closed the stream",
+                 now);
       return;
     }
     if (n < 0) {
@@ -257,7 +277,24 @@ void DiscoveryClient::read_stream(uint64_t now) {
       disconnect(std::string("recv: ") + strerror(errno), now);
       return;
     }
-    decoder_.feed(std::string_view(buf, static_cast<size_t>(n)));
+    if (!tls_) {
+      decoder_.feed(std::string_view(buf, static_cast<size_t>(n)));
+    } else {
+      const bool was_established = tls_->established();
+      plain_.clear();
+      auto ok = tls_->received(std::string_view(buf, static_cast<size_t>(n)), &plain_, &out_);
+      if (!ok) {
+        write_stream();  // the alert, best effort
+        if (fd_ >= 0) disconnect(ok.error(), now);
+        return;
+      }
+      if (!was_established && tls_->established()) {
+        std::lock_guard lock(status_mu_);
+        status_.tls = true;
+      }
+      decoder_.feed(plain_);
+      if (plain_.capacity() > (1u << 20)) std::string().swap(plain_);  // a burst does not stay
+    }
     proto::Response resp;
     while (decoder_.next_message(&resp)) {
       handle(resp, now);
@@ -269,6 +306,10 @@ void DiscoveryClient::read_stream(uint64_t now) {
         ++status_.bad_frames;
       }
       disconnect("sent garbage (" + decoder_.error() + ")", now);
+      return;
+    }
+    if (tls_ && tls_->peer_closed()) {
+      disconnect("closed the stream", now);
       return;
     }
   }

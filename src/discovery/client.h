@@ -28,6 +28,7 @@
 
 #include "base/addr.h"
 #include "base/random.h"
+#include "discovery/controller_call.h"
 #include "discovery/table.h"
 #include "proto/api.pb.h"
 #include "proto/frame.h"
@@ -49,12 +50,14 @@ struct ClientOptions {
   // Subscribed from the start and never evicted: the services this proxy
   // serves (their inbound policies apply here).
   std::vector<std::string> pinned_services;
+  ControlTls tls;  // TLS to the controllers (when it has a context)
 };
 
 // What `meshd-ctl status` shows about the controller connection.
 struct ClientStatus {
   std::string controller;  // the replica connected to (or last tried)
   bool connected = false;
+  bool tls = false;  // the stream is TLS, to a verified controller certificate
   uint64_t connected_since_unix_ms = 0;
   uint64_t last_update_unix_ms = 0;  // last message from a controller
   bool stale = true;                 // not connected, or answers still pending
@@ -158,7 +161,10 @@ class DiscoveryClient {
   uint64_t backoff_ms_ = 0;
   uint64_t next_id_ = 1;
   proto::FrameDecoder decoder_;
-  std::string out_;
+  std::unique_ptr<transport::StreamTls> tls_;  // this stream's, when options_.tls is on
+  std::string tls_error_;                      // a failure while queueing: the stream ends
+  std::string plain_;                          // decrypted bytes, reused
+  std::string out_;                            // bytes for the socket (ciphertext when TLS)
   size_t out_sent_ = 0;
   bool dirty_ = false;
   std::map<std::string, AddressState> addresses_;  // by canonical address

@@ -18,12 +18,13 @@ constexpr uint64_t kCallTimeoutMs = 2000;
 }
 
 Registrar::Registrar(std::vector<HostPort> controllers, Resolver* resolver, std::vector<Registration> registrations,
-                     uint64_t lease_ms, std::string identity)
+                     uint64_t lease_ms, std::string identity, ControlTls tls)
     : controllers_(std::move(controllers)),
       resolver_(resolver),
       registrations_(std::move(registrations)),
       lease_ms_(lease_ms),
-      identity_(std::move(identity)) {
+      identity_(std::move(identity)),
+      tls_(std::move(tls)) {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
   hostname_ = host;
@@ -88,7 +89,7 @@ bool Registrar::register_once(const HostPort& name) {
     e->mutable_address_of()->set_meshed(true);  // this proxy's inbound fronts it
     if (!identity_.empty()) e->mutable_address_of()->set_identity(identity_);
   }
-  auto resp = controller_call(*controller, name.str(), req, kCallTimeoutMs);
+  auto resp = controller_call(*controller, name.str(), req, kCallTimeoutMs, tls_);
   if (!resp || !resp->error().empty()) {
     LOG_WARN("registrar", "registering with %s failed: %s", name.str().c_str(),
              resp ? resp->error().c_str() : resp.error().c_str());
@@ -139,7 +140,7 @@ void Registrar::deregister_all() {
     d->set_owner(owner_);
     d->set_service(r.service);
     d->set_endpoint(endpoint_address(r.port));
-    auto resp = controller_call(*controller, name.str(), req, 1000);
+    auto resp = controller_call(*controller, name.str(), req, 1000, tls_);
     if (!resp || !resp->error().empty())
       LOG_WARN("registrar", "deregistering %s from %s failed (its lease will expire): %s", r.service.c_str(),
                name.str().c_str(), resp ? resp->error().c_str() : resp.error().c_str());

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/addr.h"
+#include "discovery/controller_call.h"
 
 namespace meshd::discovery {
 
@@ -33,7 +34,7 @@ class Registrar {
   // identity: what this proxy's inbound presents (mTLS), told to clients'
   // proxies so that they verify it; empty without identity.
   Registrar(std::vector<HostPort> controllers, Resolver* resolver, std::vector<Registration> registrations,
-            uint64_t lease_ms, std::string identity = {});
+            uint64_t lease_ms, std::string identity = {}, ControlTls tls = {});
   ~Registrar();
   void start();
   // Deregisters (best effort, bounded) and stops the thread.
@@ -51,6 +52,7 @@ class Registrar {
   std::vector<Registration> registrations_;
   uint64_t lease_ms_;
   std::string identity_;
+  ControlTls tls_;
   std::string hostname_;
   std::string owner_;
   size_t current_ = 0;               // which controller answered last

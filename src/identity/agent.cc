@@ -26,14 +26,6 @@ Parsed<std::string> read_token(const std::string& path) {
 
 }  // namespace
 
-Parsed<std::vector<std::string>> load_anchors(const std::string& path) {
-  auto certs = load_certificates(path);
-  if (!certs) return certs;
-  for (const auto& der : *certs)
-    if (auto info = parse_cert(der); !info->is_ca) return invalid(path + " holds a certificate that is not a CA");
-  return certs;
-}
-
 Agent::Agent(AgentOptions options) : options_(std::move(options)) { status_.identity = options_.identity; }
 
 Agent::~Agent() { stop(); }
@@ -123,7 +115,8 @@ Parsed<void> Agent::certify_once() {
     const HostPort& name = options_.controllers[controller_ % options_.controllers.size()];
     auto addr = discovery::controller_address(name, options_.resolver, kCallTimeoutMs);
     Parsed<proto::Response> resp =
-        addr ? discovery::controller_call(*addr, name.str(), req, kCallTimeoutMs) : std::unexpected(addr.error());
+        addr ? discovery::controller_call(*addr, name.str(), req, kCallTimeoutMs, options_.control)
+             : std::unexpected(addr.error());
     if (!resp) {
       last_error = resp.error();
       ++controller_;  // unreachable: the next replica

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "base/addr.h"
+#include "discovery/controller_call.h"
 #include "identity/key.h"
 #include "transport/tls_context.h"
 
@@ -40,13 +41,11 @@ struct AgentOptions {
   std::string identity;                  // spiffe://... this proxy asks for
   std::vector<std::string> anchors_der;  // --trust-anchors: what peers' certificates must chain to
   std::string token_file;                // --identity-token-file
+  discovery::ControlTls control;         // how the controllers are reached
   // The token as read at start-up, before meshd dropped its privileges: a
   // file only root can read still works once.
   std::string token;
 };
-
-// The trust anchors in a PEM file (--trust-anchors): CA certificates only.
-Parsed<std::vector<std::string>> load_anchors(const std::string& path);
 
 // One certificate's worth of TLS, shared by all workers.
 struct Credential {

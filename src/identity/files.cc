@@ -36,4 +36,13 @@ Parsed<std::vector<std::string>> load_certificates(const std::string& path) {
   return certs;
 }
 
+Parsed<std::vector<std::string>> load_anchors(const std::string& path) {
+  auto certs = load_certificates(path);
+  if (!certs) return certs;
+  for (const auto& der : *certs)
+    if (auto info = parse_cert(der); !info || !info->is_ca)
+      return invalid(path + " holds a certificate that is not a CA");
+  return certs;
+}
+
 }  // namespace meshd::identity

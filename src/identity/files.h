@@ -18,4 +18,7 @@ Parsed<std::string> read_small_file(const std::string& path, size_t max_bytes = 
 // Every PEM CERTIFICATE block in the file, as DER, each one parseable.
 Parsed<std::vector<std::string>> load_certificates(const std::string& path);
 
+// The trust anchors in a PEM file (--trust-anchors): CA certificates only.
+Parsed<std::vector<std::string>> load_anchors(const std::string& path);
+
 }  // namespace meshd::identity

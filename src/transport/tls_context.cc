@@ -41,28 +41,8 @@ TlsContext::~TlsContext() {
   if (ctx_ != nullptr) wolfSSL_CTX_free(ctx_);
 }
 
-Parsed<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsCredentials& creds, Role role,
-                                                             std::string_view alpn) {
-  // wolfSSL_UseALPN takes a comma-separated list, and a protocol name is 1..255 bytes on the wire.
-  if (alpn.empty() || alpn.size() > 255 || alpn.find(',') != std::string_view::npos)
-    return invalid("alpn: \"" + std::string(alpn) + "\" is not a single protocol name of 1..255 bytes");
-  if (creds.chain_der.empty() || creds.chain_der.front().empty())
-    return invalid("certificate chain: empty (the leaf certificate is required)");
-  if (creds.key_der.empty()) return invalid("private key: empty");
-  if (creds.anchors_der.empty()) return invalid("trust anchors: none (peers could never be verified)");
-
-  std::shared_ptr<TlsContext> self(new TlsContext(role, alpn, creds.chain_der.front()));
-  WOLFSSL_METHOD* method = role == Role::kClient ? wolfTLSv1_3_client_method() : wolfTLSv1_3_server_method();
-  if (method == nullptr || (self->ctx_ = wolfSSL_CTX_new(method)) == nullptr)
-    return invalid("wolfSSL_CTX_new failed (out of memory?)");
-  WOLFSSL_CTX* ctx = self->ctx_;
-
-  for (size_t i = 0; i < creds.anchors_der.size(); ++i) {
-    const std::string& a = creds.anchors_der[i];
-    int r = wolfSSL_CTX_load_verify_buffer(ctx, bytes(a), static_cast<long>(a.size()), WOLFSSL_FILETYPE_ASN1);
-    if (r != WOLFSSL_SUCCESS) return invalid("trust anchor " + std::to_string(i) + ": " + wolf_error(r));
-  }
-
+Parsed<void> TlsContext::use_certificate(const TlsCredentials& creds) {
+  WOLFSSL_CTX* ctx = ctx_;
   // wolfSSL parses a concatenation of DER certificates as leaf + chain.
   std::string chain;
   for (const std::string& c : creds.chain_der) chain += c;
@@ -80,8 +60,41 @@ Parsed<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsCredential
   if (!key) return invalid("private key: " + key.error());
   if (key->public_der() != leaf->public_key_der || wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS)
     return invalid("private key does not match the certificate");
+  return {};
+}
 
-  wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER | WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+Parsed<std::shared_ptr<const TlsContext>> TlsContext::create(const TlsCredentials& creds, Role role,
+                                                             std::string_view alpn, PeerCert peer) {
+  // wolfSSL_UseALPN takes a comma-separated list, and a protocol name is 1..255 bytes on the wire.
+  if (alpn.empty() || alpn.size() > 255 || alpn.find(',') != std::string_view::npos)
+    return invalid("alpn: \"" + std::string(alpn) + "\" is not a single protocol name of 1..255 bytes");
+  const bool anonymous_client = role == Role::kClient && creds.chain_der.empty() && creds.key_der.empty();
+  if (!anonymous_client) {
+    if (creds.chain_der.empty() || creds.chain_der.front().empty())
+      return invalid("certificate chain: empty (the leaf certificate is required)");
+    if (creds.key_der.empty()) return invalid("private key: empty");
+  }
+  if (creds.anchors_der.empty()) return invalid("trust anchors: none (peers could never be verified)");
+
+  std::shared_ptr<TlsContext> self(
+      new TlsContext(role, alpn, anonymous_client ? std::string() : creds.chain_der.front()));
+  WOLFSSL_METHOD* method = role == Role::kClient ? wolfTLSv1_3_client_method() : wolfTLSv1_3_server_method();
+  if (method == nullptr || (self->ctx_ = wolfSSL_CTX_new(method)) == nullptr)
+    return invalid("wolfSSL_CTX_new failed (out of memory?)");
+  WOLFSSL_CTX* ctx = self->ctx_;
+
+  for (size_t i = 0; i < creds.anchors_der.size(); ++i) {
+    const std::string& a = creds.anchors_der[i];
+    int r = wolfSSL_CTX_load_verify_buffer(ctx, bytes(a), static_cast<long>(a.size()), WOLFSSL_FILETYPE_ASN1);
+    if (r != WOLFSSL_SUCCESS) return invalid("trust anchor " + std::to_string(i) + ": " + wolf_error(r));
+  }
+
+  if (!anonymous_client)
+    if (auto ok = self->use_certificate(creds); !ok) return std::unexpected(ok.error());
+
+  int verify = WOLFSSL_VERIFY_PEER;
+  if (peer == PeerCert::kRequired) verify |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+  wolfSSL_CTX_set_verify(ctx, verify, nullptr);
   if (wolfSSL_CTX_set_cipher_list(ctx, "TLS13-CHACHA20-POLY1305-SHA256:TLS13-AES128-GCM-SHA256") != WOLFSSL_SUCCESS)
     return invalid("cipher list: TLS13-CHACHA20-POLY1305-SHA256 or TLS13-AES128-GCM-SHA256 not available");
   int groups[] = {WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP256R1};

@@ -10,7 +10,8 @@
 // shared_ptr until they end.
 //
 // Policy, the same for every mesh connection: TLS 1.3 only, both peers
-// present a certificate chaining to the anchors (mutual, both ways), ALPN
+// present a certificate chaining to the anchors (mutual, both ways; the
+// controller's API relaxes this for its clients, see PeerCert), ALPN
 // must be exactly `alpn`, ChaCha20-Poly1305 first (this wolfSSL build has no
 // AES-NI, so ChaCha is 2.7x faster than AES-GCM), X25519 key shares (half the
 // handshake cost of P-256; P-256 stays offered), stateless session tickets.
@@ -30,6 +31,8 @@
 namespace meshd::transport {
 
 inline constexpr std::string_view kMeshAlpn = "meshd/1";
+// The controller's API (proxies and meshd-ctl to meshd-controller).
+inline constexpr std::string_view kControlAlpn = "meshd-ctl/1";
 
 // Resumption tickets and the client's cached sessions live this long. It
 // must stay well under wolfSSL's ticket-key lifetime (WOLFSSL_TICKET_KEY_LIFETIME,
@@ -47,6 +50,12 @@ struct TlsCredentials {
 
 enum class Role : uint8_t { kClient, kServer };
 
+// Who must show a certificate. Between proxies, both ends (kRequired). On
+// the controller's API the server always does, but a client may have none
+// yet: proxies ask for their first certificate over that stream, and
+// meshd-ctl has only the trust anchor (kOptional: verified when shown).
+enum class PeerCert : uint8_t { kRequired, kOptional };
+
 // wolfSSL (built with FP_ECC) keeps a per-thread cache of precomputed ECC
 // points, ~3 MB once a thread has signed or verified; it is freed only by
 // the thread itself. Every thread that did TLS or signing calls this last.
@@ -54,8 +63,10 @@ void release_thread_crypto() noexcept;
 
 class TlsContext {
  public:
+  // A client's chain and key may be empty: it then shows no certificate.
   static Parsed<std::shared_ptr<const TlsContext>> create(const TlsCredentials& creds, Role role,
-                                                          std::string_view alpn = kMeshAlpn);
+                                                          std::string_view alpn = kMeshAlpn,
+                                                          PeerCert peer = PeerCert::kRequired);
 
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
@@ -71,6 +82,8 @@ class TlsContext {
 
  private:
   TlsContext(Role role, std::string_view alpn, std::string leaf_der);
+  // Loads the chain and key, checking that they belong together.
+  Parsed<void> use_certificate(const TlsCredentials& creds);
 
   WOLFSSL_CTX* ctx_ = nullptr;
   Role role_;

@@ -340,7 +340,8 @@ class Cluster:
         return p
 
     def services(self, i=0):
-        r = self.ctrl_hosts[i].ns.exec([binary("meshd-ctl"), "services", "-o", "json"], check=False)
+        anchors = ["--trust-anchors", os.path.join(self.ca_dir, "ca.crt")] if self.identity else []
+        r = self.ctrl_hosts[i].ns.exec([binary("meshd-ctl"), "services", "-o", "json"] + anchors, check=False)
         if r.returncode != 0:
             return None
         return {s["name"]: s for s in json.loads(r.stdout)["services"]}

@@ -5,8 +5,10 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <vector>
 
 #include "controller/controller.h"
+#include "controller/token_marks.h"
 
 using namespace meshd;
 
@@ -104,4 +106,110 @@ TEST_CASE("controller: an entry the register API took over survives the file dro
   std::remove(file.c_str());
   std::remove((dir + "/registry.log").c_str());
   rmdir(dir.c_str());
+}
+
+namespace {
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/meshd-controller-test-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    std::remove((path + "/registry.log").c_str());
+    std::remove((path + "/registry.log.new").c_str());
+    rmdir(path.c_str());
+  }
+};
+
+proto::JoinToken join_token(const std::string& id, uint64_t expires_unix_s) {
+  proto::JoinToken t;
+  t.set_id(id);
+  t.set_identity("spiffe://mesh.test/host/web");
+  t.set_expires_unix_s(expires_unix_s);
+  t.set_uses(1);
+  return t;
+}
+}  // namespace
+
+TEST_CASE("controller: join-token marks expire with their token, and do not come back", "[tokens]") {
+  TempDir dir;
+  controller::Stats stats;
+  std::vector<proto::Entry> written;
+  {
+    controller::Controller ctl(&stats);
+    REQUIRE(ctl.start({dir.path, ""}, 1'000'000));
+    ctl.set_on_change([&](const std::vector<proto::Entry>& w) { written.insert(written.end(), w.begin(), w.end()); });
+    REQUIRE(ctl.spend_token(join_token("0a1b", 2000), 1'000'000));
+    REQUIRE(ctl.spend_token(join_token("0a1b", 2000), 1'000'500));
+    REQUIRE(*ctl.revoke_token("0c0d", 1500, 1'000'000));
+    REQUIRE_FALSE(*ctl.revoke_token("0c0d", 1400, 1'000'000));  // already, and for longer
+    CHECK(ctl.token_use("0a1b").spent == 2);
+    CHECK_FALSE(ctl.token_use("0a1b").revoked);
+    CHECK(ctl.token_use("0c0d").revoked);
+    CHECK(ctl.token_use("0a1").spent == 0);  // a prefix of an id is another token
+    CHECK(stats.join_token_marks.get() == 2);
+    CHECK(stats.registry_entries.get() == 0);  // marks are no service's entries
+    CHECK(stats.registry_services.get() == 0);
+    REQUIRE(written.size() == 3);  // each write is handed on to the other replicas
+    const proto::Entry revocation = written[2];
+    REQUIRE(revocation.endpoint() == controller::revoked_key("0c0d"));
+
+    CHECK(ctl.expire_tombstones(1'499'999, 3'600'000) == 0);
+    CHECK(ctl.expire_tombstones(1'500'000, 3'600'000) == 1);
+    CHECK_FALSE(ctl.token_use("0c0d").revoked);
+    CHECK(ctl.token_use("0a1b").spent == 2);
+    CHECK(stats.join_token_marks.get() == 1);
+    // A replica that was away sends the expired revocation again: ignored.
+    written.clear();
+    auto late = ctl.apply({revocation}, 1'600'000);
+    REQUIRE(late);
+    CHECK(late->empty());
+    CHECK(written.empty());
+    CHECK_FALSE(ctl.token_use("0c0d").revoked);
+  }
+  // A restart after the token expired: the log still has its marks; they go.
+  controller::Stats after;
+  controller::Controller restarted(&after);
+  REQUIRE(restarted.start({dir.path, ""}, 1'999'000));
+  CHECK(restarted.token_use("0a1b").spent == 2);
+  CHECK(after.join_token_marks.get() == 1);
+  controller::Controller later(&after);
+  REQUIRE(later.start({dir.path, ""}, 2'000'000));
+  CHECK(later.token_use("0a1b").spent == 0);
+  CHECK(after.join_token_marks.get() == 0);
+  CHECK(later.registry().size() == 0);
+}
+
+TEST_CASE("controller: marks are bounded; at the bound new ones are refused until some expire", "[tokens]") {
+  TempDir dir;
+  controller::Stats stats;
+  controller::Controller ctl(&stats);
+  REQUIRE(ctl.start({dir.path, ""}, 1'000'000));
+  // The bound's worth from another replica (gossip is not refused: its
+  // senders keep the same bound); half of them expire at 1500 s.
+  std::vector<proto::Entry> marks;
+  for (size_t i = 0; i < controller::kMaxTokenMarks; ++i) {
+    proto::Entry e;
+    char id[17];
+    snprintf(id, sizeof id, "%016zx", i);
+    e.set_service(std::string(controller::kTokenService));
+    e.set_endpoint(controller::spent_key(id, "00ff00ff00ff00ff"));
+    e.set_owner("replica:00ff00ff00ff00ff");
+    e.set_version(1);
+    e.mutable_token()->set_expires_unix_s(i % 2 == 0 ? 1500 : 5000);
+    e.mutable_token()->set_spent(1);
+    marks.push_back(std::move(e));
+  }
+  REQUIRE(ctl.apply(marks, 1'000'000));
+  CHECK(stats.join_token_marks.get() == controller::kMaxTokenMarks);
+  auto full = ctl.revoke_token("0a1b", 3000, 1'000'000);
+  REQUIRE_FALSE(full);
+  CHECK(full.error().find("holds 100000 join-token revocations and use counts already") != std::string::npos);
+  CHECK_FALSE(ctl.spend_token(join_token("0a1b", 3000), 1'000'000));
+  CHECK(ctl.token_use(std::string(15, '0') + "1").spent == 1);
+  // Once half of them expired there is room again.
+  REQUIRE(ctl.revoke_token("0a1b", 3000, 1'500'000));
+  CHECK(ctl.token_use("0a1b").revoked);
+  CHECK(stats.join_token_marks.get() == controller::kMaxTokenMarks / 2 + 1);
 }

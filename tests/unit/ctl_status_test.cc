@@ -186,10 +186,10 @@ TEST_CASE("status command: --help describes every flag", "[ctl][status]") {
 
 TEST_CASE("status: the controller line, connected and not") {
   std::string fresh =
-      render_status_text(doc_of(R"({"controller":{"address":"10.0.0.2:4190","connected":true,"state":"fresh",
+      render_status_text(doc_of(R"({"controller":{"address":"10.0.0.2:4190","connected":true,"state":"fresh","tls":true,
                  "connected_since_unix_ms":1000000,"last_update_unix_ms":1120000,"destinations":12}})"),
                          installed(0, 0), 1125.0);
-  CHECK(fresh.find("controller   10.0.0.2:4190 fresh, connected 2m5s, last update 5s ago, 12 destinations\n") !=
+  CHECK(fresh.find("controller   10.0.0.2:4190 fresh, TLS, connected 2m5s, last update 5s ago, 12 destinations\n") !=
         std::string::npos);
   std::string gone =
       render_status_text(doc_of(R"({"controller":{"address":"10.0.0.2:4190","connected":false,"state":"disconnected",

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "controller/registry.h"
+#include "controller/token_marks.h"
 
 using namespace meshd;
 using controller::Registry;
@@ -174,4 +175,73 @@ TEST_CASE("registry: policy entries are checked by the policy compiler") {
   REQUIRE_FALSE(controller::validate(svc));
   svc.set_tombstone(true);
   REQUIRE(controller::validate(svc).error().find("carries a policy") != std::string::npos);
+}
+
+TEST_CASE("registry: join-token marks live only in their reserved service, well formed") {
+  proto::Entry m;
+  m.set_service(std::string(controller::kTokenService));
+  m.set_endpoint(controller::revoked_key("0a1b2c3d4e5f6071"));
+  m.set_owner("revoke");
+  m.set_version(1);
+  m.mutable_token()->set_expires_unix_s(5000);
+  REQUIRE(controller::validate(m));
+  auto spent = m;
+  spent.set_endpoint(controller::spent_key("0a1b2c3d4e5f6071", "00ff00ff00ff00ff"));
+  spent.mutable_token()->set_spent(2);
+  REQUIRE(controller::validate(spent));
+
+  // Nobody deletes a mark (it expires with its token), and each key says what it holds.
+  auto bad = m;
+  bad.clear_token();
+  bad.set_tombstone(true);
+  REQUIRE(controller::validate(bad).error().find("is a delete") != std::string::npos);
+  bad = m;
+  bad.clear_token();
+  REQUIRE(controller::validate(bad).error().find("carries no mark") != std::string::npos);
+  bad = m;
+  bad.mutable_token()->set_expires_unix_s(0);
+  REQUIRE(controller::validate(bad).error().find("has no expiry") != std::string::npos);
+  bad = m;
+  bad.mutable_token()->set_spent(1);
+  REQUIRE(controller::validate(bad).error().find("counts uses") != std::string::npos);
+  bad = spent;
+  bad.mutable_token()->set_spent(0);
+  REQUIRE(controller::validate(bad).error().find("counts no use") != std::string::npos);
+  for (const char* key :
+       {"revoked:", "revoked:XYZ", "spent:0a1b", "spent:0a1b:", "spent::00ff", "10.0.0.1:80", "policy:80", ""}) {
+    bad = spent;
+    bad.set_endpoint(key);
+    INFO(key);
+    REQUIRE_FALSE(controller::validate(bad));
+  }
+  bad = spent;
+  bad.set_endpoint(std::string("spent:0a1b:\x01\xff", 13));
+  REQUIRE(controller::validate(bad).error().find("'?'") != std::string::npos);  // peer bytes are not echoed
+  bad = m;
+  bad.set_lease_ms(1000);
+  REQUIRE_FALSE(controller::validate(bad));
+  // Marks go nowhere else: a service cannot carry one.
+  auto ep = endpoint_entry("web.prod", "10.0.0.1:80", "a", 1);
+  *ep.mutable_token() = m.token();
+  REQUIRE(controller::validate(ep).error() == "entry for 'web.prod' carries a join-token mark");
+  // And the reserved service holds nothing but marks.
+  auto svc = endpoint_entry(std::string(controller::kTokenService), "10.0.0.1:80", "a", 1);
+  REQUIRE_FALSE(controller::validate(svc));
+}
+
+TEST_CASE("registry: erase_in drops only what it picks, in one service") {
+  Registry r;
+  for (const char* a : {"10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"}) {
+    r.apply(endpoint_entry("web.prod", a, "a", 1));
+    r.apply(endpoint_entry("api.prod", a, "a", 1));
+  }
+  REQUIRE(r.erase_in("web.prod", [](const proto::Entry& e) { return e.endpoint() != "10.0.0.2:80"; }) == 2);
+  REQUIRE(r.service("web.prod").size() == 1);
+  REQUIRE(r.service("api.prod").size() == 3);
+  size_t seen = 0;
+  r.for_each_prefixed("api.prod", "10.0.0.", [&](const proto::Entry&) { ++seen; });
+  REQUIRE(seen == 3);
+  seen = 0;
+  r.for_each_prefixed("api.prod", "10.0.0.3", [&](const proto::Entry&) { ++seen; });
+  REQUIRE(seen == 1);
 }
