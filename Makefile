@@ -126,6 +126,9 @@ $(OUT)/obj/%.o: %.cc | $(OUT)/gen/version.h $(PROTO_HDRS)
 
 -include $(shell find $(OUT)/obj -name '*.d' 2>/dev/null)
 
+# libFuzzer targets: `make fuzz` (clang-built, in $(OUT)/fuzz/).
+include tests/fuzz/fuzz.mk
+
 # compile_commands.json for editors and clang-tidy, written from the same
 # flags the build uses (no extra tool needed).
 compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS)
@@ -137,7 +140,8 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 # everything is already there.
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
-            libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump
+            libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump \
+            clang libclang-rt-dev
 BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
@@ -161,6 +165,7 @@ e2e: deps $(BINS)
 test: deps
 	@$(MAKE) --no-print-directory all
 	$(OUT)/unit-tests
+	@$(MAKE) --no-print-directory fuzz
 	MESHD_BUILD=$(CURDIR)/$(OUT) $(PYTEST) tests/e2e
 
 demo: deps
