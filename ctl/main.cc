@@ -10,6 +10,7 @@
 
 #include "ctl/command.h"
 #include "ctl/identity.h"
+#include "transport/tls_context.h"
 #include "version.h"
 
 #ifndef MESHD_VERSION
@@ -115,6 +116,7 @@ int main(int argc, char** argv) {
   const Command* c = find_command(first);
   if (!c) return unknown_command(first);
   int rc = c->run(std::span<const std::string_view>(args).subspan(1), io);
+  meshd::transport::release_thread_crypto();  // a command that spoke TLS or signed
   // A failed write (stdout closed, disk full) must not look like success.
   if (fflush(stdout) != 0 && rc == meshd::ctl::kExitOk) {
     fprintf(stderr, "meshd-ctl: writing output failed\n");

@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "discovery/controller_call.h"
 #include "io/socket.h"
+#include "transport/tls_context.h"
 
 namespace meshd::discovery {
 
@@ -43,7 +44,10 @@ DiscoveryClient::~DiscoveryClient() {
 void DiscoveryClient::start() {
   if (options_.controllers.empty() || thread_.joinable()) return;
   for (const auto& name : options_.pinned_services) want_service(name);
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    run();
+    transport::release_thread_crypto();  // its streams to the controller may be TLS
+  });
 }
 
 void DiscoveryClient::stop() {

@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "discovery/controller_call.h"
 #include "io/socket.h"
+#include "transport/tls_context.h"
 
 namespace meshd::discovery {
 
@@ -41,7 +42,10 @@ std::string Registrar::endpoint_address(uint16_t port) const {
 
 void Registrar::start() {
   if (registrations_.empty() || controllers_.empty()) return;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    run();
+    transport::release_thread_crypto();  // its streams to the controller may be TLS
+  });
 }
 
 void Registrar::stop() {
