@@ -24,6 +24,7 @@
 #include "controller/controller.h"
 #include "controller/gossip/gossip.h"
 #include "controller/own_certificate.h"
+#include "controller/pod_reviews.h"
 #include "controller/token_review.h"
 #include "io/socket.h"
 #include "metrics/process.h"
@@ -325,6 +326,7 @@ int main(int argc, char** argv) {
   if (auto r = ctl.start({data_dir, registry_file}, unix_ms()); !r) return fail(1, r.error());
   controller::ApiServer api(&ctl, &stats, unix_ms);
   std::unique_ptr<controller::Certifier> certifier;
+  std::unique_ptr<controller::PodReviews> pod_reviews;
   if (!identity_dir.empty()) {
     auto c = controller::Certifier::load(ca_options, &stats);
     if (!c) return fail(1, c.error());
@@ -340,11 +342,12 @@ int main(int argc, char** argv) {
                  verifier.error().c_str());
       } else {
         LOG_INFO("meshd-controller", "pods' service-account tokens are reviewed by %s", kube_api.c_str());
-        certifier->set_pod_verifier(std::move(*verifier));
+        pod_reviews = std::make_unique<controller::PodReviews>(std::move(*verifier), [] { return unix_ms() / 1000; });
+        api.set_pod_reviews(pod_reviews.get());
       }
     }
   }
-  // With the CA comes the controller's own certificate: the API is TLS only.
+  // With the CA comes the controller's own certificate: the API speaks TLS.
   std::optional<controller::OwnCertificate> own_cert;
   if (certifier) {
     own_cert.emplace(certifier.get());
@@ -401,6 +404,7 @@ int main(int argc, char** argv) {
   admin_server.stop();
   LOG_INFO("meshd-controller", "stopped");
   close(stop_fd);
+  pod_reviews.reset();                 // its thread ends (and frees its TLS state) before wolfSSL does
   transport::release_thread_crypto();  // the API thread signed certificates
   wolfSSL_Cleanup();
   return 0;

@@ -46,6 +46,7 @@ void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& 
       fds.push_back({c->fd, events, 0});
     }
     const size_t polled_clients = clients_.size();
+    fds.push_back({pod_reviews_ != nullptr ? pod_reviews_->fd() : -1, POLLIN, 0});
     const size_t hook_first = fds.size();
     int timeout = static_cast<int>(tick_ms);
     if (hook_ != nullptr) {
@@ -66,6 +67,7 @@ void ApiServer::run(int stop_fd, unsigned tick_ms, const std::function<void()>& 
       if (!c.closing && (ev & (POLLIN | POLLHUP | POLLERR))) read_from(c);
       if (!c.closing && (ev & POLLOUT)) write_to(c);
     }
+    if (fds[hook_first - 1].revents & POLLIN) finish_reviews();
     if (hook_ != nullptr) hook_->on_events(std::span<const pollfd>(fds).subspan(hook_first));
     tick();
     // Closed streams leave, with their subscriptions.
@@ -98,6 +100,7 @@ void ApiServer::accept_clients() {
     if (fd < 0) return;
     io::set_nodelay(fd);
     auto c = std::make_unique<Client>();
+    c->id = ++streams_accepted_;
     c->fd = fd;
     c->peer = SocketAddr::from_sockaddr(reinterpret_cast<sockaddr*>(&ss), len).str();
     clients_.push_back(std::move(c));
@@ -217,6 +220,30 @@ void ApiServer::send_frame(Client& c, std::string_view header, std::string_view 
   write_to(c);
 }
 
+void ApiServer::answer_certify(Client& c, uint64_t request_id, const proto::Certify& request,
+                               const Parsed<std::string>* pod_review) {
+  proto::Response resp;
+  resp.set_id(request_id);
+  if (auto cert = certifier_->certify(request, now_ms_() / 1000, pod_review); !cert) {
+    LOG_INFO("api", "certificate for %s refused (%s): %s", request.identity().c_str(), c.peer.c_str(),
+             cert.error().c_str());
+    resp.set_error(cert.error());
+  } else {
+    LOG_DEBUG("api", "certificate issued for %s (%s)", request.identity().c_str(), c.peer.c_str());
+    *resp.mutable_certified() = std::move(*cert);
+  }
+  send(c, resp);
+}
+
+void ApiServer::finish_reviews() {
+  for (auto& done : pod_reviews_->take()) {
+    // The stream may have closed meanwhile: then nobody waits for it.
+    auto it = std::ranges::find_if(clients_, [&](const auto& c) { return c->id == done.job.stream; });
+    if (it == clients_.end() || (*it)->closing) continue;
+    answer_certify(**it, done.job.request_id, done.job.request, &done.identity);
+  }
+}
+
 void ApiServer::handle(Client& c, const proto::Request& req) {
   stats_->requests.inc();
   proto::Response resp;
@@ -297,15 +324,22 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
     case proto::Request::kCertify:
       if (certifier_ == nullptr) {
         resp.set_error("this controller issues no certificates (started without --identity-dir)");
-      } else if (auto cert = certifier_->certify(req.certify(), now_ms_() / 1000); !cert) {
-        LOG_INFO("api", "certificate for %s refused (%s): %s", req.certify().identity().c_str(), c.peer.c_str(),
-                 cert.error().c_str());
-        resp.set_error(cert.error());
-      } else {
-        LOG_DEBUG("api", "certificate issued for %s (%s)", req.certify().identity().c_str(), c.peer.c_str());
-        *resp.mutable_certified() = std::move(*cert);
+        break;
       }
-      break;
+      if (req.certify().credential_case() == proto::Certify::kK8SToken && pod_reviews_ != nullptr) {
+        if (auto ok = certifier_->check_request(req.certify()); !ok) {
+          resp.set_error(ok.error());
+          break;
+        }
+        // Answered when the review is done (finish_reviews), while this
+        // thread serves everyone else.
+        if (pod_reviews_->submit({c.id, req.id(), req.certify()})) return;
+        resp.set_error("too many pods' tokens are waiting for review by the Kubernetes API server (at most " +
+                       std::to_string(PodReviews::kMaxWaiting) + "): retry shortly");
+        break;
+      }
+      answer_certify(c, req.id(), req.certify(), nullptr);
+      return;
     case proto::Request::kRevokeToken:
       if (certifier_ == nullptr) {
         resp.set_error("this controller issues no certificates (started without --identity-dir)");

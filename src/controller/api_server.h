@@ -32,6 +32,7 @@
 #include "base/addr.h"
 #include "controller/certifier.h"
 #include "controller/controller.h"
+#include "controller/pod_reviews.h"
 #include "proto/frame.h"
 #include "transport/stream_tls.h"
 
@@ -77,12 +78,16 @@ class ApiServer {
     certifier_ = certifier;
     if (certifier_ != nullptr) certifier_->set_ledger(controller_);
   }
+  // Reviews pods' service-account tokens for Certify, off this thread;
+  // without it, pod tokens are refused.
+  void set_pod_reviews(PodReviews* reviews) { pod_reviews_ = reviews; }
   // Streams accepted from now on are TLS with this context (a server
   // context for kControlAlpn); open streams keep theirs.
   void set_tls(std::shared_ptr<const transport::TlsContext> ctx) { tls_ = std::move(ctx); }
 
  private:
   struct Client {
+    uint64_t id = 0;  // never reused, unlike fd: names it to a pod review
     int fd = -1;
     std::string peer;
     proto::FrameDecoder decoder;
@@ -98,6 +103,10 @@ class ApiServer {
   void read_from(Client& c);
   void write_to(Client& c);
   void handle(Client& c, const proto::Request& req);
+  void answer_certify(Client& c, uint64_t request_id, const proto::Certify& request,
+                      const Parsed<std::string>* pod_review);
+  // Answers the Certify requests whose pod token review is done.
+  void finish_reviews();
   void send(Client& c, const proto::Response& resp);
   // Queues a frame already serialized (header and body), as send() does.
   void send_frame(Client& c, std::string_view header, std::string_view body);
@@ -114,6 +123,8 @@ class ApiServer {
   PollHook* hook_ = nullptr;
   std::function<proto::MemberList()> members_;
   Certifier* certifier_ = nullptr;
+  PodReviews* pod_reviews_ = nullptr;
+  uint64_t streams_accepted_ = 0;
   std::shared_ptr<const transport::TlsContext> tls_;
   std::string plain_;  // decrypted bytes, reused across reads
   std::string frame_;  // one frame being encrypted, reused

@@ -55,7 +55,8 @@ Parsed<proto::Certified> Certifier::refuse(CertifyRefusal reason, std::string me
   return invalid(std::move(message));
 }
 
-Parsed<std::string> Certifier::granted_identity(const proto::Certify& request, uint64_t now, CertifyRefusal* reason,
+Parsed<std::string> Certifier::granted_identity(const proto::Certify& request, uint64_t now,
+                                                const Parsed<std::string>* pod_review, CertifyRefusal* reason,
                                                 std::optional<proto::JoinToken>* token) {
   switch (request.credential_case()) {
     case proto::Certify::kJoinToken: {
@@ -98,27 +99,37 @@ Parsed<std::string> Certifier::granted_identity(const proto::Certify& request, u
     }
     case proto::Certify::kK8SToken:
       *reason = CertifyRefusal::kBadPodToken;
-      if (!pod_verifier_)
+      if (pod_review == nullptr)
         return invalid("this controller verifies no Kubernetes service-account tokens (no TokenReview configured)");
-      return pod_verifier_->verify(request.k8s_token(), now);
+      return *pod_review;
     case proto::Certify::CREDENTIAL_NOT_SET: break;
   }
   *reason = CertifyRefusal::kNoCredential;
   return invalid("a certificate needs a credential: a join token, a pod token or the current certificate");
 }
 
-Parsed<proto::Certified> Certifier::certify(const proto::Certify& request, uint64_t now) {
+Parsed<identity::CsrInfo> Certifier::check_request(const proto::Certify& request) {
+  auto fail = [&](CertifyRefusal reason, std::string message) -> Parsed<identity::CsrInfo> {
+    return invalid(refuse(reason, std::move(message)).error());
+  };
   auto csr = identity::check_csr(request.csr_der());
-  if (!csr) return refuse(CertifyRefusal::kBadCsr, "CSR refused: " + csr.error());
+  if (!csr) return fail(CertifyRefusal::kBadCsr, "CSR refused: " + csr.error());
   if (csr->identity != request.identity())
-    return refuse(CertifyRefusal::kBadCsr,
-                  "CSR names " + csr->identity + " but the request asks for " + request.identity());
+    return fail(CertifyRefusal::kBadCsr,
+                "CSR names " + csr->identity + " but the request asks for " + request.identity());
   if (identity::trust_domain_of(csr->identity) != options_.trust_domain)
-    return refuse(CertifyRefusal::kWrongTrustDomain,
-                  "identity " + csr->identity + " is outside this mesh's trust domain " + options_.trust_domain);
+    return fail(CertifyRefusal::kWrongTrustDomain,
+                "identity " + csr->identity + " is outside this mesh's trust domain " + options_.trust_domain);
+  return csr;
+}
+
+Parsed<proto::Certified> Certifier::certify(const proto::Certify& request, uint64_t now,
+                                            const Parsed<std::string>* pod_review) {
+  auto csr = check_request(request);
+  if (!csr) return invalid(csr.error());
   CertifyRefusal reason = CertifyRefusal::kNoCredential;
   std::optional<proto::JoinToken> token;
-  auto granted = granted_identity(request, now, &reason, &token);
+  auto granted = granted_identity(request, now, pod_review, &reason, &token);
   if (!granted) return refuse(reason, granted.error());
   if (*granted != csr->identity) return refuse(reason, "the credential is for " + *granted + ", not " + csr->identity);
   // A use counts once the request passed every check, and before the

@@ -9,8 +9,8 @@
 //     through the registry, see token_marks.h);
 //   - the proxy's current certificate for that identity, still valid, with
 //     the new CSR signed by its key (renewals);
-//   - a Kubernetes service-account token, when a verifier for it is
-//     configured (pods; see CredentialVerifier).
+//   - a Kubernetes service-account token, once a CredentialVerifier has
+//     reviewed it (pods; off this thread, see pod_reviews.h).
 // The leaf lives --cert-ttl (24 h by default), backdated a minute for clock
 // skew, and is never valid past the issuer.
 #pragma once
@@ -52,8 +52,14 @@ class Certifier {
   static Parsed<std::unique_ptr<Certifier>> load(const CertifierOptions& options, Stats* stats);
 
   // The answer to a Certify, or the reason it was refused (sent back to the
-  // proxy as the response's error).
-  Parsed<proto::Certified> certify(const proto::Certify& request, uint64_t now_unix_s);
+  // proxy as the response's error). pod_review: for a pod's token, what
+  // the review of it found (none: pod tokens are refused).
+  Parsed<proto::Certified> certify(const proto::Certify& request, uint64_t now_unix_s,
+                                   const Parsed<std::string>* pod_review = nullptr);
+  // The checks that need no credential (the CSR, the identity it names, the
+  // trust domain), refusals counted; certify() starts with them, and a
+  // pod's token is sent for review only once they pass.
+  Parsed<identity::CsrInfo> check_request(const proto::Certify& request);
   // The answer to a RevokeToken (applied 1: newly revoked, 0: it already
   // was), or why it was refused: only a holder of the token key revokes.
   Parsed<proto::Ack> revoke(const proto::RevokeToken& request, uint64_t now_ms);
@@ -67,7 +73,6 @@ class Certifier {
   // holds the issuer (see OwnCertificate).
   Parsed<proto::Certified> certify_self(const std::string& csr_der, uint64_t now_unix_s);
 
-  void set_pod_verifier(std::unique_ptr<CredentialVerifier> v) { pod_verifier_ = std::move(v); }
   const std::string& trust_domain() const { return options_.trust_domain; }
   const std::vector<std::string>& anchors() const { return anchors_; }
   const std::string& issuer_der() const { return issuer_.cert_der; }
@@ -83,7 +88,8 @@ class Certifier {
         issuer_not_after_(issuer_not_after) {}
   // The identity the request's credential grants; *token gets the join token
   // it was, if it was one.
-  Parsed<std::string> granted_identity(const proto::Certify& request, uint64_t now_unix_s, CertifyRefusal* reason,
+  Parsed<std::string> granted_identity(const proto::Certify& request, uint64_t now_unix_s,
+                                       const Parsed<std::string>* pod_review, CertifyRefusal* reason,
                                        std::optional<proto::JoinToken>* token);
   Parsed<proto::Certified> refuse(CertifyRefusal reason, std::string message);
   // Signs a checked CSR: where certify() and certify_self() end.
@@ -95,7 +101,6 @@ class Certifier {
   std::vector<std::string> anchors_;
   std::string token_key_;
   uint64_t issuer_not_after_;
-  std::unique_ptr<CredentialVerifier> pod_verifier_;
   Controller* ledger_ = nullptr;
   Stats* stats_ = nullptr;
 };

@@ -1,5 +1,6 @@
 // The controller's API end to end over loopback: a subscriber gets a
-// snapshot, then each change to its service, and nothing about others.
+// snapshot, then each change to its service, and nothing about others; a
+// pod's Certify waits for its review without holding up anyone else.
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -10,14 +11,24 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "controller/api_server.h"
+#include "controller/certifier.h"
 #include "controller/controller.h"
+#include "controller/own_certificate.h"
+#include "controller/pod_reviews.h"
+#include "discovery/controller_call.h"
+#include "identity/csr.h"
+#include "identity/key.h"
 #include "proto/frame.h"
+#include "tests/unit/must.h"
+#include "tests/unit/test_ca.h"
+#include "transport/tls_context.h"
 
 using namespace meshd;
 
@@ -189,6 +200,121 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
   REQUIRE(stats.registry_services.get() == 2);  // web.prod is gone: api.prod, db.prod
   REQUIRE(controller::render_metrics(stats).find("controller_requests_refused_total 1\n") != std::string::npos);
   // (the Joiner stops the server at the end of this scope)
+  std::remove((dir + "/registry.log").c_str());
+  rmdir(dir.c_str());
+}
+
+TEST_CASE("api: a pod's Certify waits for its token review off the API thread; plaintext Certify is refused") {
+  meshd::test::CaDir ca;
+  char tmpl[] = "/tmp/meshd-api-test-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  controller::Stats stats;
+  controller::Controller ctl(&stats);
+  REQUIRE(ctl.start({dir, ""}, 1000));
+  controller::ApiServer api(&ctl, &stats, [&] { return ca.now * 1000; });
+  REQUIRE(api.listen(SocketAddr::loopback(AF_INET, 0)));
+  const SocketAddr addr = api.local_address();
+  auto certifier = meshd::test::must(controller::Certifier::load({ca.dir, "mesh.test", 600}, &stats));
+  api.set_certifier(certifier.get());
+  controller::OwnCertificate own(certifier.get());
+  api.set_tls(meshd::test::must(own.refresh(ca.now)));
+
+  // A review that takes as long as the test says (an API server that is slow).
+  struct Held : controller::CredentialVerifier {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool release = false;
+    Parsed<std::string> verify(std::string_view, uint64_t) override {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return release; });
+      return invalid("the API server says: token expired");
+    }
+  };
+  auto held = std::make_unique<Held>();
+  Held* h = held.get();
+  controller::PodReviews reviews(std::move(held), [&] { return ca.now; });
+  api.set_pod_reviews(&reviews);
+  // However the test ends, the held review is let go before the reviews'
+  // thread is joined.
+  struct Letgo {
+    Held* h;
+    ~Letgo() {
+      {
+        std::lock_guard lock(h->mu);
+        h->release = true;
+      }
+      h->cv.notify_all();
+    }
+  } letgo{h};
+
+  int stop = eventfd(0, EFD_CLOEXEC);
+  // Threads that did TLS free wolfSSL's per-thread ECC cache (LeakSanitizer).
+  std::thread server([&] {
+    api.run(stop, 10, [] {});
+    transport::release_thread_crypto();
+  });
+  struct Joiner {
+    int fd;
+    std::thread& t;
+    ~Joiner() {
+      uint64_t one = 1;
+      if (write(fd, &one, sizeof one) == sizeof one && t.joinable()) t.join();
+      close(fd);
+    }
+  } joiner{stop, server};
+
+  auto tls = meshd::test::must(discovery::ControlTls::from_anchors(ca.anchors, "mesh.test"));
+  proto::Request certify;
+  certify.set_id(5);
+  const std::string web = "spiffe://mesh.test/ns/default/sa/web";
+  auto key = meshd::test::must(identity::PrivateKey::generate());
+  certify.mutable_certify()->set_identity(web);
+  certify.mutable_certify()->set_csr_der(meshd::test::must(identity::make_csr(key, web)));
+  certify.mutable_certify()->set_k8s_token("pod-token");
+  Parsed<proto::Response> pod_answer = invalid("not answered");
+  std::jthread pod([&] {
+    pod_answer = discovery::controller_call(addr, "controller", certify, 10000, tls);
+    transport::release_thread_crypto();
+  });
+
+  // (A jthread: joined however the test ends, within the call's 10 s.)
+  // While the review holds, the API thread answers everyone else.
+  proto::Request list;
+  list.set_id(6);
+  list.mutable_list_services();
+  for (int i = 0; i < 3; ++i) {
+    auto r = meshd::test::must(discovery::controller_call(addr, "controller", list, 2000, tls));
+    CHECK(r.error().empty());
+    CHECK(r.has_services());
+  }
+  // Over plaintext, a Certify is refused before anything is looked at.
+  auto plain = meshd::test::must(discovery::controller_call(addr, "controller", certify, 2000, {}));
+  CHECK(plain.error().starts_with("certificates and revocations are served only over TLS"));
+  {
+    std::lock_guard lock(h->mu);
+    h->release = true;
+  }
+  h->cv.notify_all();
+  pod.join();
+  auto answer = meshd::test::must(std::move(pod_answer));
+  CHECK(answer.id() == 5);
+  CHECK(answer.error() == "the API server says: token expired");
+  CHECK(stats.certify_refused[static_cast<int>(controller::CertifyRefusal::kBadPodToken)].get() == 1);
+
+  // A request that fails the checks needing no credential is not sent for
+  // review: the verifier would hold it again (release is reset) and time out.
+  {
+    std::lock_guard lock(h->mu);
+    h->release = false;
+  }
+  certify.mutable_certify()->set_csr_der("not a CSR");
+  auto bad = meshd::test::must(discovery::controller_call(addr, "controller", certify, 2000, tls));
+  CHECK(bad.error().starts_with("CSR refused:"));
+  {
+    std::lock_guard lock(h->mu);
+    h->release = true;
+  }
+  h->cv.notify_all();
   std::remove((dir + "/registry.log").c_str());
   rmdir(dir.c_str());
 }

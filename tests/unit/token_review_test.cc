@@ -21,6 +21,7 @@
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -32,12 +33,14 @@
 #include "base/json_value.h"
 #include "controller/certifier.h"
 #include "controller/http_response.h"
+#include "controller/pod_reviews.h"
 #include "controller/token_review.h"
 #include "identity/cert.h"
 #include "identity/csr.h"
 #include "identity/key.h"
 #include "identity/pem.h"
 #include "tests/unit/must.h"
+#include "tests/unit/test_ca.h"
 
 using namespace meshd;
 using controller::HttpResponseReader;
@@ -704,36 +707,90 @@ TEST_CASE("token review: bad settings and bad pod tokens are refused before any 
   }
 }
 
-TEST_CASE("token review: the certifier issues for the reviewed identity and nothing else", "[token_review]") {
+TEST_CASE("token review: pods' tokens are reviewed off the caller's thread, and certified for that identity only",
+          "[token_review]") {
   FakeApi api(good_cert());
   api.reply(created(review(true, "system:serviceaccount:default:web")));
   Setup s(api.url());
-  TempDir ca;
-  uint64_t now = static_cast<uint64_t>(time(nullptr));
-  auto root_key = must(identity::PrivateKey::generate());
-  std::string root = must(identity::make_ca(root_key, "root", now - 60, now + 86400, nullptr, -1));
-  ca.write("ca.crt", identity::pem_encode("CERTIFICATE", root));
-  ca.write("issuer.crt", identity::pem_encode("CERTIFICATE", root));
-  ca.write("issuer.key", root_key.pem());
-  ca.write("token.key", std::string(64, 'a'));
+  meshd::test::CaDir ca;
   controller::Stats stats;
   auto certifier = must(controller::Certifier::load({ca.dir, "mesh.test", 600}, &stats));
-  certifier->set_pod_verifier(s.make());
+  controller::PodReviews reviews(s.make(), [&] { return ca.now; });
 
   auto key = must(identity::PrivateKey::generate());
   proto::Certify req;
   req.set_identity(kWebId);
   req.set_csr_der(must(identity::make_csr(key, kWebId)));
   req.set_k8s_token(kPodToken);
-  auto got = must(certifier->certify(req, now));
-  CHECK(must(identity::verify_chain(got.leaf_der(), {}, {root}, now)).identity == kWebId);
+  REQUIRE(reviews.submit({7, 42, req}));
+  pollfd p{reviews.fd(), POLLIN, 0};
+  REQUIRE(poll(&p, 1, 5000) == 1);  // the review's thread signals when it is done
+  auto done = reviews.take();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].job.stream == 7);
+  CHECK(done[0].job.request_id == 42);
+  CHECK(must(Parsed<std::string>(done[0].identity)) == kWebId);
+  auto got = must(certifier->certify(done[0].job.request, ca.now, &done[0].identity));
+  CHECK(must(identity::verify_chain(got.leaf_der(), {got.chain_der(0)}, ca.anchors, ca.now)).identity == kWebId);
 
+  // The review proves one identity; a CSR for another gets nothing.
   const std::string other = "spiffe://mesh.test/ns/default/sa/admin";
   req.set_identity(other);
   req.set_csr_der(must(identity::make_csr(key, other)));
-  auto refused = certifier->certify(req, now);
+  auto refused = certifier->certify(req, ca.now, &done[0].identity);
   REQUIRE_FALSE(refused);
   CHECK(refused.error() == "the credential is for " + kWebId + ", not " + other);
+  // With no review (no TokenReview configured), pod tokens are refused.
+  auto unreviewed = certifier->certify(req, ca.now);
+  REQUIRE_FALSE(unreviewed);
+  CHECK(contains(unreviewed.error(), "no TokenReview configured"));
+}
+
+TEST_CASE("token review: waiting reviews are bounded, and the API thread is never the one waiting", "[token_review]") {
+  // A verifier as slow as an API server that does not answer: it holds
+  // until the test lets it go.
+  struct Held : controller::CredentialVerifier {
+    std::mutex* mu;
+    std::condition_variable* cv;
+    bool* release;
+    Parsed<std::string> verify(std::string_view credential, uint64_t) override {
+      std::unique_lock lock(*mu);
+      cv->wait(lock, [&] { return *release; });
+      return invalid("token " + std::string(credential) + " is not authenticated");
+    }
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  auto held = std::make_unique<Held>();
+  held->mu = &mu;
+  held->cv = &cv;
+  held->release = &release;
+  auto reviews = std::make_unique<controller::PodReviews>(std::move(held), [] { return uint64_t{1000}; });
+  proto::Certify req;
+  for (size_t i = 0; i < controller::PodReviews::kMaxWaiting; ++i) {
+    req.set_k8s_token("t" + std::to_string(i));
+    REQUIRE(reviews->submit({1, i, req}));  // returns at once: nobody waits on the review
+  }
+  CHECK_FALSE(reviews->submit({1, 999, req}));  // the bound
+  pollfd p{reviews->fd(), POLLIN, 0};
+  CHECK(poll(&p, 1, 0) == 0);  // nothing done yet
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  std::vector<controller::PodReviews::Done> done;
+  while (done.size() < controller::PodReviews::kMaxWaiting) {
+    REQUIRE(poll(&p, 1, 5000) == 1);
+    for (auto& d : reviews->take()) done.push_back(std::move(d));
+  }
+  for (size_t i = 0; i < done.size(); ++i) {  // in the order they came
+    CHECK(done[i].job.request_id == i);
+    CHECK(done[i].identity.error() == "token t" + std::to_string(i) + " is not authenticated");
+  }
+  REQUIRE(reviews->submit({1, 1000, req}));  // taken results free their places
+  reviews.reset();                           // stops with a review in progress or waiting: no hang, no leak
 }
 
 TEST_CASE("token review: the HTTP/1.1 response reader", "[token_review]") {
