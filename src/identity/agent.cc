@@ -63,6 +63,9 @@ void Agent::run() {
   while (!stopping_) {
     lock.unlock();
     auto ok = certify_once();
+    // Renewals are hours apart: wolfSSL's ~3 MB per-thread ECC point cache
+    // (key, CSR, handshake, chain check) would only hold memory meanwhile.
+    transport::release_thread_crypto();
     uint64_t now = unix_ms();
     lock.lock();
     if (ok) {
@@ -80,7 +83,6 @@ void Agent::run() {
     uint64_t wait_ms = status_.next_attempt_ms > now ? status_.next_attempt_ms - now : 0;
     cv_.wait_for(lock, std::chrono::milliseconds(wait_ms), [this] { return stopping_; });
   }
-  transport::release_thread_crypto();
 }
 
 Parsed<void> Agent::certify_once() {

@@ -4,9 +4,9 @@ namespace meshd::transport {
 
 Parsed<void> StreamTls::start(std::shared_ptr<const TlsContext> ctx, PeerCheck check, std::string* wire) {
   check_ = std::move(check);
-  const bool client = ctx->role() == Role::kClient;
+  client_ = ctx->role() == Role::kClient;
   if (auto ok = session_.start(std::move(ctx)); !ok) return ok;
-  if (client && session_.handshake() == TlsStatus::kError) return failed("TLS handshake");
+  if (client_ && session_.handshake() == TlsStatus::kError) return failed("TLS handshake");
   drain(wire);
   return {};
 }
@@ -47,6 +47,11 @@ Parsed<void> StreamTls::received(std::string_view cipher, std::string* plain, st
       if (check_)
         if (auto ok = check_(session_.peer_identity()); !ok) return ok;
       checked_ = true;
+      // A client's last ECC work on this stream is done: its threads (the
+      // proxy's discovery, registrar and identity threads, meshd-ctl)
+      // handshake now and then, so wolfSSL's ~3 MB per-thread point cache
+      // would sit in the sidecar's memory for nothing between.
+      if (client_) release_thread_crypto();
       if (!held_.empty()) {
         std::string held = std::move(held_);
         held_.clear();

@@ -49,6 +49,7 @@ class StreamTls {
   PeerCheck check_;
   std::string held_;
   bool checked_ = false;
+  bool client_ = false;
   bool peer_closed_ = false;
 };
 
