@@ -439,12 +439,15 @@ Parsed<bool> Controller::spend_token(const proto::JoinToken& t, uint64_t now_ms)
 
 Parsed<bool> Controller::revoke_token(const std::string& token_id, uint64_t expires_unix_s, uint64_t now_ms) {
   EntryKey key{std::string(kTokenService), revoked_key(token_id)};
-  if (const proto::Entry* old = registry_.find(key); old != nullptr && old->token().expires_unix_s() >= expires_unix_s)
-    return false;
+  const proto::Entry* old = registry_.find(key);
+  const bool revoked_already = old != nullptr && !old->tombstone();
+  if (revoked_already && old->token().expires_unix_s() >= expires_unix_s) return false;
+  // A later expiry is kept (revoked by id, the expiry is "366 days from
+  // now", later each time), but the token was refused already.
   proto::TokenMark mark;
   mark.set_expires_unix_s(expires_unix_s);
   if (auto ok = put_token_mark(key, "revoke", mark, now_ms); !ok) return ok;
-  return true;
+  return !revoked_already;
 }
 
 Parsed<Changes> Controller::expire_leases(uint64_t now_ms) {

@@ -132,6 +132,20 @@ proto::JoinToken join_token(const std::string& id, uint64_t expires_unix_s) {
 }
 }  // namespace
 
+TEST_CASE("controller: revoking a revoked token again says it was, and keeps the later expiry", "[tokens]") {
+  TempDir dir;
+  controller::Stats stats;
+  controller::Controller ctl(&stats);
+  REQUIRE(ctl.start({dir.path, ""}, 1'000'000));
+  REQUIRE(*ctl.revoke_token("0c0d", 1500, 1'000'000));
+  // Revoked by id, the expiry is "366 days from now": later at each try.
+  REQUIRE_FALSE(*ctl.revoke_token("0c0d", 1501, 1'001'000));
+  CHECK(ctl.expire_tombstones(1'500'000, 3'600'000) == 0);  // kept until the later one
+  CHECK(ctl.token_use("0c0d").revoked);
+  CHECK(ctl.expire_tombstones(1'501'000, 3'600'000) == 1);
+  CHECK_FALSE(ctl.token_use("0c0d").revoked);
+}
+
 TEST_CASE("controller: join-token marks expire with their token, and do not come back", "[tokens]") {
   TempDir dir;
   controller::Stats stats;
