@@ -176,21 +176,15 @@ void DiscoveryClient::connect_next(uint64_t now) {
 
 void DiscoveryClient::on_connected(uint64_t) {
   connecting_ = false;
-  backoff_ms_ = 0;
-  connected_.store(true);
-  LOG_INFO("discovery", "connected to controller %s", options_.controllers[current_].str().c_str());
-  {
-    std::lock_guard lock(status_mu_);
-    status_.connected = true;
-    status_.connected_since_unix_ms = unix_ms();
-    status_.last_error.clear();
-    status_.stale = !addresses_.empty() || !services_.empty();
-  }
   if (options_.tls.on()) {
     // Requests queue behind the handshake; the controller's certificate is
-    // checked before any of them leaves.
+    // checked before any of them leaves, and the stream is up only then
+    // (a controller of another mesh is never "connected", and is retried
+    // with backoff).
     tls_ = std::make_unique<transport::StreamTls>();
     if (auto ok = tls_->start(options_.tls.ctx, options_.tls.peer_check(), &out_); !ok) tls_error_ = ok.error();
+  } else {
+    on_stream_up();
   }
   dirty_ = true;
   // Everything known is asked again; the old answers serve until the new
@@ -201,8 +195,21 @@ void DiscoveryClient::on_connected(uint64_t) {
     if (s.by_name) subscribe_name(name, s);
 }
 
+void DiscoveryClient::on_stream_up() {
+  backoff_ms_ = 0;
+  connected_.store(true);
+  LOG_INFO("discovery", "connected to controller %s%s", options_.controllers[current_].str().c_str(),
+           tls_ ? " (TLS, its certificate verified)" : "");
+  std::lock_guard lock(status_mu_);
+  status_.connected = true;
+  status_.tls = tls_ != nullptr;
+  status_.connected_since_unix_ms = unix_ms();
+  status_.last_error.clear();
+  status_.stale = !addresses_.empty() || !services_.empty();
+}
+
 void DiscoveryClient::disconnect(const std::string& why, uint64_t now) {
-  bool was_connected = fd_ >= 0 && !connecting_;
+  const bool was_connected = connected_.load();  // its stream was up (TLS: verified)
   if (fd_ >= 0) io::close_fd(fd_);
   fd_ = -1;
   connecting_ = false;
@@ -292,10 +299,7 @@ void DiscoveryClient::read_stream(uint64_t now) {
         if (fd_ >= 0) disconnect(ok.error(), now);
         return;
       }
-      if (!was_established && tls_->established()) {
-        std::lock_guard lock(status_mu_);
-        status_.tls = true;
-      }
+      if (!was_established && tls_->established()) on_stream_up();
       decoder_.feed(plain_);
       if (plain_.capacity() > (1u << 20)) std::string().swap(plain_);  // a burst does not stay
     }

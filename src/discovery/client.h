@@ -119,6 +119,9 @@ class DiscoveryClient {
   void run();
   void connect_next(uint64_t now);
   void on_connected(uint64_t now);
+  // The stream is usable: TCP connected, and with TLS, the controller's
+  // certificate verified.
+  void on_stream_up();
   void disconnect(const std::string& why, uint64_t now);
   void read_stream(uint64_t now);
   void write_stream();
