@@ -9,19 +9,11 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/hex.h"
 #include "base/parse.h"
 
 namespace meshd {
-namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-}  // namespace
+namespace {}  // namespace
 
 Mac hmac_sha256(std::string_view key, std::string_view a, std::string_view b) noexcept {
   Mac out{};

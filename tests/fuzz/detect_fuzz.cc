@@ -21,21 +21,13 @@
 
 namespace {
 
+using meshd::fuzz::Exact;
+
 using meshd::proxy::Detected;
 using meshd::proxy::Detection;
 using meshd::proxy::kMaxClientHelloBytes;
 
 constexpr std::string_view kMeshAlpn = "meshd/1";
-
-// The input's bytes, copied into a heap block of exactly their size.
-struct Exact {
-  explicit Exact(std::span<const char> from) : size(from.size()), bytes(std::make_unique<char[]>(from.size())) {
-    std::copy(from.begin(), from.end(), bytes.get());
-  }
-  std::span<const char> span() const { return {bytes.get(), size}; }
-  size_t size;
-  std::unique_ptr<char[]> bytes;
-};
 
 // The mesh ALPN in a heap block of its own, so that a read past it is seen.
 std::string_view mesh_alpn() {
