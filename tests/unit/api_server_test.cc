@@ -72,6 +72,17 @@ struct Client {
     return resp;
   }
 };
+// Stops and joins the server however the test leaves its scope, so a
+// failed assertion reports instead of aborting on a joinable thread.
+struct Joiner {
+  int fd;
+  std::thread& t;
+  ~Joiner() {
+    uint64_t one = 1;
+    if (write(fd, &one, sizeof one) == sizeof one && t.joinable()) t.join();
+    close(fd);
+  }
+};
 }  // namespace
 
 TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only") {
@@ -107,17 +118,7 @@ TEST_CASE("api: subscribe gets a snapshot, then the changes to its service only"
       api.publish(*changes);
     });
   });
-  // Stops and joins the server however the test leaves this scope, so a
-  // failed assertion reports instead of aborting on a joinable thread.
-  struct Joiner {
-    int fd;
-    std::thread& t;
-    ~Joiner() {
-      uint64_t one = 1;
-      if (write(fd, &one, sizeof one) == sizeof one && t.joinable()) t.join();
-      close(fd);
-    }
-  } joiner{stop, server};
+  Joiner joiner{stop, server};
   auto apply = [&](proto::Entry e) {
     std::lock_guard<std::mutex> lock(mu);
     pending.push_back(std::move(e));
@@ -253,15 +254,7 @@ TEST_CASE("api: a pod's Certify waits for its token review off the API thread; p
     api.run(stop, 10, [] {});
     transport::release_thread_crypto();
   });
-  struct Joiner {
-    int fd;
-    std::thread& t;
-    ~Joiner() {
-      uint64_t one = 1;
-      if (write(fd, &one, sizeof one) == sizeof one && t.joinable()) t.join();
-      close(fd);
-    }
-  } joiner{stop, server};
+  Joiner joiner{stop, server};
 
   auto tls = meshd::test::must(discovery::ControlTls::from_anchors(ca.anchors, "mesh.test"));
   proto::Request certify;
