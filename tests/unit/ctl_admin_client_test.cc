@@ -1,4 +1,5 @@
 #include "ctl/admin_client.h"
+#include "tests/unit/loopback.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -146,19 +147,7 @@ TEST_CASE("admin target: parse and precedence", "[ctl][http]") {
 
 namespace {
 
-// A listening socket on 127.0.0.1 with a kernel-chosen port.
-int listen_loopback(uint16_t* port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  REQUIRE(::listen(fd, 8) == 0);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  *port = ntohs(a.sin_port);
-  return fd;
-}
+using meshd::test::listen_loopback;
 
 meshd::ctl::AdminTarget target_on(uint16_t port) { return *parse_admin_target("127.0.0.1:" + std::to_string(port)); }
 

@@ -39,6 +39,7 @@
 #include "identity/csr.h"
 #include "identity/key.h"
 #include "identity/pem.h"
+#include "tests/unit/loopback.h"
 #include "tests/unit/must.h"
 #include "tests/unit/test_ca.h"
 
@@ -165,15 +166,7 @@ class FakeApi {
 
   explicit FakeApi(const ServerCert& cert, Mode mode = Mode::kAnswer, bool tls12_only = false) : mode_(mode) {
     signal(SIGPIPE, SIG_IGN);  // a client that gave up must not kill the test
-    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    REQUIRE(::listen(listen_fd_, 16) == 0);
-    socklen_t len = sizeof a;
-    ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
-    port_ = ntohs(a.sin_port);
+    listen_fd_ = meshd::test::listen_loopback(&port_, 16);
     ctx_ = wolfSSL_CTX_new(tls12_only ? wolfTLSv1_2_server_method() : wolfSSLv23_server_method());
     REQUIRE(ctx_ != nullptr);
     REQUIRE(wolfSSL_CTX_use_certificate_buffer(ctx_, reinterpret_cast<const unsigned char*>(cert.cert_der.data()),
