@@ -5,6 +5,7 @@
 #include <map>
 
 #include "admin/discovery_view.h"
+#include "admin/http_view.h"
 #include "admin/identity_view.h"
 #include "base/clock.h"
 #include "base/json.h"
@@ -194,6 +195,7 @@ std::string render_metrics(const ProxyView& view) {
            "Bytes sent to the connecting side (over mesh TLS: the application's, before encryption).");
   each_source(sources, [&](const SeriesSource& s) { sample(w, "tcp_write_bytes_total", s, s.t.write_bytes); });
 
+  render_http_metrics(w, view.workers);
   if (view.discovery != nullptr) render_discovery_metrics(w, *view.discovery, *table);
   render_identity_metrics(w, view.identity, view.workers);
   if (view.policy != nullptr) view.policy->render_metrics(w);

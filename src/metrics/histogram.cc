@@ -1,25 +1,16 @@
 #include "metrics/histogram.h"
 
+#include <algorithm>
+
 namespace meshd::metrics {
 
-void Histogram::observe_us(uint64_t us) noexcept {
-  size_t i = 0;
-  // Bucket bounds are inclusive ("le"): 1000 us lands in the 1 ms bucket.
-  while (i < kBoundsMs.size() && us > static_cast<uint64_t>(kBoundsMs[i]) * 1000) ++i;
-  buckets_[i].fetch_add(1, std::memory_order_relaxed);
-  sum_us_.fetch_add(us, std::memory_order_relaxed);
-}
-
-Histogram::Snapshot Histogram::snapshot() const noexcept {
-  Snapshot s;
-  uint64_t running = 0;
-  for (size_t i = 0; i < kBuckets; ++i) {
-    running += buckets_[i].load(std::memory_order_relaxed);
-    s.cumulative[i] = running;
-  }
-  s.count = running;
-  s.sum_ms = static_cast<double>(sum_us_.load(std::memory_order_relaxed)) / 1000.0;
-  return s;
+size_t bucket_of(std::span<const uint32_t> bounds_ms, uint64_t us) noexcept {
+  // us <= bound * 1000 exactly when the whole milliseconds rounded up are
+  // <= bound: 1000 us lands in the 1 ms bucket, 1001 us in the next.
+  uint64_t ms = us / 1000 + (us % 1000 != 0);
+  return static_cast<size_t>(
+      std::lower_bound(bounds_ms.begin(), bounds_ms.end(), ms, [](uint32_t bound, uint64_t v) { return bound < v; }) -
+      bounds_ms.begin());
 }
 
 }  // namespace meshd::metrics

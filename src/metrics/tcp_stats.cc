@@ -25,6 +25,7 @@ const char* tcp_error_name(TcpError e) noexcept {
     case TcpError::kIdentityMismatch: return "identity_mismatch";
     case TcpError::kNoIdentity: return "no_identity";
     case TcpError::kUnauthorized: return "unauthorized";
+    case TcpError::kHttpRejected: return "http_rejected";
     case TcpError::kCount: break;
   }
   return "unknown";

@@ -10,6 +10,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "metrics/http_stats.h"
+
 namespace meshd::metrics {
 
 enum class Direction : uint8_t { kInbound = 0, kOutbound = 1 };
@@ -34,6 +36,7 @@ enum class TcpError : uint8_t {
   kIdentityMismatch,    // the peer's certificate is not the identity discovery promised
   kNoIdentity,          // mTLS was needed, but this proxy holds no valid certificate
   kUnauthorized,        // the inbound authorization policy refused the client
+  kHttpRejected,        // the HTTP tap refused a request (metrics/http_stats.h has why)
   kCount,
 };
 const char* tcp_error_name(TcpError e) noexcept;
@@ -152,6 +155,7 @@ struct WorkerStats {
   TcpCounters<Counter> dir_mtls[kDirections];
   ClientIdStats inbound_clients;
   TlsStats tls[kDirections];
+  HttpStats http;              // the HTTP golden metrics of the connections this worker tapped
   Counter buffers_in_use;      // receive buffers lent out of the ring right now
   Counter connections_live;    // connection objects held (open or closing)
   Counter spills_in_use;       // spill buffers held by connections whose destination is full
