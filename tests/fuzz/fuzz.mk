@@ -15,7 +15,7 @@ FUZZ_CXXFLAGS := -std=c++2b -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -
 FUZZ_SECONDS  ?= 15
 FUZZ_RUNS     ?= 1000000
 
-FUZZ_TARGETS := detect frame h1
+FUZZ_TARGETS := detect frame h1 tap
 FUZZ_BINS    := $(addprefix $(OUT)/fuzz/,$(FUZZ_TARGETS))
 fuzzobj       = $(patsubst %.cc,$(OUT)/fuzz/obj/%.o,$(1))
 
@@ -23,6 +23,9 @@ $(OUT)/fuzz/detect: $(call fuzzobj,tests/fuzz/detect_fuzz.cc src/proxy/detect.cc
 	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^
 
 $(OUT)/fuzz/h1: $(call fuzzobj,tests/fuzz/h1_fuzz.cc src/http/h1_parse.cc src/http/h1_body.cc)
+	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^
+
+$(OUT)/fuzz/tap: $(call fuzzobj,tests/fuzz/tap_fuzz.cc src/http/h1_tap.cc src/http/h1_parse.cc src/http/h1_body.cc)
 	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^
 
 $(OUT)/fuzz/frame: $(call fuzzobj,tests/fuzz/frame_fuzz.cc src/proto/frame.cc) \
