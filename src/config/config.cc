@@ -253,6 +253,33 @@ const Setting kSettings[] = {
        }
        return true;
      }},
+    {"http", "on|off", "on",
+     "HTTP/1 awareness on intercepted connections: requests and responses are parsed as they pass (golden metrics, "
+     "smuggling refused); off relays every connection as plain TCP",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       if (v.back().text != "on" && v.back().text != "off") return error(v.back(), "must be 'on' or 'off'");
+       c.http = v.back().text == "on";
+       return true;
+     }},
+    {"http-max-request-line", "SIZE", "8KiB", "longest HTTP/1 request line accepted; a longer one is answered 414",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto s = parse_size(v.back().text);
+       if (!s) return error(v.back(), s.error());
+       if (*s < 256 || *s > (64u << 10)) return error(v.back(), "must be between 256B and 64KiB");
+       c.http_max_request_line = static_cast<uint32_t>(*s);
+       return true;
+     }},
+    {"http-max-head-bytes", "SIZE", "32KiB",
+     "largest HTTP/1 head (request or response line and headers) accepted; a larger request is answered 431", false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       auto s = parse_size(v.back().text);
+       if (!s) return error(v.back(), s.error());
+       if (*s < 1024 || *s > (1u << 20)) return error(v.back(), "must be between 1KiB and 1MiB");
+       c.http_max_head = static_cast<uint32_t>(*s);
+       return true;
+     }},
     {"policy-file", "FILE", "",
      "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
@@ -503,6 +530,10 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
                        ": it would loop");
     }
   }
+  if (c.http_max_request_line > c.http_max_head)
+    return invalid("http-max-request-line (" + std::to_string(c.http_max_request_line) +
+                   " bytes) is larger than http-max-head-bytes (" + std::to_string(c.http_max_head) +
+                   "): the request line is part of the head");
   uint64_t pool = static_cast<uint64_t>(c.buffer_size) * c.buffers_per_thread;
   if (pool > (256ull << 20))
     return invalid("buffers-per-thread x buffer-size is " + std::to_string(pool >> 20) +

@@ -69,6 +69,11 @@ struct Config {
       if (p == port) return true;
     return false;
   }
+  // HTTP/1 awareness (the tap in the relay, src/http/h1_tap.h) and its
+  // bounds on what a peer may send in one head.
+  bool http = true;
+  uint32_t http_max_request_line = 0;
+  uint32_t http_max_head = 0;
   // Inbound authorization: the policy file, and the default for ports no
   // policy names (all-unauthenticated, all-authenticated or deny).
   std::string policy_file;

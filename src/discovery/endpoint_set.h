@@ -70,6 +70,7 @@ struct EndpointSet {
   std::string service;  // empty: no service has this address (negative answer)
   bool exists = false;  // the registry has the service
   bool stale = false;   // learned on a stream that has since ended; not yet confirmed
+  bool opaque = false;  // the registry's protocol hint: never look at its bytes (server speaks first)
   std::vector<Endpoint> endpoints;
   std::shared_ptr<ServiceStats> stats;         // never null
   std::vector<proto::InboundPolicy> policies;  // for the service's endpoints, by port

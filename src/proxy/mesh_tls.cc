@@ -353,7 +353,7 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
     return;
   }
   if (cqe.res <= 0) {
-    run(h, half_[h].on_recv(cqe.res, buffer));  // a reset, or no buffer: as on a plain socket
+    run(h, deliver(h, cqe.res, buffer));  // a reset, or no buffer: as on a plain socket
     return;
   }
   // Everything fed earlier was consumed (each read ends in kWantRead), so
@@ -386,12 +386,12 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
   if (r.bytes == 0) {
     release_chunk(kPlainId + slot);
     if (tls_closed_)
-      run(h, half_[h].on_recv(0, RelayHalf::kNoBuffer));
+      run(h, deliver(h, 0, RelayHalf::kNoBuffer));
     else
       submit_recv(h);  // a record is not complete yet; the half's read is still the one armed
     return;
   }
-  run(h, half_[h].on_recv(static_cast<int>(r.bytes), kPlainId + slot));
+  run(h, deliver(h, static_cast<int>(r.bytes), kPlainId + slot));
 }
 
 void TcpForward::queue_tls_output(size_t added) noexcept {

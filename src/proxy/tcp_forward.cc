@@ -50,6 +50,8 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   first_len_ = 0;
   early_buffer_ = -1;
   early_res_ = 0;
+  http_mode_ = HttpMode::kOff;
+  tap_ = nullptr;
 }
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
@@ -241,6 +243,7 @@ void TcpForward::start_relay() noexcept {
   // delivery answers the read the half has just armed.
   Half first = tls_ ? tls_in_ : kFromClient;
   Half other = first == kFromClient ? kFromUpstream : kFromClient;
+  start_tap();
   run(other, half_[other].start());
   if (closing_) return;
   Actions a = half_[first].start();
@@ -250,8 +253,9 @@ void TcpForward::start_relay() noexcept {
     if (first == kFromClient) count_bytes(true, first_len_);
     int id = kPlainId + first_slot_;
     first_slot_ = -1;
-    a = (a & ~kRecv) | half_[first].on_recv(static_cast<int>(first_len_), id);
+    a = (a & ~kRecv) | deliver(first, static_cast<int>(first_len_), id);
     first_len_ = 0;
+    if (closing_) return;
   }
   if (early_buffer_ >= 0 || early_res_ != 0) {
     int buffer = early_buffer_, res = early_res_;
@@ -265,7 +269,7 @@ void TcpForward::start_relay() noexcept {
       return;
     }
     if (res > 0) count_bytes(true, static_cast<uint64_t>(res));  // (only ever the client's, in clear)
-    a = (a & ~kRecv) | half_[first].on_recv(res, buffer);
+    a = (a & ~kRecv) | deliver(first, res, buffer);
   }
   run(first, a);
 }
@@ -322,7 +326,7 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     return;
   }
   if (cqe.res > 0 && h == kFromClient) count_bytes(true, static_cast<uint64_t>(cqe.res));
-  run(h, half_[h].on_recv(cqe.res, buffer));
+  run(h, deliver(h, cqe.res, buffer));
 }
 
 void TcpForward::on_send(Half h, int res) noexcept {
@@ -395,7 +399,7 @@ void TcpForward::run(Half h, Actions actions) noexcept {
   }
   if (actions & kRecv) {
     if (tls_ && h == tls_in_ && tls_closed_)
-      run(h, half_[h].on_recv(0, RelayHalf::kNoBuffer));  // the peer's close_notify came with earlier bytes
+      run(h, deliver(h, 0, RelayHalf::kNoBuffer));  // the peer's close_notify came with earlier bytes
     else
       submit_recv(h);
   }
@@ -469,6 +473,7 @@ void TcpForward::maybe_release() noexcept {
   }
   if (early_buffer_ >= 0) worker_->give_back(early_buffer_);
   early_buffer_ = -1;
+  end_tap();  // before set_ goes: the tap's labels point into it
   end_tls();
   for (int i = 0; i < 2; ++i)
     if (plain_[i] != nullptr) release_chunk(kPlainId + i);

@@ -27,8 +27,13 @@
 
 struct io_uring_cqe;
 
+namespace meshd::http {
+struct TapVerdict;
+}
+
 namespace meshd::proxy {
 
+class HttpTap;
 class Worker;
 
 class TcpForward final : public io::OpOwner {
@@ -42,6 +47,11 @@ class TcpForward final : public io::OpOwner {
 
   // Takes ownership of an accepted socket.
   void adopt(Worker* worker, int client_fd, metrics::Direction direction) noexcept;
+  // Whether the relay reads HTTP/1 as it passes (relay_http.cc): not at all
+  // (explicit forwards, --http off), counted as skipped (opaque ports), or
+  // tapped when the first bytes are HTTP/1.
+  enum class HttpMode : uint8_t { kOff, kSkip, kTap };
+  void watch_http(HttpMode mode) noexcept { http_mode_ = mode; }
   // Opens the connection towards target as dialled (counted under its
   // direction) and starts connecting.
   void connect_direct(const SocketAddr& target) noexcept;
@@ -139,6 +149,14 @@ class TcpForward final : public io::OpOwner {
   int dest_fd(Half h) const noexcept { return h == kFromClient ? upstream_fd_ : client_fd_; }
   bool in_flight() const noexcept;
 
+  // HTTP inside the relay (relay_http.cc). Every read reaches its half
+  // through deliver(), so the tap sees each byte once, before it is sent.
+  Actions deliver(Half h, int res, int chunk) noexcept;
+  void start_tap() noexcept;
+  void end_tap() noexcept;
+  void refuse_request(const http::TapVerdict& v) noexcept;
+  bool answer_client(const http::TapVerdict& v) noexcept;
+
   Worker* worker_ = nullptr;
   int client_fd_ = -1;
   int upstream_fd_ = -1;
@@ -185,6 +203,9 @@ class TcpForward final : public io::OpOwner {
   uint32_t first_len_ = 0;
   int early_buffer_ = -1;  // a client read that completed before the relay started
   int early_res_ = 0;
+
+  HttpMode http_mode_ = HttpMode::kOff;
+  HttpTap* tap_ = nullptr;  // while the connection is followed as HTTP/1
 };
 
 }  // namespace meshd::proxy

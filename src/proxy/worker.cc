@@ -11,6 +11,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "io/socket.h"
+#include "proxy/http_tap.h"
 #include "proxy/target.h"
 
 namespace meshd::proxy {
@@ -220,6 +221,11 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
     c->close(TcpError::kNoOriginalDst, true, false);
     return;
   }
+  // Explicit forwards stay plain TCP: they are how operators say "just
+  // these bytes, there".
+  if (spec.kind != ListenerKind::kForward && shared_->config->http)
+    c->watch_http(shared_->config->is_opaque_port(target->port()) ? TcpForward::HttpMode::kSkip
+                                                                  : TcpForward::HttpMode::kTap);
   if (spec.kind == ListenerKind::kInbound) {
     if (shared_->identity != nullptr && !shared_->config->is_opaque_port(target->port()))
       c->detect(*target);  // mesh TLS or not, then admit()
@@ -368,6 +374,22 @@ void Worker::release(TcpForward* c) noexcept {
   stats_->connections_live.add(static_cast<uint64_t>(-1));
   shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
 }
+
+HttpTap* Worker::take_tap() noexcept {
+  if (!free_taps_.empty()) {
+    HttpTap* t = free_taps_.back();
+    free_taps_.pop_back();
+    return t;
+  }
+  const config::Config& c = *shared_->config;
+  auto tap = std::unique_ptr<HttpTap>(new (std::nothrow) HttpTap(
+      http::Limits{.max_request_line = c.http_max_request_line, .max_head = c.http_max_head, .max_headers = 100}));
+  if (tap == nullptr) return nullptr;
+  taps_.push_back(std::move(tap));
+  return taps_.back().get();
+}
+
+void Worker::give_tap(HttpTap* tap) noexcept { free_taps_.push_back(tap); }
 
 void Worker::buffer_taken(int) noexcept { stats_->buffers_in_use.inc(); }
 

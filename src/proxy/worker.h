@@ -80,6 +80,10 @@ class Worker final : public io::OpOwner {
   char* take_plain(size_t fed, uint32_t* capacity) noexcept;
   void give_plain(char* slot, uint32_t capacity) noexcept;
   void wait_for_buffer(TcpForward* c) noexcept { buffer_waiters_.push_back(c); }
+  // HTTP/1 taps (relay_http.cc): one per connection followed as HTTP/1,
+  // pooled. Null when out of memory (the connection goes untapped).
+  HttpTap* take_tap() noexcept;
+  void give_tap(HttpTap* tap) noexcept;
   void accepted(Listener& listener, int fd) noexcept;
   void track_connecting(TcpForward* c) noexcept;
   void track_detecting(TcpForward* c) noexcept;
@@ -142,6 +146,8 @@ class Worker final : public io::OpOwner {
     char* spare_[kKeep] = {};
     int count_ = 0;
   };
+  std::vector<std::unique_ptr<HttpTap>> taps_;  // every tap ever made
+  std::vector<HttpTap*> free_taps_;
   SparePool spills_;
   SparePool plains_;        // full plain slots
   SparePool small_plains_;  // small ones
