@@ -27,6 +27,7 @@ using meshd::ctl::Io;
 
 constexpr Command kCommands[] = {
     {"status", "what the local proxy is doing: listeners, connections, memory, redirect", meshd::ctl::run_status},
+    {"stat", "HTTP success rate, requests per second and latency, per authority", meshd::ctl::run_stat},
     {"endpoints", "a service's endpoints as the local proxy sees them (state, latency, load)",
      meshd::ctl::run_endpoints},
     {"services", "the services a controller knows (name, ports, endpoints, owner)", meshd::ctl::run_services},
