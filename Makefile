@@ -141,7 +141,7 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
             libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump \
-            clang libclang-rt-dev
+            clang libclang-rt-dev curl
 BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \

@@ -9,6 +9,7 @@ import itertools
 import json
 import os
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -396,6 +397,155 @@ class Pair:
                     problems.append(str(e))
         if problems:
             raise AssertionError("\n".join(problems))
+
+
+HTTP_VIP = "10.96.0.20"
+HTTP_REGISTRY = f"""
+[[service]]
+name = "http.prod"
+ports = [8080]
+virtual_addresses = ["{HTTP_VIP}:80"]
+
+[[service]]
+name = "greet.prod"
+ports = [9500]
+"""
+
+
+class Agent:
+    """An apps.py agent in a namespace: runs the clients apps.py has (see
+    AGENT_CLIENTS there) on request, in one process, so that a test making
+    many client calls or metric reads does not start Python for each."""
+
+    def __init__(self, ns):
+        self.errors = tempfile.NamedTemporaryFile("w+", prefix="meshd-agent-", suffix=".txt")
+        self.proc = ns.spawn([PYTHON, APPS, "agent"], stdin=subprocess.PIPE, stderr=self.errors)
+        self.started = False
+
+    def call(self, *args, timeout=60):
+        if not self.started:
+            self._line(30)  # "ready"
+            self.started = True
+        self.proc.stdin.write(json.dumps([str(a) for a in args]) + "\n")
+        self.proc.stdin.flush()
+        out = json.loads(self._line(timeout))
+        if "agent_error" in out:
+            raise RuntimeError(f"apps.py {args[0]} failed in the agent: {out['agent_error']}")
+        return out
+
+    def _line(self, timeout):
+        # One request, one line: nothing is ever left in the pipe's buffer
+        # between calls, so select() on the pipe is enough.
+        if not select.select([self.proc.stdout], [], [], timeout)[0]:
+            raise AssertionError(f"the apps.py agent gave no answer in {timeout}s")
+        line = self.proc.stdout.readline()
+        if not line:
+            self.errors.seek(0)
+            raise RuntimeError(f"the apps.py agent exited: {self.errors.read()[-2000:]}")
+        return line
+
+
+class AgentHost(Host):
+    """A Host whose admin reads (ready, metrics, status) and clients go
+    through an Agent: the same answers, without a Python start each."""
+
+    def __init__(self, role, v4, v6):
+        super().__init__(role, v4, v6)
+        self.agent = Agent(self.ns)
+
+    def app(self, *args, timeout=120):
+        return self.agent.call(*args, timeout=timeout)
+
+    def ready(self, admin="127.0.0.1:4191"):
+        try:
+            return self.agent.call("get", f"http://{admin}/ready", timeout=10).get("status") == 200
+        except RuntimeError:  # not listening yet
+            return False
+
+    def metrics(self, admin="127.0.0.1:4191"):
+        out = self.agent.call("get", f"http://{admin}/metrics")
+        assert out["status"] == 200, out
+        return parse_metrics(out["body"])
+
+    def status(self, admin="127.0.0.1:4191"):
+        out = self.agent.call("get", f"http://{admin}/status.json")
+        assert out["status"] == 200, out
+        return json.loads(out["body"])
+
+
+class HttpMesh(Cluster):
+    """For the HTTP tests: a controller that is the mesh's CA (10.78.0.10),
+    a client host (10.78.0.1) and a server host (10.78.0.2), both meshed with
+    identities, so the hop between their proxies is mutual TLS.
+
+    The server runs the HTTP backend (apps.py http-serve, which logs every
+    request line to self.backend_log) on 8080, registered as http.prod
+    (also at HTTP_VIP:80), and servers that speak first (apps.py greet) on
+    9500, registered as greet.prod, and on 3306, an opaque port, not
+    registered (the inbound proxy does not look at an opaque port's first
+    bytes, so it could not tell mesh TLS there). meshd_flags go to both
+    meshds. Built from Cluster's parts; Cluster itself is unchanged."""
+
+    def __init__(self, meshd_flags=()):
+        # The state Cluster's methods (host, token, identity_flags,
+        # start_controller, services, close) rely on.
+        self.hosts, self.controllers = [], []
+        self.workdir = tempfile.TemporaryDirectory(prefix="meshd-http-")
+        self.identity, self.cert_ttl, self.meshd_flags, self.gossip = True, "1h", list(meshd_flags), False
+        self.ca_dir = os.path.join(self.workdir.name, "ca")
+        self.backend_log = os.path.join(self.workdir.name, "backend.log")
+        self.lan = Lan()
+        try:
+            run([binary("meshd-ctl"), "identity", "init", "--trust-domain", TRUST_DOMAIN, "--dir", self.ca_dir])
+            self.ctrl_hosts = [self.host("ctrl0", CTRL_IP)]
+            self.controller_addrs = f"{CTRL_IP}:4190"
+            with open(os.path.join(self.workdir.name, "registry.toml"), "w") as f:
+                f.write(HTTP_REGISTRY)
+            self.start_controller(0)
+            self.client = self.host("client", "10.78.0.1")
+            self.client.ns.exec(["ip", "route", "add", "default", "dev", self.client.lan_dev])
+            self.server = self.host("server", "10.78.0.2")
+            self.servers = [self.server]
+            self.start_backends()
+            for h in (self.server, self.client):
+                h.install_rules()
+            self.server.start_meshd("--controller", self.controller_addrs, "--register", "http.prod=8080",
+                                    "--register", "greet.prod=9500", *self.identity_flags(self.server))
+            self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client))
+            self.wait_meshed()
+        except BaseException:
+            self.close()
+            raise
+
+    def host(self, role, ip):
+        # As Cluster.host, with an agent for the client and the server.
+        h = AgentHost(role, ip, None) if role in ("client", "server") else Host(role, ip, None)
+        h.role = role
+        self.hosts.append(h)
+        self.lan.attach(h)
+        return h
+
+    def start_backends(self):
+        errors = os.path.join(self.workdir.name, "backends.err")
+        for argv in (["http-serve", "8080", self.backend_log], ["greet", "9500"], ["greet", "3306"]):
+            with open(errors, "a") as f:  # stderr to a file: a pipe nobody reads could fill and block
+                p = self.server.ns.spawn([PYTHON, APPS] + argv, stderr=f)
+            if p.stdout.readline().strip() != "ready":
+                with open(errors) as f:
+                    raise RuntimeError(f"apps.py {' '.join(argv)} did not start: {f.read()}")
+
+    def wait_meshed(self):
+        """Both proxies hold certificates and the controller has the server's
+        registrations."""
+        for h in (self.client, self.server):
+            wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
+        wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == 1
+                             for n in ("http.prod", "greet.prod")), 15, "the server's registrations")
+
+    def backend_requests(self):
+        """The request lines the HTTP backend has accepted, in order."""
+        with open(self.backend_log) as f:
+            return f.read().splitlines()
 
 
 if __name__ == "__main__":

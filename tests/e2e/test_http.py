@@ -1,0 +1,466 @@
+"""HTTP/1 awareness in the relay, end to end: a client application talks
+HTTP/1.1 to a backend on another host through the client's outbound meshd,
+mutual TLS between the proxies, and the server's inbound meshd. Each proxy
+taps the bytes it forwards (they pass verbatim): it pairs requests with
+responses for the golden metrics, refuses requests a backend might read
+differently (smuggling) or that are too large, and steps aside for what is
+not HTTP/1 (a server that speaks first, an upgraded connection, an opaque
+port). Real clients (Debian's curl, Python's http.client, raw sockets), a
+real backend (apps.py http-serve), real redirect rules and a real
+controller; see mesh.HttpMesh."""
+import base64
+import json
+import re
+
+import pytest
+
+from mesh import HTTP_VIP, HttpMesh, wait_for
+
+# One worker thread per proxy: the bound on authorities per worker is then
+# the proxy's bound.
+THREADS = ("--threads", "1")
+AUTHORITY_CAP = 100
+BACKEND = "10.78.0.2"
+
+
+@pytest.fixture(scope="module")
+def mesh():
+    m = HttpMesh(meshd_flags=THREADS)
+    try:
+        yield m
+    finally:
+        m.close()
+
+
+# --- metrics ---------------------------------------------------------------
+
+LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def samples(m, name):
+    """(labels, value) for each series of `name` in parsed /metrics m."""
+    out = []
+    for key, v in m.items():
+        if key == name:
+            out.append(({}, v))
+        elif key.startswith(name + "{"):
+            out.append((dict(LABEL.findall(key[len(name):])), v))
+    return out
+
+
+def value(m, name, labels):
+    """The series whose labels are exactly `labels` (0 when there is none)."""
+    return sum(v for have, v in samples(m, name) if have == labels)
+
+
+def total(m, name, **labels):
+    """The sum over the series that carry at least these labels; a label
+    given as None must be absent."""
+    return sum(v for have, v in samples(m, name)
+               if all(have.get(k) == want for k, want in labels.items()))
+
+
+def bucket(m, name, labels, le):
+    """A histogram bucket's count, whatever the spelling of le ("100" or
+    "100.0")."""
+    return sum(v for have, v in samples(m, name)
+               if have.get("le") not in (None, "+Inf") and float(have["le"]) == le
+               and {k: x for k, x in have.items() if k != "le"} == labels)
+
+
+def out_labels(authority, service="http.prod"):
+    """The client's proxy's labels for requests to `authority` (mTLS)."""
+    return {"direction": "outbound", "authority": authority, "dst_service": service, "tls": "true"}
+
+
+def in_labels(authority):
+    """The server's proxy's: inbound has no service."""
+    return {"direction": "inbound", "authority": authority, "tls": "true"}
+
+
+class Delta:
+    """Both proxies' /metrics now, to compare with later."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+        self.before = {"outbound": mesh.client.metrics(), "inbound": mesh.server.metrics()}
+        self.after = None
+
+    def take(self):
+        self.after = {"outbound": self.mesh.client.metrics(), "inbound": self.mesh.server.metrics()}
+        return self
+
+    # side: "outbound" (the client's proxy) or "inbound" (the server's).
+    def value(self, side, name, labels):
+        return value(self.after[side], name, labels) - value(self.before[side], name, labels)
+
+    def total(self, side, name, **labels):
+        return total(self.after[side], name, **labels) - total(self.before[side], name, **labels)
+
+    def bucket(self, side, name, labels, le):
+        return bucket(self.after[side], name, labels, le) - bucket(self.before[side], name, labels, le)
+
+    def until(self, check, timeout=5):
+        """Takes the metrics again until check(self) holds (what a proxy
+        counts at a connection's end comes a little after the client saw
+        it); returns self either way, for the assertions to say what is
+        wrong."""
+        try:
+            wait_for(lambda: check(self.take()), timeout, "the metrics")
+        except AssertionError:
+            pass
+        return self
+
+    def labels(self, direction, authority, service="http.prod"):
+        return out_labels(authority, service) if direction == "outbound" else in_labels(authority)
+
+
+def golden(d, authority, requests, responses):
+    """Asserts that request_total, response_total (responses: {(status,
+    classification): count}) and the latency histogram's count went up as
+    expected on both proxies for `authority`."""
+    for direction in ("outbound", "inbound"):
+        labels = d.labels(direction, authority)
+        got = {"requests": d.value(direction, "request_total", labels),
+               "latency": d.value(direction, "response_latency_ms_count", labels),
+               "responses": {f"{status} {cls}": d.value(direction, "response_total",
+                                                        {**labels, "status_code": str(status), "classification": cls})
+                             for (status, cls) in responses}}
+        want = {"requests": requests, "latency": requests,
+                "responses": {f"{status} {cls}": n for (status, cls), n in responses.items()}}
+        assert got == want, (direction, authority, got, want, series_of(d.after[direction], authority))
+
+
+def series_of(m, authority):
+    """The series naming `authority`, for failure messages."""
+    return {k: v for k, v in m.items() if f'authority="{authority}"' in k and "_bucket" not in k}
+
+
+# --- clients -----------------------------------------------------------------
+
+def raw(mesh, request, count=0, timeout=10, host=HTTP_VIP, port=80, pause=0.0):
+    """Sends raw bytes from the client host (several pieces: one write
+    each, pause apart) and reads count responses (0: until the end)."""
+    pieces = request if isinstance(request, list) else [request]
+    b64 = ",".join(base64.b64encode(p if isinstance(p, bytes) else p.encode()).decode() for p in pieces)
+    return mesh.client.app("http-raw", host, port, b64, count, timeout, pause, timeout=timeout + 30)
+
+
+def curl(host, *args):
+    r = host.ns.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "10", "-w", "\n<<%{num_connects} %{http_code}>>\n"]
+                     + list(args), check=False)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+# --- tests -------------------------------------------------------------------
+
+@pytest.mark.timeout(90)
+def test_curl_keep_alive_counted_on_both_proxies(mesh):
+    d = Delta(mesh)
+    out = curl(mesh.client, "--resolve", f"web.test:80:{HTTP_VIP}", "http://web.test/ok/one", "http://web.test/ok/two")
+    # One connection (curl reused it), both answers whole.
+    assert out == "ok /ok/one\n\n<<1 200>>\nok /ok/two\n\n<<0 200>>\n", out
+    assert mesh.backend_requests()[-2:] == ["GET /ok/one HTTP/1.1", "GET /ok/two HTTP/1.1"]
+    d.take()
+    golden(d, "web.test", 2, {(200, "success"): 2})
+    for direction in ("outbound", "inbound"):
+        # One connection, detected as HTTP/1 once; over mTLS, so tls="true"
+        # (and no plaintext series for it).
+        assert d.value(direction, "protocol_detect_total", {"direction": direction, "protocol": "http1"}) == 1
+        assert d.total(direction, "request_total", authority="web.test", tls="false") == 0
+        # Both answers came at once: in the histogram's lower buckets.
+        labels = d.labels(direction, "web.test")
+        assert d.bucket(direction, "response_latency_ms_bucket", labels, 1000) == 2
+        assert d.value(direction, "response_latency_ms_bucket", {**labels, "le": "+Inf"}) == 2
+
+
+@pytest.mark.timeout(60)
+def test_http_client_uploads_head_204_304_expect_and_503_on_one_connection(mesh):
+    d = Delta(mesh)
+    out = mesh.client.app("http-suite", HTTP_VIP, 80, "suite.test")
+    steps = {s["name"]: s for s in out["steps"]}
+    for name in ("chunked-upload", "expect-100"):
+        assert steps[name]["status"] == 200, steps[name]
+        assert json.loads(steps[name]["body"]) == steps[name]["expected"], steps[name]
+    # 100 Continue came before the body was sent, and only then the 200.
+    assert steps["expect-100"]["interim"].startswith("HTTP/1.1 100 "), steps["expect-100"]
+    assert steps["head"]["status"] == 200 and steps["head"]["body"] == ""
+    assert int(steps["head"]["content_length"]) == len("ok /ok/head\n")
+    assert (steps["204"]["status"], steps["204"]["body"]) == (204, "")
+    assert (steps["304"]["status"], steps["304"]["body"]) == (304, "")
+    assert (steps["chunked-download"]["status"], steps["chunked-download"]["body"]) == (200, "first,second,third")
+    assert steps["503"]["status"] == 503
+    # One connection end to end: the client's and the backend's.
+    assert len({s["local"] for s in out["steps"]}) == 1, out
+    assert len({s["peer"] for s in out["steps"]}) == 1, out
+    d.take()
+    # HEAD's Content-Length, 204 and 304 frame no body: were they read as
+    # having one, the responses after them would not pair up.
+    golden(d, "suite.test", 7, {(200, "success"): 4, (204, "success"): 1, (304, "success"): 1,
+                                (503, "failure"): 1, (100, "success"): 0, (100, "failure"): 0})
+
+
+@pytest.mark.timeout(60)
+def test_pipelined_requests_are_answered_in_order_and_paired(mesh):
+    d = Delta(mesh)
+    req = "".join(f"GET {p} HTTP/1.1\r\nHost: Pipe.Test:8080\r\n\r\n" for p in ("/ok/p1", "/chunked", "/ok/p3"))
+    out = raw(mesh, req, 3)
+    assert out["end"] == "done", out
+    assert [(r["status"], r["body"]) for r in out["responses"]] == \
+        [(200, "ok /ok/p1\n"), (200, "first,second,third"), (200, "ok /ok/p3\n")], out
+    d.take()
+    # The authority as sent, lowercased.
+    golden(d, "pipe.test:8080", 3, {(200, "success"): 3})
+    assert d.total("outbound", "request_total", authority="Pipe.Test:8080") == 0
+
+
+BAD_REQUESTS = [
+    # (name, request, status, reason). Each path names its case, so that the
+    # backend's log shows whether the request got through.
+    ("cl_and_te", "POST /bad/cl_and_te HTTP/1.1\r\nHost: bad.test\r\nContent-Length: 5\r\n"
+     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, "cl_and_te"),
+    ("two_lengths", "POST /bad/two_lengths HTTP/1.1\r\nHost: bad.test\r\nContent-Length: 5\r\n"
+     "Content-Length: 6\r\n\r\nhello!", 400, "content_length_mismatch"),
+    ("bare_lf_header", "GET /bad/bare_lf_header HTTP/1.1\r\nHost: bad.test\nX-After: 1\r\n\r\n", 400, "bare_lf"),
+    ("bare_lf_everywhere", "GET /bad/bare_lf_everywhere HTTP/1.1\nHost: bad.test\n\n", 400, "bare_lf"),
+    ("obs_fold", "GET /bad/obs_fold HTTP/1.1\r\nHost: bad.test\r\nX-Folded: a\r\n b\r\n\r\n", 400, "obs_fold"),
+    ("chunk_size", "POST /bad/chunk_size HTTP/1.1\r\nHost: bad.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+     "zz\r\nhello\r\n0\r\n\r\n", 400, "chunk_size"),
+    ("long_request_line", "GET /bad/long_request_line?" + "q" * 9000 + " HTTP/1.1\r\nHost: bad.test\r\n\r\n",
+     414, "request_line_too_long"),
+    ("huge_head", "GET /bad/huge_head HTTP/1.1\r\nHost: bad.test\r\n" +
+     "".join(f"X-Big-{i}: {'b' * 8000}\r\n" for i in range(5)) + "\r\n", 431, "head_too_large"),
+    ("many_headers", "GET /bad/many_headers HTTP/1.1\r\nHost: bad.test\r\n" +
+     "".join(f"X-H{i}: v\r\n" for i in range(120)) + "\r\n", 431, "too_many_headers"),
+]
+
+
+def assert_refused(out, status, reason):
+    """The proxy's own answer, alone, then the end of the connection."""
+    assert len(out["responses"]) == 1, out
+    r = out["responses"][0]
+    assert r["line"].startswith(f"HTTP/1.1 {status} "), out
+    assert r["headers"].get("connection", "").lower() == "close", r
+    assert r["headers"].get("meshd-proxy-error") == reason, r
+    assert out["end"] in ("eof", "reset"), out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name,request_,status,reason", BAD_REQUESTS, ids=[c[0] for c in BAD_REQUESTS])
+def test_smuggling_and_oversize_requests_are_refused_before_the_backend(mesh, name, request_, status, reason):
+    d = Delta(mesh)
+    out = raw(mesh, request_, timeout=5)
+    assert_refused(out, status, reason)
+    # The backend never saw it; the next request on a new connection goes
+    # through (and is logged: the log does show what arrives).
+    good = raw(mesh, f"GET /ok/after-{name} HTTP/1.1\r\nHost: bad.test\r\n\r\n", 1)
+    assert [r["status"] for r in good["responses"]] == [200], good
+    log = mesh.backend_requests()
+    assert not [line for line in log if f"/bad/{name}" in line], log[-5:]
+    assert f"GET /ok/after-{name} HTTP/1.1" in log
+    d.take()
+    # Refused by the first proxy the client reached, and counted there.
+    assert d.value("outbound", "http_rejected_total",
+                   {"direction": "outbound", "status_code": str(status), "reason": reason}) == 1
+    assert d.total("outbound", "http_rejected_total") == 1
+    assert d.total("inbound", "http_rejected_total") == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_refusal_behind_a_pending_request_resets_instead_of_answering(mesh):
+    # An answer now would read as the pending request's response: the
+    # proxy resets instead, and the backend still never sees the bad one.
+    d = Delta(mesh)
+    first = "GET /slow/1500 HTTP/1.1\r\nHost: bad.test\r\n\r\n"
+    bad = ("POST /bad/behind HTTP/1.1\r\nHost: bad.test\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "0\r\n\r\n")
+    out = raw(mesh, [first, bad], pause=0.5, timeout=5)
+    assert not [r for r in out["responses"] if "meshd-proxy-error" in r["headers"]], out
+    assert out["end"] in ("reset", "eof") and out["seconds"] < 5, out
+    wait_for(lambda: "GET /slow/1500 HTTP/1.1" in mesh.backend_requests(), 5, "the first request at the backend")
+    log = mesh.backend_requests()
+    assert not [line for line in log if "/bad/behind" in line], log[-5:]
+    d.take()
+    assert d.value("outbound", "http_rejected_total",
+                   {"direction": "outbound", "status_code": "400", "reason": "cl_and_te"}) == 1
+
+
+@pytest.mark.timeout(60)
+def test_upgrade_then_raw_bytes_flow_both_ways(mesh):
+    d = Delta(mesh)
+    out = mesh.client.app("http-upgrade", HTTP_VIP, 80, "ws.test")
+    assert out["responses"][0]["status"] == 101, out
+    assert out["responses"][0]["headers"].get("upgrade") == "websocket", out
+    # A websocket-ish frame, bytes that would be a smuggling attempt were
+    # they HTTP, and 50 kB of noise: all echoed unchanged.
+    assert out["echoes"] == [True, True, True], out
+    assert out["tail"] == "", out
+    d.until(lambda d: all(d.total(x, "http_tap_abandoned_total", direction=x, reason="upgrade") == 1
+                          for x in ("outbound", "inbound")))
+    for direction in ("outbound", "inbound"):
+        assert d.value(direction, "http_tap_abandoned_total", {"direction": direction, "reason": "upgrade"}) == 1
+        assert d.total(direction, "http_rejected_total") == 0
+    golden(d, "ws.test", 1, {(101, "success"): 1})
+
+
+@pytest.mark.timeout(60)
+def test_a_server_that_speaks_first_is_not_kept_waiting(mesh):
+    d = Delta(mesh)
+    # 9500: not an opaque port, a meshed service (mTLS between the proxies).
+    # The first connection learns the service and gets a session ticket;
+    # the second then shows what detection costs: it must not wait for the
+    # client, which says nothing until it is greeted.
+    for _ in range(2):
+        out = mesh.client.app("greet-time", BACKEND, 9500)
+        assert (out["greeting"], out["echo"]) == ("HELLO 9500\r\n", "ping\r\n"), out
+    assert out["greeting_seconds"] < 0.5, out
+    # 3306: an opaque port, never looked at.
+    out = mesh.client.app("greet-time", BACKEND, 3306)
+    assert (out["greeting"], out["echo"]) == ("HELLO 3306\r\n", "ping\r\n"), out
+    assert out["greeting_seconds"] < 0.5, out
+    d.take()
+    assert d.total("outbound", "tcp_open_total", direction="outbound", dst="greet.prod", tls="true") == 2
+    for direction in ("outbound", "inbound"):
+        detected = {p: d.value(direction, "protocol_detect_total", {"direction": direction, "protocol": p})
+                    for p in ("server_first", "skipped", "http1", "opaque")}
+        assert detected == {"server_first": 2, "skipped": 1, "http1": 0, "opaque": 0}, (direction, detected)
+        assert d.total(direction, "request_total") == 0
+
+
+@pytest.mark.timeout(60)
+def test_h2_tls_and_other_bytes_are_detected_and_left_alone(mesh):
+    d = Delta(mesh)
+    body = bytes([3, 3]) + bytes(40)  # a ClientHello's start: TLS 1.2, then zeros
+    hello = bytes([0x16, 3, 1, 0, len(body) + 4, 1, 0, 0, len(body)]) + body
+    for payload in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", hello, b"\x00\x01binary, not HTTP\r\n\r\n"):
+        raw(mesh, payload, timeout=1)
+    d.take()
+    for direction in ("outbound", "inbound"):
+        detected = {p: d.value(direction, "protocol_detect_total", {"direction": direction, "protocol": p})
+                    for p in ("h2", "tls", "opaque", "http1")}
+        assert detected == {"h2": 1, "tls": 1, "opaque": 1, "http1": 0}, (direction, detected)
+        assert d.total(direction, "request_total") == 0
+        assert d.total(direction, "http_rejected_total") == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_request_without_a_response_is_a_failure(mesh):
+    d = Delta(mesh)
+    out = raw(mesh, "GET /hangup HTTP/1.1\r\nHost: hangup.test\r\n\r\n")
+    assert (out["responses"], out["end"]) == ([], "eof"), out
+    out = raw(mesh, "GET /reset HTTP/1.1\r\nHost: reset.test\r\n\r\n")
+    assert out["responses"] == [] and out["end"] in ("reset", "eof"), out
+
+    def failed(d, direction, authority, **labels):
+        return d.total(direction, "response_total", **d.labels(direction, authority), classification="failure",
+                       status_code=None, **labels)
+    d.until(lambda d: all(failed(d, x, a) == 1 for x in ("outbound", "inbound") for a in ("hangup.test", "reset.test")))
+    for direction in ("outbound", "inbound"):
+        # The backend closed: error="closed", and no status.
+        assert failed(d, direction, "hangup.test", error="closed") == 1, series_of(d.after[direction], "hangup.test")
+        assert d.total(direction, "response_total", authority="hangup.test") == 1
+        # It reset: a failure with some other error.
+        assert failed(d, direction, "reset.test") == 1, series_of(d.after[direction], "reset.test")
+        assert failed(d, direction, "reset.test", error="closed") == 0, series_of(d.after[direction], "reset.test")
+        for a in ("hangup.test", "reset.test"):
+            assert d.value(direction, "request_total", d.labels(direction, a)) == 1
+
+
+@pytest.mark.timeout(60)
+def test_latency_is_the_time_to_the_response_head(mesh):
+    d = Delta(mesh)
+    # 250 ms before the head: never in the 200 ms bucket.
+    out = raw(mesh, "GET /slow/250 HTTP/1.1\r\nHost: slow.test\r\n\r\n", 1)
+    assert [r["status"] for r in out["responses"]] == [200], out
+    # The head at once, the body's end 1 s later: the head's time counts.
+    out = raw(mesh, "GET /trickle/1000 HTTP/1.1\r\nHost: trickle.test\r\n\r\n", 1)
+    assert [r["body"] for r in out["responses"]] == ["head-first,then the rest"], out
+    assert out["seconds"] >= 1, out
+    d.take()
+    for direction in ("outbound", "inbound"):
+        slow = d.labels(direction, "slow.test")
+        assert d.bucket(direction, "response_latency_ms_bucket", slow, 200) == 0
+        assert d.bucket(direction, "response_latency_ms_bucket", slow, 2000) == 1
+        assert d.value(direction, "response_latency_ms_count", slow) == 1
+        assert 250 <= d.value(direction, "response_latency_ms_sum", slow) < 2000
+        trickle = d.labels(direction, "trickle.test")
+        assert d.bucket(direction, "response_latency_ms_bucket", trickle, 500) == 1
+    golden(d, "trickle.test", 1, {(200, "success"): 1})
+    golden(d, "slow.test", 1, {(200, "success"): 1})
+
+
+# Last of the tests on the shared mesh: it fills the proxies' authority
+# tables (requests with authorities new after it are counted under "").
+@pytest.mark.timeout(90)
+def test_random_hosts_are_bounded_to_a_fixed_number_of_authorities(mesh):
+    d = Delta(mesh)
+    out = mesh.client.app("http-hosts", HTTP_VIP, 80, 300, 11, 10)
+    assert out == {"statuses": {"200": 300}, "end": "done", "sent": 300}, out
+    d.take()
+    for direction in ("outbound", "inbound"):
+        m = d.after[direction]
+        authorities = {labels["authority"] for labels, _ in samples(m, "request_total")
+                       if labels.get("direction") == direction}
+        # One worker: at most its cap of distinct names, plus "" for the rest.
+        assert "" in authorities, authorities
+        assert len(authorities - {""}) == AUTHORITY_CAP, len(authorities)
+        assert d.total(direction, "http_authority_overflow_total") > 0
+        # Every request is still counted, named or not.
+        assert d.total(direction, "request_total", direction=direction) == 300
+        assert d.total(direction, "response_total", direction=direction, status_code="200") == 300
+        assert d.total(direction, "request_total", direction=direction, authority="") > 0
+
+
+# --- flags: meshes of their own --------------------------------------------
+
+@pytest.mark.timeout(90)
+def test_http_off_relays_plain_tcp_and_counts_nothing():
+    m = HttpMesh(meshd_flags=THREADS + ("--http", "off"))
+    try:
+        out = curl(m.client, "--resolve", f"web.test:80:{HTTP_VIP}", "http://web.test/ok/one",
+                   "http://web.test/ok/two")
+        assert out == "ok /ok/one\n\n<<1 200>>\nok /ok/two\n\n<<0 200>>\n", out
+        # Nothing refuses either: what the tap would refuse reaches the
+        # backend (which takes the chunked body, as the tap would not).
+        out = raw(m, "POST /ok/cl-te HTTP/1.1\r\nHost: off.test\r\nContent-Length: 5\r\n"
+                     "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 1)
+        assert [r["status"] for r in out["responses"]] == [200], out
+        assert "POST /ok/cl-te HTTP/1.1" in m.backend_requests()
+        for h in (m.client, m.server):
+            metrics = h.metrics()
+            counted = {k: v for k, v in metrics.items() if v and re.match(
+                r"(request_total|response_total|response_latency_ms_\w+|protocol_detect_total|http_\w+)\{", k)}
+            assert counted == {}, counted
+            assert total(metrics, "tcp_open_total") == 2  # curl's connection, and the raw one
+    finally:
+        m.close()
+
+
+@pytest.mark.timeout(90)
+def test_request_line_and_head_limits_follow_the_flags():
+    m = HttpMesh(meshd_flags=THREADS + ("--http-max-request-line", "1024", "--http-max-head-bytes", "4096"))
+    try:
+        def line(n):  # a request line of exactly n bytes (without CRLF)
+            head = "GET /ok/limit?"
+            tail = " HTTP/1.1"
+            return head + "q" * (n - len(head) - len(tail)) + tail
+
+        def request(request_line, header_bytes=0):
+            pad = f"X-Pad: {'p' * header_bytes}\r\n" if header_bytes else ""
+            return f"{request_line}\r\nHost: limits.test\r\n{pad}\r\n"
+        out = raw(m, request(line(1024)), 1)
+        assert [r["status"] for r in out["responses"]] == [200], out
+        assert_refused(raw(m, request(line(1025)), timeout=5), 414, "request_line_too_long")
+        small = request(line(100), 3900)
+        assert len(small) < 4096
+        out = raw(m, small, 1)
+        assert [r["status"] for r in out["responses"]] == [200], out
+        assert_refused(raw(m, request(line(100), 4100), timeout=5), 431, "head_too_large")
+        assert len([r for r in m.backend_requests() if "/ok/limit" in r]) == 2
+        metrics = m.client.metrics()
+        for status, reason in (("414", "request_line_too_long"), ("431", "head_too_large")):
+            assert value(metrics, "http_rejected_total",
+                         {"direction": "outbound", "status_code": status, "reason": reason}) == 1
+    finally:
+        m.close()
