@@ -21,9 +21,10 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mesh import REGISTRY, TRUST_DOMAIN, VIP, Capture, Cluster, binary, stop, wait_for  # noqa: E402
+from mesh import APPS, PYTHON, REGISTRY, TRUST_DOMAIN, VIP, Capture, Cluster, binary, stop, wait_for  # noqa: E402
 
 MiB = 1 << 20
+API_VIP = "10.96.0.11"
 
 
 def step(text):
@@ -44,6 +45,11 @@ def main():
          "10.78.0.2 and .3, client 10.78.0.1; every host has meshd-init's rules and a meshd")
     client_id = f"spiffe://{TRUST_DOMAIN}/host/client"
     registry = REGISTRY + f"""
+[[service]]
+name = "api.prod"
+ports = [8081]
+virtual_addresses = ["{API_VIP}:80"]
+
   [[service.policy]]
   port = 8080
   default = "deny"
@@ -113,6 +119,30 @@ def main():
             for k, v in sorted(s_.metrics().items()):
                 if k.startswith("inbound_tcp_authz") and v:
                     print(f"  {s_.role}: {k} {int(v)}")
+
+        step(f"HTTP: each server also runs an HTTP/1.1 app on 8081, registered as api.prod (virtual address "
+             f"{API_VIP}:80, meshed); the client app makes 60 requests with curl (a fifth answered 503) while "
+             "`meshd-ctl stat` watches: the proxies read HTTP as it passes and count the golden metrics")
+        ca = os.path.join(mesh.ca_dir, "ca.crt")
+        for s_ in mesh.servers:
+            http_app = s_.ns.spawn([PYTHON, APPS, "http-serve", "8081", os.path.join(mesh.workdir.name, "http.log")])
+            if http_app.stdout.readline().strip() != "ready":
+                raise SystemExit("demo failed: the HTTP app did not start")
+            s_.apps[8081] = http_app
+            ctl(mesh.ctrl_hosts[0], "register", "api.prod", f"{s_.v4}:8081", "--meshed", "--identity",
+                mesh.identity_of(s_), "--trust-anchors", ca, "--controller", f"{mesh.ctrl_hosts[0].v4}:4190")
+        wait_for(lambda: (mesh.services() or {}).get("api.prod", {}).get("endpoints") == 2, 15, "api.prod's endpoints")
+        batch = " ".join([f"http://{API_VIP}/ok"] * 16 + [f"http://{API_VIP}/status/503"] * 4)
+        load = subprocess.Popen(client.ns.cmd(
+            ["sh", "-c", f"for i in 1 2 3; do sleep 0.3; curl -s {batch} >/dev/null; done"]))
+        print(ctl(client, "stat", "--interval", "2s"), end="")
+        load.wait(timeout=20)
+        for h in (client, mesh.servers[0]):
+            m = h.metrics()
+            print(f"  {h.role}'s proxy:")
+            for k, v in sorted(m.items()):
+                if k.split("{")[0] in ("request_total", "response_total") and v:
+                    print(f"    {k} {int(v)}")
 
         step("meshd-ctl endpoints web.prod  (what the client's proxy balances over)")
         print(ctl(client, "endpoints", "web.prod"), end="")
