@@ -156,14 +156,7 @@ std::thread serve_once(int listen_fd, std::string reply, std::string* request_ou
   return std::thread([=] {
     int c = ::accept(listen_fd, nullptr, nullptr);
     if (c < 0) return;
-    std::string req;
-    char buf[4096];
-    while (req.find("\r\n\r\n") == std::string::npos) {
-      ssize_t n = ::read(c, buf, sizeof buf);
-      if (n <= 0) break;
-      req.append(buf, static_cast<size_t>(n));
-    }
-    *request_out = req;
+    *request_out = meshd::test::read_request_head(c);
     (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);
     ::close(c);
   });

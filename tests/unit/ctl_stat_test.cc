@@ -452,13 +452,7 @@ std::thread serve(int listen_fd, std::vector<std::string> bodies) {
     for (const std::string& body : bodies) {
       int c = ::accept(listen_fd, nullptr, nullptr);
       if (c < 0) return;
-      std::string req;
-      char buf[4096];
-      while (req.find("\r\n\r\n") == std::string::npos) {
-        ssize_t n = ::read(c, buf, sizeof buf);
-        if (n <= 0) break;
-        req.append(buf, static_cast<size_t>(n));
-      }
+      meshd::test::read_request_head(c);
       std::string reply = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: " +
                           std::to_string(body.size()) + "\r\n\r\n" + body;
       (void)::send(c, reply.data(), reply.size(), MSG_NOSIGNAL);

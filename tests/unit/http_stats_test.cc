@@ -12,6 +12,7 @@
 #include "metrics/http_stats.h"
 #include "metrics/prometheus.h"
 #include "metrics/tcp_stats.h"
+#include "tests/unit/prom_check.h"
 
 using namespace meshd;
 using metrics::AuthorityOverflow;
@@ -327,20 +328,7 @@ TEST_CASE("http stats: /metrics sums workers and merges label sets", "[httpstats
                    "response_total{direction=\"outbound\",authority=\"full.test\",tls=\"false\",status_code=\"other\","
                    "classification=\"failure\"} 1"));
 
-  // Every sample belongs to the family declared before it.
-  std::string family;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    std::string line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.rfind("# TYPE ", 0) == 0) {
-      family = line.substr(7, line.find(' ', 7) - 7);
-    } else if (line[0] != '#') {
-      INFO(line);
-      REQUIRE(line.rfind(family, 0) == 0);
-    }
-  }
+  meshd::test::require_samples_follow_their_family(text);
 }
 
 TEST_CASE("http stats: the admin thread reads while the worker appends", "[httpstats]") {

@@ -9,6 +9,7 @@
 #include "admin/server.h"
 #include "config/config.h"
 #include "metrics/prometheus.h"
+#include "tests/unit/prom_check.h"
 
 using namespace meshd;
 
@@ -47,20 +48,7 @@ TEST_CASE("metrics: /metrics sums workers and classifies closes") {
       std::string::npos);
   REQUIRE(text.find("tcp_read_bytes_total{direction=\"inbound\"} 42\n") != std::string::npos);
   REQUIRE(text.find("# TYPE process_resident_memory_bytes gauge\n") != std::string::npos);
-  // Every sample line belongs to a family declared before it.
-  std::string family;
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    std::string line = text.substr(pos, eol - pos);
-    pos = eol + 1;
-    if (line.rfind("# TYPE ", 0) == 0) {
-      family = line.substr(7, line.find(' ', 7) - 7);
-    } else if (line[0] != '#') {
-      INFO(line);
-      REQUIRE(line.rfind(family, 0) == 0);
-    }
-  }
+  meshd::test::require_samples_follow_their_family(text);
   std::string status = admin::render_status(view);
   REQUIRE(status.find("\"outbound\":{\"open\":2,\"opened_total\":5,\"closed_total\":3") != std::string::npos);
 }
