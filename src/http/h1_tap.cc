@@ -25,10 +25,11 @@ bool is_target_char(char c) {
 
 // What the first client bytes are. *need_more: they are a consistent
 // prefix of the h2 preface or of an HTTP/1 request line ("METHOD SP TARGET
-// SP HTTP/1.x CRLF"), and the answer (kH2 or kHttp1) is only the likely
-// one. A consistent prefix of `decide_at` bytes is HTTP/1 already: its line
-// is too long, which the head parser then reports (414 or 431). A client's
-// first bytes are never empty lines: those are opaque.
+// SP HTTP/1.x CRLF", or a bare LF for the parser to refuse), and the answer
+// (kH2 or kHttp1) is only the likely one. A consistent prefix of `decide_at`
+// bytes is HTTP/1 already: its line is too long, which the head parser then
+// reports (414 or 431). A client's first bytes are never empty lines: those
+// are opaque.
 Protocol sniff(std::span<const char> bytes, uint32_t decide_at, bool* need_more) {
   *need_more = false;
   const size_t n = bytes.size();
