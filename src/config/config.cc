@@ -61,6 +61,18 @@ Parsed<bool> set_u32(uint32_t* field, const Raw& r) {
   return true;
 }
 
+// A size (parse_size) within [Min, Max]; `range` says the bounds as a user
+// writes them ("1KiB and 1MiB").
+template <uint64_t Min, uint64_t Max>
+Parsed<bool> set_size(uint32_t* field, const Raw& r, std::string_view range) {
+  static_assert(Max <= UINT32_MAX);
+  auto s = parse_size(r.text);
+  if (!s) return error(r, s.error());
+  if (*s < Min || *s > Max) return error(r, "must be between " + std::string(range));
+  *field = static_cast<uint32_t>(*s);
+  return true;
+}
+
 constexpr uint64_t kMaxDurationMs = 30ull * 24 * 3600 * 1000;
 
 Parsed<bool> set_duration(uint64_t* field, const Raw& r, bool zero_ok) {
@@ -147,12 +159,8 @@ const Setting kSettings[] = {
     {"max-connections", "N", "20000", "open connections at most; further ones are refused (reset) and counted", false,
      [](Config& c, const std::vector<Raw>& v) { return set_u32<1, 10'000'000>(&c.max_connections, v.back()); }},
     {"buffer-size", "SIZE", "64KiB", "size of one receive buffer", false,
-     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
-       auto s = parse_size(v.back().text);
-       if (!s) return error(v.back(), s.error());
-       if (*s < 1024 || *s > (1u << 20)) return error(v.back(), "must be between 1KiB and 1MiB");
-       c.buffer_size = static_cast<uint32_t>(*s);
-       return true;
+     [](Config& c, const std::vector<Raw>& v) {
+       return set_size<1024, (1u << 20)>(&c.buffer_size, v.back(), "1KiB and 1MiB");
      }},
     {"buffers-per-thread", "N", "64",
      "receive buffers per worker (a power of two); bounds memory whatever the connection count", false,
@@ -264,21 +272,13 @@ const Setting kSettings[] = {
      }},
     {"http-max-request-line", "SIZE", "8KiB", "longest HTTP/1 request line accepted; a longer one is answered 414",
      false,
-     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
-       auto s = parse_size(v.back().text);
-       if (!s) return error(v.back(), s.error());
-       if (*s < 256 || *s > (64u << 10)) return error(v.back(), "must be between 256B and 64KiB");
-       c.http_max_request_line = static_cast<uint32_t>(*s);
-       return true;
+     [](Config& c, const std::vector<Raw>& v) {
+       return set_size<256, (64u << 10)>(&c.http_max_request_line, v.back(), "256B and 64KiB");
      }},
     {"http-max-head-bytes", "SIZE", "32KiB",
      "largest HTTP/1 head (request or response line and headers) accepted; a larger request is answered 431", false,
-     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
-       auto s = parse_size(v.back().text);
-       if (!s) return error(v.back(), s.error());
-       if (*s < 1024 || *s > (1u << 20)) return error(v.back(), "must be between 1KiB and 1MiB");
-       c.http_max_head = static_cast<uint32_t>(*s);
-       return true;
+     [](Config& c, const std::vector<Raw>& v) {
+       return set_size<1024, (1u << 20)>(&c.http_max_head, v.back(), "1KiB and 1MiB");
      }},
     {"policy-file", "FILE", "",
      "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
