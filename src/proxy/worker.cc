@@ -223,11 +223,11 @@ void Worker::accepted(Listener& listener, int fd) noexcept {
   }
   // Explicit forwards stay plain TCP: they are how operators say "just
   // these bytes, there".
+  bool opaque_port = shared_->config->is_opaque_port(target->port());
   if (spec.kind != ListenerKind::kForward && shared_->config->http)
-    c->watch_http(shared_->config->is_opaque_port(target->port()) ? TcpForward::HttpMode::kSkip
-                                                                  : TcpForward::HttpMode::kTap);
+    c->watch_http(opaque_port ? TcpForward::HttpMode::kSkip : TcpForward::HttpMode::kTap);
   if (spec.kind == ListenerKind::kInbound) {
-    if (shared_->identity != nullptr && !shared_->config->is_opaque_port(target->port()))
+    if (shared_->identity != nullptr && !opaque_port)
       c->detect(*target);  // mesh TLS or not, then admit()
     else
       c->admit(*target);
@@ -383,7 +383,7 @@ HttpTap* Worker::take_tap() noexcept {
   }
   const config::Config& c = *shared_->config;
   auto tap = std::unique_ptr<HttpTap>(new (std::nothrow) HttpTap(
-      http::Limits{.max_request_line = c.http_max_request_line, .max_head = c.http_max_head, .max_headers = 100}));
+      http::Limits{.max_request_line = c.http_max_request_line, .max_head = c.http_max_head}));
   if (tap == nullptr) return nullptr;
   taps_.push_back(std::move(tap));
   return taps_.back().get();
