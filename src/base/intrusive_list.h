@@ -37,6 +37,21 @@ class IntrusiveList {
     head_.prev->next = l;
     head_.prev = l;
   }
+  // Inserts item after the last item for which after(other) is false, so
+  // that a list kept in order stays so (walks from the back: O(1) when
+  // items mostly arrive in order).
+  template <class After>
+  void insert_from_back(T* item, After after) noexcept {
+    ListLink* l = &(item->*Link);
+    l->unlink();
+    l->owner = item;
+    ListLink* at = head_.prev;
+    while (at != &head_ && after(from_link(at))) at = at->prev;
+    l->prev = at;
+    l->next = at->next;
+    at->next->prev = l;
+    at->next = l;
+  }
   T* front() noexcept { return empty() ? nullptr : from_link(head_.next); }
   T* pop_front() noexcept {
     T* item = front();

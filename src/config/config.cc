@@ -280,6 +280,10 @@ const Setting kSettings[] = {
      [](Config& c, const std::vector<Raw>& v) {
        return set_size<1024, (1u << 20)>(&c.http_max_head, v.back(), "1KiB and 1MiB");
      }},
+    {"request-timeout", "DURATION", "off",
+     "how long an HTTP request waits for its response to begin, from its last byte, before the proxy answers 504 "
+     "(meshd-proxy-error: request_timeout); a service's registry entry may set its own (request_timeout)",
+     false, [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.request_timeout_ms, v.back(), true); }},
     {"policy-file", "FILE", "",
      "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {

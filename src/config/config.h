@@ -74,6 +74,9 @@ struct Config {
   bool http = true;
   uint32_t http_max_request_line = 0;
   uint32_t http_max_head = 0;
+  // An HTTP request with no response head this long after its last byte
+  // is answered 504 (a service's registry entry may set its own); 0: never.
+  uint64_t request_timeout_ms = 0;
   // Inbound authorization: the policy file, and the default for ports no
   // policy names (all-unauthenticated, all-authenticated or deny).
   std::string policy_file;

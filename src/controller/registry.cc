@@ -80,6 +80,9 @@ Parsed<bool> validate(const proto::Entry& e) {
     for (const auto& vip : e.definition().virtual_addresses())
       if (auto a = SocketAddr::parse(vip); !a)
         return invalid("service '" + e.service() + "' virtual address " + a.error());
+    if (e.definition().request_timeout_ms() > 3'600'000)
+      return invalid("service '" + e.service() + "': request timeout " +
+                     std::to_string(e.definition().request_timeout_ms()) + " ms is over an hour");
     return true;
   }
   if (policy::is_policy_key(e.endpoint())) return validate_policy_entry(e);

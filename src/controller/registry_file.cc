@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "base/addr.h"
+#include "base/parse.h"
 #include "policy/authz.h"
 #include "policy/policy_file.h"
 #include "proto/frame.h"
@@ -26,6 +27,17 @@ Parsed<proto::Protocol> protocol_of(const std::string& path, const toml::node& n
   if (*s == "http1") return proto::PROTOCOL_HTTP1;
   if (*s == "h2") return proto::PROTOCOL_H2;
   return invalid(at(path, n) + "protocol '" + *s + "' is not detect, opaque, http1 or h2");
+}
+
+// A service's own HTTP request timeout: a duration such as "2s" or "500ms",
+// up to an hour (longer is no timeout at all; leave it unset for the proxy's).
+Parsed<uint32_t> request_timeout_of(const std::string& path, const toml::node& n) {
+  auto s = string_of(path, n, "request_timeout");
+  if (!s) return invalid(s.error());
+  auto ms = parse_duration_ms(*s);
+  if (!ms) return invalid(at(path, n) + "request_timeout: " + ms.error());
+  if (*ms == 0 || *ms > 3'600'000) return invalid(at(path, n) + "request_timeout must be between 1ms and 1h");
+  return static_cast<uint32_t>(*ms);
 }
 
 Parsed<proto::Entry> endpoint_of(const std::string& path, const std::string& service, const toml::node& node) {
@@ -96,8 +108,9 @@ Parsed<std::vector<proto::Entry>> parse_registry_file(std::string_view text, con
   for (const toml::node& node : *list) {
     const toml::table* t = node.as_table();
     if (t == nullptr) return invalid(at(path, node) + "each service must be a table ([[service]])");
-    if (auto r =
-            known_keys(path, *t, {"name", "ports", "virtual_addresses", "protocol", "endpoint", "policy"}, "a service");
+    if (auto r = known_keys(path, *t,
+                            {"name", "ports", "virtual_addresses", "protocol", "request_timeout", "endpoint", "policy"},
+                            "a service");
         !r)
       return invalid(r.error());
     const toml::node* name_node = t->get("name");
@@ -135,6 +148,11 @@ Parsed<std::vector<proto::Entry>> parse_registry_file(std::string_view text, con
       auto proto_hint = protocol_of(path, *p);
       if (!proto_hint) return invalid(proto_hint.error());
       def->set_protocol(*proto_hint);
+    }
+    if (const toml::node* rt = t->get("request_timeout")) {
+      auto ms = request_timeout_of(path, *rt);
+      if (!ms) return invalid(ms.error());
+      def->set_request_timeout_ms(*ms);
     }
     if (auto r = validate(svc); !r) return invalid(at(path, node) + r.error());
     if (!seen.insert(key_of(svc)).second) return invalid(at(path, node) + "service '" + *name + "' is defined twice");

@@ -526,6 +526,7 @@ std::shared_ptr<const EndpointSet> DiscoveryClient::build_set(const std::string&
   set->exists = s.exists;
   set->stale = !s.fresh;
   set->opaque = s.definition.protocol() == proto::PROTOCOL_OPAQUE;
+  set->request_timeout_ms = s.definition.request_timeout_ms();
   set->stats = s.stats;
   for (const auto& [port, p] : s.policies) set->policies.push_back(p);
   for (const auto& [addr, e] : s.endpoints) {

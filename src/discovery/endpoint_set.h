@@ -67,10 +67,11 @@ struct Endpoint {
 };
 
 struct EndpointSet {
-  std::string service;  // empty: no service has this address (negative answer)
-  bool exists = false;  // the registry has the service
-  bool stale = false;   // learned on a stream that has since ended; not yet confirmed
-  bool opaque = false;  // the registry's protocol hint: never look at its bytes (server speaks first)
+  std::string service;              // empty: no service has this address (negative answer)
+  bool exists = false;              // the registry has the service
+  bool stale = false;               // learned on a stream that has since ended; not yet confirmed
+  bool opaque = false;              // the registry's protocol hint: never look at its bytes (server speaks first)
+  uint32_t request_timeout_ms = 0;  // the registry's HTTP request timeout; 0: the proxy's own
   std::vector<Endpoint> endpoints;
   std::shared_ptr<ServiceStats> stats;         // never null
   std::vector<proto::InboundPolicy> policies;  // for the service's endpoints, by port

@@ -167,7 +167,7 @@ TapVerdict H1Tap::feed_requests(std::span<const char> bytes, uint64_t now_us) no
           return reject(s.error_status, s.reason, s.message);
         }
         bytes = bytes.subspan(s.consumed);
-        if (s.done) request_ended();
+        if (s.done) request_ended(now_us);
         break;
       }
       case State::kAwaitTunnel:
@@ -239,18 +239,49 @@ TapVerdict H1Tap::request_head(std::span<const char>* bytes, uint64_t now_us) no
   void* tag = sink_->on_request(head);
   release(req_head_);
   const bool tunnel = head.upgrade || head.method == Method::kConnect;
-  pending_[(pending_first_ + pending_count_) % kMaxPending] = {tag, head.method, tunnel, now_us, 0};
+  pending_[(pending_first_ + pending_count_) % kMaxPending] = {tag, head.method, tunnel, now_us, 0, 0};
   ++pending_count_;
   tunnel_pending_ = tunnel;
   req_body_ = BodyFramer(head.framing, limits_.max_head);
   req_state_ = State::kBody;
-  if (req_body_.done()) request_ended();
+  if (req_body_.done()) request_ended(now_us);
   return {};
 }
 
 // A request's body ended: the next head follows, unless it asked for a
 // tunnel, whose response decides what the client's next bytes are.
-void H1Tap::request_ended() noexcept { req_state_ = tunnel_pending_ ? State::kAwaitTunnel : State::kHead; }
+// The request is the last pending one, unless its response already came
+// whole (a server may answer before the body ends).
+void H1Tap::request_ended(uint64_t now_us) noexcept {
+  if (pending_count_ > 0) {
+    Pending& last = pending_[(pending_first_ + pending_count_ - 1) % kMaxPending];
+    if (last.end_us == 0) last.end_us = now_us;
+  }
+  req_state_ = tunnel_pending_ ? State::kAwaitTunnel : State::kHead;
+}
+
+uint64_t H1Tap::awaited_since_us() const noexcept {
+  if (!active() || pending_count_ == 0) return 0;
+  // Only the front request can have its response head already (its body
+  // is being read).
+  uint32_t i = pending_first_;
+  if (resp_state_ == State::kBody) {
+    if (pending_count_ == 1) return 0;
+    i = (i + 1) % kMaxPending;
+  }
+  return pending_[i].end_us;
+}
+
+bool H1Tap::awaited_answerable() const noexcept {
+  return active() && pending_count_ > 0 && resp_state_ == State::kHead && resp_head_.held == 0 &&
+         pending_[pending_first_].end_us != 0;
+}
+
+void H1Tap::answered(uint16_t status, uint64_t now_us) noexcept {
+  Pending& p = front();
+  sink_->on_response(p.tag, status, now_us > p.start_us ? now_us - p.start_us : 0, true);
+  pop();
+}
 
 TapVerdict H1Tap::feed_responses(std::span<const char> bytes, uint64_t now_us) noexcept {
   if (req_state_ == State::kDetect) {

@@ -125,6 +125,17 @@ class H1Tap {
   // response; a request refused in its body (its head went on) may be
   // pending itself, when its response has not begun.
   bool can_answer() const noexcept { return pending_count_ == 0 || refused_own_; }
+
+  // The request timeout runs from a request's last byte to its response's
+  // head. When the oldest request waiting for its response head was sent
+  // whole, in the feeds' clock; 0 when no request waits so.
+  uint64_t awaited_since_us() const noexcept;
+  // That request may be answered by the proxy now: it is the oldest
+  // pending and no byte of its response has come.
+  bool awaited_answerable() const noexcept;
+  // The proxy answered it (awaited_answerable() held) with `status`: its
+  // response is counted as that. finish() then fails the rest.
+  void answered(uint16_t status, uint64_t now_us) noexcept;
   // Still following the connection (not finished, rejected or opaque).
   bool active() const noexcept;
   // Bytes held in head buffers right now (a memory gauge).
@@ -144,6 +155,7 @@ class H1Tap {
     bool upgrade = false;  // the request asked to switch protocols
     uint64_t start_us = 0;
     uint64_t ttfb_us = 0;  // set when the final response head came
+    uint64_t end_us = 0;   // set when the request's last byte went
   };
   // A head being read on one side: bytes copied while it straddles reads.
   struct Assembly {
@@ -159,7 +171,7 @@ class H1Tap {
   TapVerdict detect(std::span<const char> bytes) noexcept;
   TapVerdict request_head(std::span<const char>* bytes, uint64_t now_us) noexcept;
   TapVerdict response_head(std::span<const char>* bytes, uint64_t now_us) noexcept;
-  void request_ended() noexcept;
+  void request_ended(uint64_t now_us) noexcept;
   void response_ended(bool complete) noexcept;
   TapVerdict opaque(std::string_view why) noexcept;
   TapVerdict reject(uint16_t status, std::string_view reason, std::string_view message) noexcept;

@@ -26,6 +26,7 @@ const char* tcp_error_name(TcpError e) noexcept {
     case TcpError::kNoIdentity: return "no_identity";
     case TcpError::kUnauthorized: return "unauthorized";
     case TcpError::kHttpRejected: return "http_rejected";
+    case TcpError::kRequestTimeout: return "request_timeout";
     case TcpError::kCount: break;
   }
   return "unknown";

@@ -37,6 +37,7 @@ enum class TcpError : uint8_t {
   kNoIdentity,          // mTLS was needed, but this proxy holds no valid certificate
   kUnauthorized,        // the inbound authorization policy refused the client
   kHttpRejected,        // the HTTP tap refused a request (metrics/http_stats.h has why)
+  kRequestTimeout,      // an HTTP request had no response within its request timeout
   kCount,
 };
 const char* tcp_error_name(TcpError e) noexcept;

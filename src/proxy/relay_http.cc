@@ -8,6 +8,12 @@
 //   each read   -> deliver -> tap.feed: pass | opaque (tap dropped, bytes
 //                  flow on) | reject (the read is not forwarded; an error
 //                  response when nothing earlier awaits one, then close)
+//   each read   -> watch_request_timeout: the request awaiting its response
+//                  head (from its last byte) is in the worker's deadline
+//                  list; past the service's or the proxy's request timeout
+//                  it is answered 504 (request_timed_out) and the
+//                  connection ends (a late response must not answer a later
+//                  request)
 //   release     -> end_tap: requests still pending are counted as failed
 #include <sys/socket.h>
 
@@ -31,6 +37,10 @@ void TcpForward::start_tap() noexcept {
   tap_ = worker_->take_tap();
   if (tap_ == nullptr) return;  // out of memory: relayed untapped
   tap_->start(&stats, direction_, set_ ? std::string_view(set_->service) : std::string_view(), tls_);
+  // The service's own timeout (outbound: the registry's), else the proxy's.
+  request_timeout_ms_ = set_ && set_->request_timeout_ms != 0
+                            ? set_->request_timeout_ms
+                            : static_cast<uint32_t>(worker_->config().request_timeout_ms);
 }
 
 void TcpForward::end_tap() noexcept {
@@ -39,6 +49,7 @@ void TcpForward::end_tap() noexcept {
                      worker_->now_us());
   worker_->give_tap(tap_);
   tap_ = nullptr;
+  request_link.unlink();
 }
 
 Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
@@ -55,6 +66,7 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
     } else if (res == 0) {
       tap_->tap().end(side, worker_->now_us());
     }
+    if (request_timeout_ms_ != 0) watch_request_timeout();
   }
   return half_[h].on_recv(res, chunk);
 }
@@ -64,7 +76,7 @@ void TcpForward::refuse_request(const http::TapVerdict& v) noexcept {
             target_.str().c_str(), v.status, std::string(v.reason).c_str(), std::string(v.message).c_str());
   // Only when no earlier (pipelined) request still waits for its response
   // can an answer go now: it would otherwise arrive as that one's response.
-  bool answered = tap_->tap().can_answer() && answer_client(v);
+  bool answered = tap_->tap().can_answer() && answer_client(v.status, v.reason, v.message);
   // The upstream never saw the refused head's end; it is reset so that it
   // cannot take what it did see as a request either.
   close(TcpError::kHttpRejected, !answered, true);
@@ -73,12 +85,12 @@ void TcpForward::refuse_request(const http::TapVerdict& v) noexcept {
 // Writes the error response to the client at once, without waiting: it is
 // small, and nothing else is on its way to the client then (no response is
 // pending). False when it could not go whole; the client is reset instead.
-bool TcpForward::answer_client(const http::TapVerdict& v) noexcept {
+bool TcpForward::answer_client(uint16_t status, std::string_view reason, std::string_view message) noexcept {
   if (send_op_[kFromUpstream].in_flight || notify_op_.in_flight || half_[kFromUpstream].spilled() ||
       half_[kFromUpstream].chunks() > 0)
     return false;
   char response[1024];
-  size_t n = http::write_error_response(response, v.status, v.reason, v.message);
+  size_t n = http::write_error_response(response, status, reason, message);
   if (n == 0) return false;
   if (tls_ && tls_in_ == kFromClient) {
     if (tls_session_.out_size() > 0) return false;
@@ -95,6 +107,37 @@ bool TcpForward::answer_client(const http::TapVerdict& v) noexcept {
   }
   count_bytes(false, n);
   return true;
+}
+
+}  // namespace meshd::proxy
+
+namespace meshd::proxy {
+
+void TcpForward::watch_request_timeout() noexcept {
+  // A closing connection has no deadline: it may still see completions
+  // (cancelled reads) after close() took it out of every list.
+  const uint64_t since_us = tap_ != nullptr && !closing_ ? tap_->tap().awaited_since_us() : 0;
+  if (since_us == 0) {
+    request_link.unlink();
+    return;
+  }
+  const uint64_t deadline = since_us / 1000 + request_timeout_ms_;
+  if (request_link.linked() && deadline == request_deadline_ms) return;
+  request_deadline_ms = deadline;
+  worker_->await_response(this);
+}
+
+void TcpForward::request_timed_out() noexcept {
+  request_link.unlink();
+  http::H1Tap& tap = tap_->tap();
+  LOG_DEBUG("proxy", "%s HTTP request to %s timed out after %u ms", metrics::direction_name(direction_),
+            target_.str().c_str(), request_timeout_ms_);
+  // The upstream may still answer; it is reset so that a late response can
+  // never arrive as the answer to a later request.
+  const bool answered =
+      tap.awaited_answerable() && answer_client(504, "request_timeout", "the mesh timed out waiting for the response");
+  if (answered) tap.answered(504, worker_->now_us());
+  close(TcpError::kRequestTimeout, !answered, true);
 }
 
 }  // namespace meshd::proxy

@@ -450,6 +450,7 @@ void TcpForward::close(TcpError error, bool reset_client, bool reset_upstream) n
   error_ = error;
   wait_link.unlink();
   timer_link.unlink();
+  request_link.unlink();
   if (reset_client) io::set_reset_on_close(client_fd_);
   if (reset_upstream && upstream_fd_ >= 0) io::set_reset_on_close(upstream_fd_);
   // Closing an fd does not cancel io_uring operations on it (the ring holds

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string_view>
 
 #include "base/addr.h"
 #include "base/intrusive_list.h"
@@ -88,12 +89,18 @@ class TcpForward final : public io::OpOwner {
   void on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept override;
   // The buffer ring has buffers again: retry the halves that ran dry.
   void buffers_available() noexcept;
+  // The worker's sweep found request_deadline_ms passed (relay_http.cc):
+  // the request awaiting its response is answered 504 when it can be, and
+  // the connection ends.
+  void request_timed_out() noexcept;
 
   bool connecting() const noexcept { return connecting_; }
   bool closing() const noexcept { return closing_; }
-  uint64_t deadline_ms = 0;  // discovery or connect deadline, then last activity
-  ListLink timer_link;       // in the worker's discovery, connecting or idle list
-  ListLink wait_link;        // in the worker's list of connections out of buffers
+  uint64_t deadline_ms = 0;          // discovery or connect deadline, then last activity
+  ListLink timer_link;               // in the worker's discovery, connecting or idle list
+  ListLink wait_link;                // in the worker's list of connections out of buffers
+  uint64_t request_deadline_ms = 0;  // while an HTTP request awaits its response (request timeout)
+  ListLink request_link;             // ...in the worker's list of those, by that deadline
 
  private:
   void connect(const SocketAddr& target) noexcept;
@@ -155,7 +162,10 @@ class TcpForward final : public io::OpOwner {
   void start_tap() noexcept;
   void end_tap() noexcept;
   void refuse_request(const http::TapVerdict& v) noexcept;
-  bool answer_client(const http::TapVerdict& v) noexcept;
+  bool answer_client(uint16_t status, std::string_view reason, std::string_view message) noexcept;
+  // Puts the connection in (or out of) the worker's request-timeout list
+  // after the tap saw bytes: the deadline follows the request now awaited.
+  void watch_request_timeout() noexcept;
 
   Worker* worker_ = nullptr;
   int client_fd_ = -1;
@@ -205,7 +215,8 @@ class TcpForward final : public io::OpOwner {
   int early_res_ = 0;
 
   HttpMode http_mode_ = HttpMode::kOff;
-  HttpTap* tap_ = nullptr;  // while the connection is followed as HTTP/1
+  HttpTap* tap_ = nullptr;           // while the connection is followed as HTTP/1
+  uint32_t request_timeout_ms_ = 0;  // for tap_'s requests; 0: none
 };
 
 }  // namespace meshd::proxy

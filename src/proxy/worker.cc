@@ -163,6 +163,10 @@ void Worker::sweep() noexcept {
     if (c->deadline_ms > now_ms_) break;
     c->connect_timed_out();
   }
+  while (TcpForward* c = awaiting_.front()) {
+    if (c->request_deadline_ms > now_ms_) break;
+    c->request_timed_out();
+  }
   uint64_t idle = shared_->config->idle_timeout_ms;
   if (idle != 0) {
     while (TcpForward* c = idle_.front()) {
@@ -181,6 +185,13 @@ void Worker::sweep() noexcept {
   if (!draining_)
     for (auto& l : listeners_)
       if (l->needs_rearm()) l->arm();
+}
+
+// Request deadlines are a fixed time after the request, so they mostly come
+// in order: the walk from the back is short unless services' timeouts differ.
+void Worker::await_response(TcpForward* c) noexcept {
+  awaiting_.insert_from_back(
+      c, [c](const TcpForward* other) { return other->request_deadline_ms > c->request_deadline_ms; });
 }
 
 TcpForward* Worker::take_connection() noexcept {

@@ -86,6 +86,9 @@ class Worker final : public io::OpOwner {
   void give_tap(HttpTap* tap) noexcept;
   void accepted(Listener& listener, int fd) noexcept;
   void track_connecting(TcpForward* c) noexcept;
+  // c's request_deadline_ms is set: (re)placed in the request-timeout list.
+  void await_response(TcpForward* c) noexcept;
+  const config::Config& config() const noexcept { return *shared_->config; }
   void track_detecting(TcpForward* c) noexcept;
   // The certificate mTLS uses now (null: none yet, or identity is off).
   const identity::Credential* credential() noexcept;
@@ -157,6 +160,7 @@ class Worker final : public io::OpOwner {
   IntrusiveList<TcpForward, &TcpForward::timer_link> connecting_;  // by connect deadline
   IntrusiveList<TcpForward, &TcpForward::timer_link> idle_;        // by last activity
   IntrusiveList<TcpForward, &TcpForward::timer_link> detecting_;   // inbound, by detect deadline
+  IntrusiveList<TcpForward, &TcpForward::request_link> awaiting_;  // HTTP requests, by request deadline
   IntrusiveList<TcpForward, &TcpForward::wait_link> buffer_waiters_;
   uint64_t now_ms_ = 0;
   std::shared_ptr<const discovery::DestinationTable> table_;

@@ -400,6 +400,7 @@ class Pair:
 
 
 HTTP_VIP = "10.96.0.20"
+TIMED_VIP = "10.96.0.21"  # timed.prod: the HTTP backend under a 400 ms request timeout
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -409,6 +410,12 @@ virtual_addresses = ["{HTTP_VIP}:80"]
 [[service]]
 name = "greet.prod"
 ports = [9500]
+
+[[service]]
+name = "timed.prod"
+ports = [8080]
+virtual_addresses = ["{TIMED_VIP}:80"]
+request_timeout = "400ms"
 """
 
 
@@ -483,10 +490,13 @@ class HttpMesh(Cluster):
     (also at HTTP_VIP:80), and servers that speak first (apps.py greet) on
     9500, registered as greet.prod, and on 3306, an opaque port, not
     registered (the inbound proxy does not look at an opaque port's first
-    bytes, so it could not tell mesh TLS there). meshd_flags go to both
-    meshds. Built from Cluster's parts; Cluster itself is unchanged."""
+    bytes, so it could not tell mesh TLS there). The HTTP backend is also
+    timed.prod (at TIMED_VIP:80), whose registry entry sets a 400 ms
+    request timeout. meshd_flags go to both meshds, client_flags to the
+    client's only. Built from Cluster's parts; Cluster itself is
+    unchanged."""
 
-    def __init__(self, meshd_flags=()):
+    def __init__(self, meshd_flags=(), client_flags=()):
         # The state Cluster's methods (host, token, identity_flags,
         # start_controller, services, close) rely on.
         self.hosts, self.controllers = [], []
@@ -510,8 +520,10 @@ class HttpMesh(Cluster):
             for h in (self.server, self.client):
                 h.install_rules()
             self.server.start_meshd("--controller", self.controller_addrs, "--register", "http.prod=8080",
-                                    "--register", "greet.prod=9500", *self.identity_flags(self.server))
-            self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client))
+                                    "--register", "greet.prod=9500", "--register", "timed.prod=8080",
+                                    *self.identity_flags(self.server))
+            self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
+                                    *client_flags)
             self.wait_meshed()
         except BaseException:
             self.close()
@@ -540,7 +552,7 @@ class HttpMesh(Cluster):
         for h in (self.client, self.server):
             wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
         wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == 1
-                             for n in ("http.prod", "greet.prod")), 15, "the server's registrations")
+                             for n in ("http.prod", "greet.prod", "timed.prod")), 15, "the server's registrations")
 
     def backend_requests(self):
         """The request lines the HTTP backend has accepted, in order."""

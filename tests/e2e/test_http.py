@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from mesh import HTTP_VIP, HttpMesh, wait_for
+from mesh import HTTP_VIP, TIMED_VIP, HttpMesh, wait_for
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -390,6 +390,40 @@ def test_latency_is_the_time_to_the_response_head(mesh):
     golden(d, "slow.test", 1, {(200, "success"): 1})
 
 
+@pytest.mark.timeout(60)
+def test_a_hung_endpoint_is_answered_504_after_the_services_request_timeout(mesh):
+    d = Delta(mesh)
+    # timed.prod's registry entry: 400 ms. A response that begins in time
+    # is not cut, however long its body then takes.
+    out = raw(mesh, "GET /slow/100 HTTP/1.1\r\nHost: timed.test\r\n\r\n", 1, host=TIMED_VIP)
+    assert [r["status"] for r in out["responses"]] == [200], out
+    out = raw(mesh, "GET /trickle/800 HTTP/1.1\r\nHost: timed.test\r\n\r\n", 1, host=TIMED_VIP)
+    assert [r["body"] for r in out["responses"]] == ["head-first,then the rest"], out
+    # A hung backend: the mesh answers for it, and says so.
+    out = raw(mesh, "GET /slow/5000 HTTP/1.1\r\nHost: timed.test\r\n\r\n", timeout=8, host=TIMED_VIP)
+    assert_refused(out, 504, "request_timeout")
+    assert 0.4 <= out["seconds"] < 2, out
+    # Pipelined behind an answered request: the clock starts again for it,
+    # and it is the one answered 504.
+    out = raw(mesh, "GET /ok/first HTTP/1.1\r\nHost: timed.test\r\n\r\n"
+                    "GET /slow/5000 HTTP/1.1\r\nHost: timed.test\r\n\r\n", timeout=8, host=TIMED_VIP)
+    assert [r["status"] for r in out["responses"]] == [200, 504], out
+    assert out["responses"][1]["headers"].get("meshd-proxy-error") == "request_timeout", out
+    # http.prod has no timeout (none in its entry, no --request-timeout):
+    # 1 s is waited for.
+    out = raw(mesh, "GET /slow/1000 HTTP/1.1\r\nHost: untimed.test\r\n\r\n", 1)
+    assert [r["status"] for r in out["responses"]] == [200], out
+
+    labels = out_labels("timed.test", "timed.prod")
+    d.until(lambda d: d.total("outbound", "tcp_close_total", error="request_timeout") >= 2)
+    assert d.value("outbound", "response_total", {**labels, "status_code": "504", "classification": "failure"}) == 2
+    assert d.value("outbound", "response_total", {**labels, "status_code": "200", "classification": "success"}) == 3
+    assert d.value("outbound", "request_total", labels) == 5
+    assert d.total("outbound", "tcp_close_total", error="request_timeout") == 2
+    # The timed-out requests reached the backend: the mesh did not refuse them.
+    assert len([r for r in mesh.backend_requests() if "/slow/5000" in r]) >= 2
+
+
 # Last of the tests on the shared mesh: it fills the proxies' authority
 # tables (requests with authorities new after it are counted under "").
 @pytest.mark.timeout(90)
@@ -438,9 +472,19 @@ def test_http_off_relays_plain_tcp_and_counts_nothing():
 
 
 @pytest.mark.timeout(90)
-def test_request_line_and_head_limits_follow_the_flags():
-    m = HttpMesh(meshd_flags=THREADS + ("--http-max-request-line", "1024", "--http-max-head-bytes", "4096"))
+def test_request_line_and_head_limits_and_request_timeout_follow_the_flags():
+    m = HttpMesh(meshd_flags=THREADS + ("--http-max-request-line", "1024", "--http-max-head-bytes", "4096"),
+                 client_flags=("--request-timeout", "700ms"))
     try:
+        # The proxy-wide request timeout, for a service that sets none;
+        # timed.prod's own 400 ms still wins for it.
+        out = raw(m, "GET /slow/5000 HTTP/1.1\r\nHost: flag.test\r\n\r\n", timeout=8)
+        assert_refused(out, 504, "request_timeout")
+        assert 0.7 <= out["seconds"] < 2.5, out
+        out = raw(m, "GET /slow/5000 HTTP/1.1\r\nHost: flag.test\r\n\r\n", timeout=8, host=TIMED_VIP)
+        assert_refused(out, 504, "request_timeout")
+        assert 0.4 <= out["seconds"] < 0.7, out
+
         def line(n):  # a request line of exactly n bytes (without CRLF)
             head = "GET /ok/limit?"
             tail = " HTTP/1.1"

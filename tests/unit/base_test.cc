@@ -1,7 +1,11 @@
-// Addresses, subnets, durations and sizes as operators write them.
+// Addresses, subnets, durations and sizes as operators write them; the
+// intrusive list the workers keep their deadlines in.
 #include <catch2/catch.hpp>
 
+#include <vector>
+
 #include "base/addr.h"
+#include "base/intrusive_list.h"
 #include "base/parse.h"
 
 using namespace meshd;
@@ -61,4 +65,28 @@ TEST_CASE("parse: durations, sizes, ports, lists") {
   REQUIRE_FALSE(parse_port_range("9-1"));
   REQUIRE_FALSE(parse_port("0"));
   REQUIRE(split_list(" a, b,,c ") == std::vector<std::string>{"a", "b", "c"});
+}
+
+namespace {
+struct Timed {
+  uint64_t deadline = 0;
+  meshd::ListLink link;
+};
+}  // namespace
+
+TEST_CASE("intrusive list: insert_from_back keeps deadlines in order, ties in arrival order") {
+  meshd::IntrusiveList<Timed, &Timed::link> list;
+  Timed a{10, {}}, b{30, {}}, c{20, {}}, d{5, {}}, e{20, {}}, f{40, {}};
+  for (Timed* t : {&a, &b, &c, &d, &e, &f})
+    list.insert_from_back(t, [t](const Timed* other) { return other->deadline > t->deadline; });
+  std::vector<Timed*> order;
+  list.for_each([&](Timed* t) { order.push_back(t); });
+  REQUIRE(order == std::vector<Timed*>{&d, &a, &c, &e, &b, &f});
+  // Re-inserting moves an item: c's deadline moves past b's.
+  c.deadline = 35;
+  list.insert_from_back(&c, [&](const Timed* other) { return other->deadline > c.deadline; });
+  order.clear();
+  list.for_each([&](Timed* t) { order.push_back(t); });
+  REQUIRE(order == std::vector<Timed*>{&d, &a, &e, &b, &c, &f});
+  REQUIRE(list.pop_front() == &d);
 }

@@ -133,6 +133,13 @@ TEST_CASE("config: errors name the setting, the source and the value") {
   REQUIRE_FALSE(e);
   REQUIRE(e.error().find("30 days") != std::string::npos);
 
+  e = load_args({"--request-timeout", "5"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("--request-timeout") != std::string::npos);
+  REQUIRE(load_args({"--request-timeout", "off"})->config.request_timeout_ms == 0);
+  REQUIRE(load_args({"--request-timeout", "1500ms"})->config.request_timeout_ms == 1500);
+  REQUIRE(load_args({})->config.request_timeout_ms == 0);  // no timeout unless asked: long polls and streams work
+
   e = load_args({"--forward", "127.0.0.1:9000=127.0.0.1:9000", "--outbound-listen", "off"});
   REQUIRE_FALSE(e);
   REQUIRE(e.error().find("loop") != std::string::npos);

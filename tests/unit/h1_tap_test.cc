@@ -586,6 +586,57 @@ TEST_CASE("h1tap: finish() answers every request once, and only once", "[h1tap]"
   CHECK(c.req(get("/5")).kind == TapVerdict::kOpaque);
 }
 
+// --- The request timeout's clock ---
+
+TEST_CASE("h1tap: the awaited request is the oldest without a response head, from its last byte", "[h1tap]") {
+  Conn c;
+  CHECK(c.tap.awaited_since_us() == 0);
+  // A body still coming: the server is not late yet.
+  CHECK(c.req("POST /up HTTP/1.1\r\nHost: svc\r\nContent-Length: 4\r\n\r\nab").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 0);
+  CHECK_FALSE(c.tap.awaited_answerable());
+  c.now = 1100;
+  CHECK(c.req("cd").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 1100);
+  CHECK(c.tap.awaited_answerable());
+  // A pipelined second request: still the first one's clock.
+  c.now = 1200;
+  CHECK(c.req(get("/2")).kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 1100);
+  // The first response's head comes, its body does not: the second is awaited.
+  c.now = 1300;
+  CHECK(c.resp("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 1200);
+  CHECK_FALSE(c.tap.awaited_answerable());  // the first response's bytes are on their way
+  CHECK(c.resp("cde").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 1200);
+  CHECK(c.tap.awaited_answerable());
+  // Half a head of the second response: awaited still, but no longer answerable.
+  CHECK(c.resp("HTTP/1.1 200").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 1200);
+  CHECK_FALSE(c.tap.awaited_answerable());
+  CHECK(c.resp(" OK\r\nContent-Length: 0\r\n\r\n").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 0);
+  CHECK(c.rec.all_answered_once());
+}
+
+TEST_CASE("h1tap: a 100 Continue does not stop the clock; the proxy's answer is the response", "[h1tap]") {
+  Conn c;
+  CHECK(c.req(get("/slow") + get("/next")).kind == TapVerdict::kPass);
+  c.now = 1500;
+  CHECK(c.resp("HTTP/1.1 100 Continue\r\n\r\n").kind == TapVerdict::kPass);
+  CHECK(c.tap.awaited_since_us() == 1000);
+  REQUIRE(c.tap.awaited_answerable());
+  c.now = 2000;
+  c.tap.answered(504, c.now);
+  c.tap.finish("request_timeout", c.now);
+  CHECK(c.rec.events == Events{"detected http1", "request 1 GET /slow", "request 2 GET /next",
+                               "response 1 504 ttfb=1000 complete", "failure 2 request_timeout"});
+  CHECK(c.rec.all_answered_once());
+  CHECK(c.tap.awaited_since_us() == 0);
+  CHECK_FALSE(c.tap.awaited_answerable());
+}
+
 TEST_CASE("h1tap: a response in its body when the connection ends is incomplete", "[h1tap]") {
   SECTION("the only request") {
     Conn c;

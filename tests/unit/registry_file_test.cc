@@ -15,6 +15,7 @@ name = "web.prod"
 ports = [80]
 virtual_addresses = ["10.96.0.10:80"]
 protocol = "http1"
+request_timeout = "2500ms"
 
   [[service.endpoint]]
   address = "10.0.0.7:8080"
@@ -47,6 +48,8 @@ TEST_CASE("registry file: services and endpoints become entries") {
   REQUIRE(web.endpoint().empty());
   REQUIRE(web.owner() == "file:reg.toml");
   REQUIRE(web.definition().protocol() == proto::PROTOCOL_HTTP1);
+  REQUIRE(web.definition().request_timeout_ms() == 2500);
+  REQUIRE((*r)[3].definition().request_timeout_ms() == 0);  // unset: the proxy's own
   REQUIRE(web.definition().virtual_addresses(0) == "10.96.0.10:80");
   const auto& ep = (*r)[1].address_of();
   REQUIRE(ep.address() == "10.0.0.7:8080");
@@ -68,6 +71,11 @@ TEST_CASE("registry file: every error names the line") {
   REQUIRE(error_of("[[service]]\nname = \"web\"\nports = [0]\n").rfind("reg.toml:3:", 0) == 0);
   REQUIRE(error_of("[[service]]\nname = \"Web\"\n").find("'Web'") != std::string::npos);
   REQUIRE(error_of("[[service]]\nname = \"web\"\nprotocol = \"smtp\"\n").find("'smtp'") != std::string::npos);
+  REQUIRE(error_of("[[service]]\nname = \"web\"\nrequest_timeout = \"2\"\n").rfind("reg.toml:3: request_timeout:", 0) ==
+          0);
+  REQUIRE(error_of("[[service]]\nname = \"web\"\nrequest_timeout = \"2h\"\n").find("between 1ms and 1h") !=
+          std::string::npos);
+  REQUIRE(error_of("[[service]]\nname = \"web\"\nrequest_timeout = 2000\n").rfind("reg.toml:3:", 0) == 0);
   REQUIRE(error_of("[[service]]\nname = \"a\"\n[[service]]\nname = \"a\"\n").find("defined twice") !=
           std::string::npos);
   REQUIRE(error_of("servce = 1\n").rfind("reg.toml:1: unknown key 'servce'", 0) == 0);
