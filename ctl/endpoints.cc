@@ -1,6 +1,7 @@
 // meshd-ctl endpoints SERVICE: a service's endpoints as the local proxy sees
-// them (GET /endpoints/SERVICE on its admin endpoint): state (ready or
-// failing), smoothed connect latency, open connections, weight, labels.
+// them (GET /endpoints/SERVICE on its admin endpoint): state (ready,
+// failing or ejected), smoothed connect and response latency, open
+// connections, weight, labels.
 // A service the proxy has not used yet is looked up on the spot.
 #include <cinttypes>
 #include <string>
@@ -18,9 +19,11 @@ constexpr std::string_view kHelp =
     "Usage: meshd-ctl endpoints SERVICE [--admin HOST:PORT] [-o text|json] [--timeout DURATION]\n"
     "\n"
     "Shows the endpoints of SERVICE as the local meshd sees them (what its\n"
-    "balancer chooses from): address, state (ready, or failing after a failed\n"
-    "connect), smoothed connect latency, open connections, connects and\n"
-    "failures, weight, whether it is meshed, and its labels.\n"
+    "balancer chooses from): address, state (ready; failing after a failed\n"
+    "connect; ejected after 5 failed HTTP requests in a row, until a probe\n"
+    "request succeeds), smoothed connect latency, the peak-EWMA of HTTP\n"
+    "response latency, open connections, connects and failures, weight,\n"
+    "whether it is meshed, and its labels.\n"
     "\n"
     "  --admin HOST:PORT     the proxy's admin endpoint (default $MESHD_ADMIN, else 127.0.0.1:4191)\n"
     "  -o, --output FORMAT   text (default) or json\n"
@@ -36,6 +39,14 @@ std::string str(const JsonValue& v) {
   return s ? std::string(*s) : "?";
 }
 
+// Microseconds as milliseconds with two decimals; "-" when none was measured.
+std::string ms_or_dash(const JsonValue& us) {
+  auto v = us.as_uint();
+  if (!v || *v == 0) return "-";
+  char b[32];
+  snprintf(b, sizeof b, "%.2f", static_cast<double>(*v) / 1000.0);
+  return b;
+}
 }  // namespace
 
 std::string render_endpoints_text(const JsonValue& doc) {
@@ -46,24 +57,20 @@ std::string render_endpoints_text(const JsonValue& doc) {
   const JsonValue& eps = doc["endpoints"];
   if (!eps.is_array() || eps.size() == 0) return out + "no endpoints\n";
   char line[640];
-  snprintf(line, sizeof line, "%-28s %-8s %6s %10s %6s %9s %8s %-6s %s\n", "ENDPOINT", "STATE", "WEIGHT", "CONNECT_MS",
-           "OPEN", "CONNECTS", "FAILURES", "MESHED", "LABELS");
+  snprintf(line, sizeof line, "%-28s %-8s %6s %10s %11s %6s %9s %8s %-6s %s\n", "ENDPOINT", "STATE", "WEIGHT",
+           "CONNECT_MS", "RESPONSE_MS", "OPEN", "CONNECTS", "FAILURES", "MESHED", "LABELS");
   out += line;
   for (const JsonValue& e : eps.items()) {
-    std::string latency = "-";
-    if (auto us = e["ewma_connect_us"].as_uint(); us && *us > 0) {
-      char b[32];
-      snprintf(b, sizeof b, "%.2f", static_cast<double>(*us) / 1000.0);
-      latency = b;
-    }
+    std::string latency = ms_or_dash(e["ewma_connect_us"]);
+    std::string response = ms_or_dash(e["response_peak_us"]);
     std::string labels;
     if (e["labels"].is_object())
       for (const auto& [k, v] : e["labels"].members()) labels += (labels.empty() ? "" : ",") + k + "=" + str(v);
     std::string identity = str(e["identity"]);
     if (!identity.empty() && identity != "?") labels += (labels.empty() ? "" : " ") + identity;
-    snprintf(line, sizeof line, "%-28s %-8s %6s %10s %6s %9s %8s %-6s %s\n", str(e["address"]).c_str(),
-             str(e["state"]).c_str(), num(e["weight"]).c_str(), latency.c_str(), num(e["active"]).c_str(),
-             num(e["connects"]).c_str(), num(e["connect_failures"]).c_str(),
+    snprintf(line, sizeof line, "%-28s %-8s %6s %10s %11s %6s %9s %8s %-6s %s\n", str(e["address"]).c_str(),
+             str(e["state"]).c_str(), num(e["weight"]).c_str(), latency.c_str(), response.c_str(),
+             num(e["active"]).c_str(), num(e["connects"]).c_str(), num(e["connect_failures"]).c_str(),
              e["meshed"].as_bool() == true ? "yes" : "no", labels.empty() ? "-" : labels.c_str());
     out += line;
   }

@@ -27,8 +27,8 @@ void render_discovery_metrics(metrics::PrometheusWriter& w, const discovery::Dis
   uint64_t now = monotonic_ms();
   auto sets = services_of(table);
   w.family("outbound_balancer_endpoints", "gauge",
-           "Endpoints of each destination service, by state: ready, or failing (a recent connect failed; skipped "
-           "while another endpoint is ready).");
+           "Endpoints of each destination service, by state: ready, or failing (a recent connect failed, or failure "
+           "accrual ejected it for its HTTP failures; skipped while another endpoint is ready).");
   for (const auto& set : sets) {
     uint64_t failing = 0;
     for (const auto& e : set->endpoints) failing += e.health->failing(now) ? 1 : 0;
@@ -50,6 +50,16 @@ void render_discovery_metrics(metrics::PrometheusWriter& w, const discovery::Dis
       std::string addr = e.address.str();
       w.sample("outbound_connect_failures_total", {{"dst", set->service}, {"endpoint", addr}},
                e.health->connect_failures.get());
+    }
+  }
+  w.family("outbound_balancer_ejections_total", "counter",
+           "Times failure accrual took an endpoint out of the balancer (5 HTTP requests in a row failed, or a probe "
+           "after that failed).");
+  for (const auto& set : sets) {
+    for (const auto& e : set->endpoints) {
+      std::string addr = e.address.str();
+      w.sample("outbound_balancer_ejections_total", {{"dst", set->service}, {"endpoint", addr}},
+               e.health->ejections.get());
     }
   }
   auto st = client.status();
@@ -112,9 +122,14 @@ std::pair<int, std::string> render_endpoints(discovery::DiscoveryClient& client,
     j.begin_object();
     j.field("address", e.address.str()).field("weight", static_cast<uint64_t>(e.weight));
     bool failing = e.health->failing(now);
-    j.field("state", failing ? "failing" : "ready");
+    // ejected: failure accrual took it out for its requests (it may be
+    // probing: back in when the probe's request succeeds).
+    j.field("state", e.health->ejected() ? "ejected" : failing ? "failing" : "ready");
     if (failing) j.field("failing_for_ms", e.health->failing_until_ms.load() - now);
     j.field("ewma_connect_us", static_cast<uint64_t>(e.health->ewma_connect_us.load()));
+    j.field("response_peak_us", static_cast<uint64_t>(e.health->response_peak_us.load()));
+    j.field("request_failures", static_cast<uint64_t>(e.health->request_failures.load()));
+    j.field("ejections", e.health->ejections.get());
     j.field("active", static_cast<uint64_t>(e.health->active.load()));
     j.field("connects", e.health->connects.get()).field("connect_failures", e.health->connect_failures.get());
     j.field("meshed", e.meshed).field("identity", e.identity);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numbers>
 
 namespace meshd::discovery {
 
@@ -20,6 +21,17 @@ constexpr double kDecayHalfLifeMs = 5000;
 // Failing backoff: 1 s, doubling per consecutive failure, at most 30 s.
 constexpr uint64_t kFailBaseMs = 1000;
 constexpr uint64_t kFailMaxMs = 30'000;
+// Failure accrual's ejections: 1 s doubling, at most 60 s (Linkerd's default).
+constexpr uint64_t kEjectBaseMs = 1000;
+constexpr uint64_t kEjectMaxMs = 60'000;
+// The response peak-EWMA's decay time constant (Finagle's default): a
+// sample's weight falls to 1/e over this long.
+constexpr double kResponseDecayMs = 10'000;
+
+// An estimate decayed for the time since its last sample.
+double decayed(double estimate, uint64_t last_ms, uint64_t now_ms, double half_life_ms) noexcept {
+  return now_ms > last_ms ? estimate * std::exp2(-static_cast<double>(now_ms - last_ms) / half_life_ms) : estimate;
+}
 
 bool excluded(uint64_t tried, size_t i) noexcept { return i < 64 && (tried & (uint64_t{1} << i)) != 0; }
 }  // namespace
@@ -36,7 +48,9 @@ void EndpointHealth::record_connect(bool ok, uint64_t latency_us, uint64_t now_m
     ewma_connect_us.store(std::max<uint32_t>(next, 1), std::memory_order_relaxed);
     last_sample_ms.store(now_ms, std::memory_order_relaxed);
     consecutive_failures.store(0, std::memory_order_relaxed);
-    failing_until_ms.store(0, std::memory_order_relaxed);
+    // An endpoint ejected for its requests is back only when a request
+    // succeeds: a connect says nothing about that.
+    if (!ejected()) failing_until_ms.store(0, std::memory_order_relaxed);
     return;
   }
   connect_failures.inc();
@@ -45,12 +59,52 @@ void EndpointHealth::record_connect(bool ok, uint64_t latency_us, uint64_t now_m
   failing_until_ms.store(now_ms + backoff, std::memory_order_relaxed);
 }
 
+bool EndpointHealth::ejected() const noexcept {
+  return request_failures.load(std::memory_order_relaxed) >= kAccrualFailures;
+}
+
+void EndpointHealth::record_response(bool success, uint64_t ttfb_us, uint64_t now_ms, uint32_t random) noexcept {
+  if (success) {
+    const double sample = static_cast<double>(std::min<uint64_t>(ttfb_us, UINT32_MAX));
+    double peak = response_peak_us.load(std::memory_order_relaxed);
+    const uint64_t last = response_sample_ms.load(std::memory_order_relaxed);
+    if (peak == 0 || sample >= peak) {
+      peak = sample;  // the peak: up at once
+    } else {
+      // Down gradually, by the time since the last sample (not per sample,
+      // so a burst of fast responses cannot wipe out a slow one at once).
+      const double w = now_ms > last ? std::exp(-static_cast<double>(now_ms - last) / kResponseDecayMs) : 1.0;
+      peak = peak * w + sample * (1 - w);
+    }
+    // Racing workers may lose an update: the estimate is a hint.
+    response_peak_us.store(std::max<uint32_t>(static_cast<uint32_t>(peak), 1), std::memory_order_relaxed);
+    response_sample_ms.store(now_ms, std::memory_order_relaxed);
+    if (request_failures.exchange(0, std::memory_order_relaxed) >= kAccrualFailures)
+      failing_until_ms.store(0, std::memory_order_relaxed);  // the probe succeeded: back in
+    return;
+  }
+  const uint32_t n = request_failures.fetch_add(1, std::memory_order_relaxed) + 1;
+  if (n < kAccrualFailures) return;
+  // The n-th failure in a row: ejected (again, when a probe failed), for longer each time.
+  ejections.inc();
+  failing_until_ms.store(now_ms + accrual_backoff_ms(n - kAccrualFailures, random), std::memory_order_relaxed);
+}
+
+uint64_t accrual_backoff_ms(uint32_t k, uint32_t random) noexcept {
+  const uint64_t full = std::min(kEjectMaxMs, kEjectBaseMs << std::min<uint32_t>(k, 6));
+  return full / 2 + random % (full / 2 + 1);
+}
+
 double endpoint_cost(const Endpoint& e, uint64_t now_ms) noexcept {
-  double ewma = e.health->ewma_connect_us.load(std::memory_order_relaxed);
-  uint64_t last = e.health->last_sample_ms.load(std::memory_order_relaxed);
-  if (ewma > kLatencyFloorUs && now_ms > last)
-    ewma *= std::exp2(-static_cast<double>(now_ms - last) / kDecayHalfLifeMs);
-  double latency = std::max(ewma, kLatencyFloorUs);
+  const EndpointHealth& h = *e.health;
+  double ewma = h.ewma_connect_us.load(std::memory_order_relaxed);
+  if (ewma > kLatencyFloorUs)
+    ewma = decayed(ewma, h.last_sample_ms.load(std::memory_order_relaxed), now_ms, kDecayHalfLifeMs);
+  double response = h.response_peak_us.load(std::memory_order_relaxed);
+  if (response > 0)
+    response = decayed(response, h.response_sample_ms.load(std::memory_order_relaxed), now_ms,
+                       kResponseDecayMs * std::numbers::ln2);
+  double latency = std::max({ewma, response, kLatencyFloorUs});
   double load = e.health->active.load(std::memory_order_relaxed) + 1.0;
   return latency * load * 100.0 / std::max<uint32_t>(e.weight, 1);
 }
@@ -89,12 +143,19 @@ int pick_endpoint(const EndpointSet& set, uint64_t now_ms, uint64_t tried, FastR
       if (!excluded(tried, i)) return static_cast<int>(i);
     return kNoEndpoint;
   }
-  if (first == kNoEndpoint) return second;
-  if (second == kNoEndpoint || first == second) return first;
-  return endpoint_cost(eps[static_cast<size_t>(second)], now_ms) <
-                 endpoint_cost(eps[static_cast<size_t>(first)], now_ms)
-             ? second
-             : first;
+  int pick = first;
+  if (first == kNoEndpoint)
+    pick = second;
+  else if (second != kNoEndpoint && first != second &&
+           endpoint_cost(eps[static_cast<size_t>(second)], now_ms) <
+               endpoint_cost(eps[static_cast<size_t>(first)], now_ms))
+    pick = second;
+  // An ejected endpoint whose backoff ended: this connection is its probe,
+  // and the others keep away until the probe's first request answers
+  // (record_response) or the hold runs out.
+  EndpointHealth& h = *eps[static_cast<size_t>(pick)].health;
+  if (h.ejected()) h.failing_until_ms.store(now_ms + kProbeHoldMs, std::memory_order_relaxed);
+  return pick;
 }
 
 }  // namespace meshd::discovery

@@ -34,10 +34,22 @@ struct EndpointHealth {
   metrics::SharedCounter connects;            // successful connects
   metrics::SharedCounter connect_failures;
   metrics::Histogram connect_latency_ms;
+  // What the HTTP tap learns from its requests (outbound): a peak-EWMA of
+  // the time to the response head, and failure accrual (balancer.h).
+  std::atomic<uint32_t> response_peak_us{0};  // 0: no response measured yet
+  std::atomic<uint64_t> response_sample_ms{0};
+  std::atomic<uint32_t> request_failures{0};  // consecutive failed requests
+  metrics::SharedCounter ejections;           // times failure accrual took it out
 
   bool failing(uint64_t now_ms) const noexcept { return failing_until_ms.load(std::memory_order_relaxed) > now_ms; }
   // A connect to it finished: ok with its latency, or failed.
   void record_connect(bool ok, uint64_t latency_us, uint64_t now_ms) noexcept;
+  // An HTTP request to it ended: a success (a response that is not a
+  // failure) with the time to its head, or a failure (5xx, no response).
+  // random: any value, for the ejection's jitter.
+  void record_response(bool success, uint64_t ttfb_us, uint64_t now_ms, uint32_t random) noexcept;
+  // Failure accrual has taken it out; it comes back through one probe.
+  bool ejected() const noexcept;
 };
 
 // One service's connection counters (the dst label), shared by workers.

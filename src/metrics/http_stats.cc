@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "http/classify.h"
 #include "metrics/tcp_stats.h"
 
 namespace meshd::metrics {
@@ -250,7 +251,7 @@ void HttpStats::count_outcome(HttpSeries& s, uint16_t status, int32_t grpc_statu
 void HttpStats::response(HttpSeries* s, uint16_t status, uint64_t ttfb_us, bool complete, int grpc_status) noexcept {
   if (s == nullptr) return;
   if (grpc_status < 0) grpc_status = -1;
-  bool success = complete && status < 500 && grpc_status <= 0;
+  const bool success = http::response_succeeded(status, complete, grpc_status);
   s->latency_.observe_us(ttfb_us);
   count_outcome(*s, status, grpc_status, success, {});
 }
