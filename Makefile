@@ -137,12 +137,13 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 
 # Debian packages: for the build, the tests and the demo (deps), and for
 # the benchmark's peers and load (bench-deps). Idempotent, and quiet when
-# everything is already there.
+# everything is already there. nginx and nghttp2-client are the e2e tests'
+# real HTTP server (HTTP/1.1 and h2c) and HTTP/2 client.
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
             libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump \
-            clang libclang-rt-dev curl
-BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl
+            clang libclang-rt-dev curl nginx nghttp2-client
+BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl nghttp2-client
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -8,8 +8,10 @@
 #   BENCH_PIN=none      split: wrk+backend on CPU 0, proxy on CPU 1; none: no pinning
 #   BENCH_LOAD_CPUS / BENCH_PROXY_CPUS   explicit taskset lists (override BENCH_PIN)
 #   BENCH_BULK_MIB=1024 MiB per bulk transfer             BENCH_PORT_BASE=18080
-#   BENCH_ONLY="direct nginx"   subset of: direct meshd haproxy nginx mtls
-#                       (mtls: two hops with mTLS vs HAProxy with TLS, bench/mtls.py)
+#   BENCH_ONLY="direct nginx"   subset of: direct meshd haproxy nginx mtls http
+#                       (mtls: two hops with mTLS vs HAProxy with TLS, bench/mtls.py;
+#                        http: one HTTP-aware hop, meshd outbound vs HAProxy mode http vs
+#                        nginx proxy_pass, plus h2 through meshd, bench/http_hop.py)
 #   BENCH_SKIP_BULK=1   BENCH_MESHD_EXTRA="..." extra meshd flags
 #   BENCH_SCHED=fifo    scheduling of every process of the run: fifo (SCHED_FIFO 10,
 #                       falls back to nice), nice (nice -10) or none
@@ -134,7 +136,18 @@ want() { case " $ONLY " in *" $1 "*) return 0;; *) return 1;; esac; }
 # namespaces with meshd-init's rules (bench/mtls.py: its own table and knobs
 # BENCH_MTLS_*; needs root, meshd-controller, meshd-ctl and meshd-init).
 run_mtls() { MESHD_BUILD="$MESHD_BUILD" MESHD_BIN="$MESHD" "$PY" "$HERE/mtls.py" || log "two-hop mTLS benchmark failed"; }
-if [ "$ONLY" = mtls ]; then run_mtls; exit 0; fi
+# One hop of HTTP in network namespaces: meshd's tapped outbound path vs
+# HAProxy mode http vs nginx proxy_pass, and h2 (h2load) direct vs meshd
+# (bench/http_hop.py: knobs BENCH_HTTP_*; needs root and meshd-init).
+run_http() { MESHD_BUILD="$MESHD_BUILD" MESHD_BIN="$MESHD" "$PY" "$HERE/http_hop.py" || log "one-hop HTTP benchmark failed"; }
+# Only namespace benchmarks asked for: the loopback part is not run.
+ns_only=1
+for w in $ONLY; do case $w in mtls|http) ;; *) ns_only=0 ;; esac; done
+if [ "$ns_only" = 1 ]; then
+  want mtls && run_mtls
+  want http && { want mtls && echo; run_http; }
+  exit 0
+fi
 
 # ---------------------------------------------------------------- helpers
 # start NAME CPUS CMD... : background, pinned, stdout/stderr to $TMP/NAME.log; sets PID
@@ -434,6 +447,9 @@ echo
 
 # ---------------------------------------------------- two hops with mTLS
 if [ -z "${BENCH_ONLY:-}" ] || want mtls; then echo; run_mtls; fi
+
+# ---------------------------------------------------- one hop of HTTP
+if [ -z "${BENCH_ONLY:-}" ] || want http; then echo; run_http; fi
 
 # ---------------------------------------------------- control plane
 # The controller's fan-out to 500 proxy streams (bench/fanout.sh) and gossip
