@@ -1,5 +1,4 @@
 #include "ctl/admin_client.h"
-#include "io/stream.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -8,6 +7,7 @@
 #include <cstring>
 #include <optional>
 
+#include "base/ascii.h"
 #include "base/parse.h"
 #include "io/stream.h"
 #include "version.h"
@@ -19,17 +19,6 @@
 namespace meshd::ctl {
 
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
 
 // Short, printable rendering of peer bytes for error messages: a garbage
 // answer should be recognizable ("SSH-2.0-...") without flooding the terminal.
@@ -88,7 +77,7 @@ Parsed<std::string> decode_chunked(std::string_view rest, size_t max_body) {
 
 const std::string* HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers) {
-    if (iequals(k, name)) return &v;
+    if (equals_ignore_case(k, name)) return &v;
   }
   return nullptr;
 }
@@ -128,7 +117,7 @@ Parsed<HttpResponse> parse_http_response(std::string_view raw, size_t max_body) 
   if (resp.status < 200 || resp.status == 204 || resp.status == 304) return resp;
 
   const std::string* te = resp.header("Transfer-Encoding");
-  if (te && iequals(trim(*te), "chunked")) {
+  if (te && equals_ignore_case(trim(*te), "chunked")) {
     auto body = decode_chunked(rest, max_body);
     if (!body) return invalid(body.error());
     resp.body = std::move(*body);
@@ -166,8 +155,8 @@ size_t http_response_complete_size(std::string_view raw) {
     if (colon == std::string_view::npos) return 0;
     std::string_view name = line.substr(0, colon);
     // Chunked or ambiguous framing: read to EOF and let the parser judge.
-    if (iequals(name, "Transfer-Encoding")) return 0;
-    if (iequals(name, "Content-Length")) {
+    if (equals_ignore_case(name, "Transfer-Encoding")) return 0;
+    if (equals_ignore_case(name, "Content-Length")) {
       auto n = parse_content_length(line.substr(colon + 1));
       if (!n || (length && *length != *n)) return 0;
       length = *n;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "base/ascii.h"
 #include "base/parse.h"
 
 namespace meshd::controller {
@@ -11,15 +12,6 @@ namespace {
 // A chunk-size line is a hex number and optional extensions; anything
 // longer than this is not one we need to read.
 constexpr size_t kMaxChunkLine = 1024;
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 // Peer bytes in messages: printable, and short.
 std::string shown(std::string_view s, size_t max = 60) {
@@ -56,7 +48,7 @@ std::optional<uint64_t> parse_hex(std::string_view s) {
   if (s.empty() || s.size() > 15) return std::nullopt;  // 15 digits: no overflow, far past any limit
   uint64_t n = 0;
   for (char c : s) {
-    c = lower(c);
+    c = ascii_lower(c);
     int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
     if (d < 0) return std::nullopt;
     n = n * 16 + static_cast<uint64_t>(d);
@@ -68,7 +60,7 @@ std::optional<uint64_t> parse_hex(std::string_view s) {
 
 const std::string* HttpResponse::header(std::string_view name) const {
   for (const auto& [k, v] : headers)
-    if (iequals(k, name)) return &v;
+    if (equals_ignore_case(k, name)) return &v;
   return nullptr;
 }
 
@@ -239,8 +231,8 @@ Parsed<bool> HttpResponseReader::parse_head(std::string_view head) {
   std::string length;
   bool has_length = false;
   for (const auto& [k, v] : response_.headers) {
-    if (iequals(k, "Transfer-Encoding")) codings += (codings.empty() ? "" : ",") + v;
-    if (!iequals(k, "Content-Length")) continue;
+    if (equals_ignore_case(k, "Transfer-Encoding")) codings += (codings.empty() ? "" : ",") + v;
+    if (!equals_ignore_case(k, "Content-Length")) continue;
     // Repeated values (as headers or as a list) must all agree.
     for (const std::string& item : split_list(v)) {
       if (has_length && item != length)
@@ -253,7 +245,7 @@ Parsed<bool> HttpResponseReader::parse_head(std::string_view head) {
   if (!codings.empty()) {
     std::string_view last = codings;
     if (size_t comma = last.rfind(','); comma != std::string_view::npos) last.remove_prefix(comma + 1);
-    phase_ = iequals(trim(last), "chunked") ? Phase::kChunkSize : Phase::kToClose;
+    phase_ = equals_ignore_case(trim(last), "chunked") ? Phase::kChunkSize : Phase::kToClose;
     return true;
   }
   if (has_length) {

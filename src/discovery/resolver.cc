@@ -14,6 +14,7 @@
 #include <mutex>
 #include <queue>
 
+#include "base/ascii.h"
 #include "base/log.h"
 #include "base/parse.h"
 
@@ -40,8 +41,7 @@ constexpr int kTypeSoa = 6;
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  for (char& c : out) c = ascii_lower(c);
   return out;
 }
 

@@ -39,8 +39,6 @@ constexpr std::array<uint8_t, 256> kClass = make_classes();
 bool is(char c, uint8_t cls) { return (kClass[static_cast<uint8_t>(c)] & cls) != 0; }
 bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
 bool all_of(std::string_view s, uint8_t cls) {
   for (char c : s)
     if (!is(c, cls)) return false;
@@ -380,13 +378,6 @@ HeadResult parse_response(std::span<const char> bytes, Method method, const Limi
 }
 
 }  // namespace
-
-bool equals_ignore_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
 
 std::string_view next_list_element(std::string_view* list) {
   while (!list->empty()) {

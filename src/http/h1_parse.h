@@ -28,6 +28,7 @@
 #include <span>
 #include <string_view>
 
+#include "base/ascii.h"
 #include "http/message.h"
 
 namespace meshd::http {
@@ -70,7 +71,5 @@ HeadResult parse_response_head(std::span<const char> bytes, Method request_metho
 // trimmed of whitespace; empty elements are skipped. Advances *list; returns
 // an empty view when none is left.
 std::string_view next_list_element(std::string_view* list);
-
-bool equals_ignore_case(std::string_view a, std::string_view b);
 
 }  // namespace meshd::http

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <new>
 
+#include "base/ascii.h"
 #include "http/classify.h"
 #include "metrics/tcp_stats.h"
 
@@ -98,7 +99,7 @@ int normalize_authority(std::string_view a, char* out) noexcept {
     for (char c : port)
       if (!is_digit(c)) return -1;
   }
-  for (size_t i = 0; i < a.size(); ++i) out[i] = (a[i] >= 'A' && a[i] <= 'Z') ? static_cast<char>(a[i] + 32) : a[i];
+  for (size_t i = 0; i < a.size(); ++i) out[i] = ascii_lower(a[i]);
   return static_cast<int>(a.size());
 }
 
