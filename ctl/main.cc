@@ -10,6 +10,7 @@
 
 #include "ctl/command.h"
 #include "ctl/identity.h"
+#include "ctl/tap.h"
 #include "transport/tls_context.h"
 #include "version.h"
 
@@ -28,6 +29,8 @@ using meshd::ctl::Io;
 constexpr Command kCommands[] = {
     {"status", "what the local proxy is doing: listeners, connections, memory, redirect", meshd::ctl::run_status},
     {"stat", "HTTP success rate, requests per second and latency, per authority", meshd::ctl::run_stat},
+    {"tap", "live HTTP requests through the local proxy: method, authority, path, status, latency",
+     meshd::ctl::run_tap},
     {"endpoints", "a service's endpoints as the local proxy sees them (state, latency, load)",
      meshd::ctl::run_endpoints},
     {"services", "the services a controller knows (name, ports, endpoints, owner)", meshd::ctl::run_services},

@@ -7,6 +7,7 @@
 #include "admin/discovery_view.h"
 #include "admin/http_view.h"
 #include "admin/identity_view.h"
+#include "admin/tap_view.h"
 #include "base/clock.h"
 #include "base/json.h"
 #include "metrics/process.h"
@@ -277,7 +278,13 @@ std::string render_status(const ProxyView& view) {
 }
 
 Handler make_handler(const ProxyView& view) {
-  return [view](std::string_view path) -> Response {
+  return [view](const Request& request) -> Response {
+    std::string_view path = request.path;
+    if (path == "/tap") {
+      std::vector<const metrics::TapEvents*> taps;
+      for (const auto* w : view.workers) taps.push_back(&w->tap);
+      return serve_tap(taps, request.query, monotonic_ms());
+    }
     if (path.starts_with("/endpoints/")) {
       if (view.discovery == nullptr)
         return {404, "text/plain; charset=utf-8",
@@ -296,7 +303,8 @@ Handler make_handler(const ProxyView& view) {
         return {503, "text/plain; charset=utf-8", "waiting for a certificate\n"};
       return {200, "text/plain; charset=utf-8", "ready\n"};
     }
-    return {404, "text/plain; charset=utf-8", "not found; try /metrics /ready /live /status.json /endpoints/SERVICE\n"};
+    return {404, "text/plain; charset=utf-8",
+            "not found; try /metrics /ready /live /status.json /endpoints/SERVICE /tap\n"};
   };
 }
 

@@ -1,5 +1,6 @@
 // What the admin endpoint serves about a running proxy: /metrics in the
-// Prometheus text format, /status.json for meshd-ctl status, /ready, /live.
+// Prometheus text format, /status.json for meshd-ctl status, /ready, /live,
+// /endpoints/SERVICE, and /tap for meshd-ctl tap (admin/tap_view.h).
 #pragma once
 
 #include <atomic>

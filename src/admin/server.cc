@@ -86,8 +86,74 @@ RequestLine parse_request_head(std::string_view head) noexcept {
     r.error = 405;
     return r;
   }
-  r.path = std::string(target.substr(0, target.find('?')));
+  auto q = target.find('?');
+  r.path = std::string(target.substr(0, q));
+  if (q != std::string_view::npos) r.query = std::string(target.substr(q + 1));
   return r;
+}
+
+namespace {
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes one name or value; what went wrong, else empty.
+std::string decode_component(std::string_view in, std::string* out) {
+  out->clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    char c = in[i];
+    if (c == '+') {
+      c = ' ';
+    } else if (c == '%') {
+      int hi = i + 2 < in.size() ? hex_digit(in[i + 1]) : -1;
+      int lo = i + 2 < in.size() ? hex_digit(in[i + 2]) : -1;
+      if (hi < 0 || lo < 0) return "bad percent-encoding";
+      c = static_cast<char>(hi * 16 + lo);
+      i += 2;
+    }
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return "control character";
+    if (out->size() == kMaxQueryValue) return "longer than " + std::to_string(kMaxQueryValue) + " bytes";
+    out->push_back(c);
+  }
+  return {};
+}
+
+// A name as it can be shown in an error: printable, short.
+std::string shown(std::string_view raw) {
+  std::string out;
+  for (char c : raw.substr(0, 40)) out += static_cast<unsigned char>(c) > 0x20 && c != 0x7f ? c : '?';
+  if (raw.size() > 40) out += "...";
+  return out;
+}
+
+}  // namespace
+
+Parsed<std::vector<QueryParam>> parse_query(std::string_view query) {
+  std::vector<QueryParam> out;
+  bool more = !query.empty();
+  while (more) {
+    auto amp = query.find('&');
+    std::string_view part = query.substr(0, amp);
+    more = amp != std::string_view::npos;
+    query = more ? query.substr(amp + 1) : std::string_view();
+    if (part.empty()) return invalid("empty parameter (\"&&\" or a trailing '&')");
+    auto eq = part.find('=');
+    std::string_view raw_name = part.substr(0, eq);
+    if (raw_name.empty()) return invalid("parameter without a name ('" + shown(part) + "')");
+    QueryParam p;
+    if (auto why = decode_component(raw_name, &p.name); !why.empty())
+      return invalid("parameter name '" + shown(raw_name) + "': " + why);
+    if (eq == std::string_view::npos) return invalid("parameter '" + p.name + "' has no value (" + p.name + "=VALUE)");
+    if (auto why = decode_component(part.substr(eq + 1), &p.value); !why.empty())
+      return invalid("parameter '" + p.name + "': " + why);
+    if (out.size() == kMaxQueryParams) return invalid("more than " + std::to_string(kMaxQueryParams) + " parameters");
+    out.push_back(std::move(p));
+  }
+  return out;
 }
 
 Server::~Server() {
@@ -162,7 +228,7 @@ void Server::serve() {
               resp.status = req.error;
               resp.body = std::string(reason(req.error)) + "\n";
             } else {
-              resp = handler_(req.path);
+              resp = handler_(Request{req.path, req.query});
             }
             c.out = render(resp, req.head);
           } else if (c.in.size() > kMaxRequestHead) {

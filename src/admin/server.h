@@ -7,10 +7,12 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "base/addr.h"
 #include "base/result.h"
@@ -23,17 +25,43 @@ struct Response {
   std::string body;
 };
 
-// Routes a request path (query string removed) to a response.
-using Handler = std::function<Response(std::string_view path)>;
+// What a handler is asked: the target's path and its query, apart. The
+// query stays raw (percent-encoded): an endpoint that takes parameters
+// reads it with parse_query() and answers 400 to what it does not know;
+// the others ignore it.
+struct Request {
+  std::string_view path;   // up to '?'
+  std::string_view query;  // after '?'; empty when none
+};
 
-// Parses the head of an HTTP request: the path of a GET or HEAD, or the
-// error status to answer with (400, 405, 414, 505). Pure, for tests.
+// Routes a request to a response.
+using Handler = std::function<Response(const Request& request)>;
+
+// Parses the head of an HTTP request: the path and query of a GET or HEAD,
+// or the error status to answer with (400, 405, 414, 505). Pure, for tests.
 struct RequestLine {
   int error = 0;
   bool head = false;
   std::string path;
+  std::string query;  // raw, without the '?'
 };
 RequestLine parse_request_head(std::string_view head) noexcept;
+
+struct QueryParam {
+  std::string name;
+  std::string value;  // percent-decoded; '+' is a space
+};
+
+// At most this many parameters, and this many bytes in a decoded name or
+// value (the request target is at most 1024 bytes anyway).
+inline constexpr size_t kMaxQueryParams = 16;
+inline constexpr size_t kMaxQueryValue = 512;
+
+// Splits "a=1&b=x%2Fy" into its parameters, in order, strictly: every
+// parameter is NAME=VALUE with a non-empty name, percent escapes are two
+// hex digits, and no decoded byte is a control character. The error is one
+// line naming the parameter ("parameter 'b': bad percent-encoding").
+Parsed<std::vector<QueryParam>> parse_query(std::string_view query);
 
 class Server {
  public:

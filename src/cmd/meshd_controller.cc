@@ -359,7 +359,8 @@ int main(int argc, char** argv) {
   if (admin_addr) {
     if (auto r = admin_server.bind(*admin_addr); !r)
       return fail(1, "cannot listen on " + admin_addr->str() + " (admin): " + r.error().what());
-    admin_server.start([](std::string_view path) -> admin::Response {
+    admin_server.start([](const admin::Request& request) -> admin::Response {
+      const std::string_view path = request.path;
       if (path == "/metrics")
         return {200, "text/plain; version=0.0.4; charset=utf-8", controller::render_metrics(stats)};
       if (path == "/live" || path == "/ready") return {200, "text/plain; charset=utf-8", "ok\n"};

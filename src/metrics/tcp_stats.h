@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "metrics/http_stats.h"
+#include "metrics/tap_events.h"
 
 namespace meshd::metrics {
 
@@ -157,6 +158,7 @@ struct WorkerStats {
   ClientIdStats inbound_clients;
   TlsStats tls[kDirections];
   HttpStats http;              // the HTTP golden metrics of the connections this worker tapped
+  TapEvents tap;               // live request summaries, only while someone taps (GET /tap)
   Counter buffers_in_use;      // receive buffers lent out of the ring right now
   Counter connections_live;    // connection objects held (open or closing)
   Counter spills_in_use;       // spill buffers held by connections whose destination is full

@@ -1,15 +1,19 @@
 #include "proxy/http_tap.h"
 
+#include "base/clock.h"
+#include "http/classify.h"
+
 namespace meshd::proxy {
 
 using metrics::DetectOutcome;
+using metrics::TapEvents;
 
-void HttpTap::start(metrics::HttpStats* stats, metrics::Direction direction, std::string_view dst_service,
-                    bool tls) noexcept {
-  stats_ = stats;
-  direction_ = direction;
-  dst_service_ = dst_service;
-  tls_ = tls;
+void HttpTap::start(metrics::WorkerStats* worker, FastRandom* random, const Labels& labels) noexcept {
+  stats_ = &worker->http;
+  events_ = &worker->tap;
+  random_ = random;
+  labels_ = labels;
+  next_request_ = 0;
   tap_.reset(this);
 }
 
@@ -22,28 +26,51 @@ void HttpTap::on_detected(http::Protocol p) noexcept {
     case http::Protocol::kOpaque: o = DetectOutcome::kOpaque; break;
     case http::Protocol::kServerFirst: o = DetectOutcome::kServerFirst; break;
   }
-  stats_->detected(direction_, o);
+  stats_->detected(labels_.direction, o);
 }
 
-// The tag is the request's series: its response is counted in the same one.
 void* HttpTap::on_request(const http::RequestHead& head) noexcept {
-  metrics::HttpSeries* s = stats_->series(direction_, head.authority, dst_service_, tls_);
-  stats_->request(s);
-  return s;
+  Request& r = requests_[next_request_++ % http::H1Tap::kMaxPending];
+  r.series = stats_->series(labels_.direction, head.authority, labels_.dst_service, labels_.tls);
+  stats_->request(r.series);
+  r.capture = events_->armed() ? capture(head) : nullptr;
+  return &r;
+}
+
+TapEvents::Record* HttpTap::capture(const http::RequestHead& head) noexcept {
+  uint64_t now_us = monotonic_us();
+  if (!events_->active(now_us / 1000)) return nullptr;
+  // Null when too many captured requests await responses: counted there.
+  return events_->begin(
+      {labels_.direction, labels_.tls, head.method_name, head.authority, head.target, labels_.dst_service}, now_us,
+      unix_ms());
 }
 
 void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept {
-  stats_->response(static_cast<metrics::HttpSeries*>(tag), status, ttfb_us, complete);
+  auto* r = static_cast<Request*>(tag);
+  stats_->response(r->series, status, ttfb_us, complete);
+  if (labels_.endpoint != nullptr)
+    labels_.endpoint->record_response(http::response_succeeded(status, complete), ttfb_us, monotonic_ms(), jitter());
+  // The summary says what the client got: the status and how long it
+  // waited for the head (response_latency_ms), whatever the body did.
+  if (r->capture != nullptr) [[unlikely]]
+    events_->end(r->capture, status, {}, ttfb_us);
 }
 
 void HttpTap::on_failure(void* tag, std::string_view error) noexcept {
-  stats_->failure(static_cast<metrics::HttpSeries*>(tag), error);
+  auto* r = static_cast<Request*>(tag);
+  stats_->failure(r->series, error);
+  uint64_t now_us = monotonic_us();
+  if (labels_.endpoint != nullptr && http::blames_endpoint(error))
+    labels_.endpoint->record_response(false, 0, now_us / 1000, jitter());
+  if (r->capture != nullptr) [[unlikely]]
+    events_->end(r->capture, 0, error, now_us > r->capture->start_us ? now_us - r->capture->start_us : 0);
 }
 
 void HttpTap::on_rejected(uint16_t status, std::string_view reason) noexcept {
-  stats_->rejected(direction_, status, reason);
+  stats_->rejected(labels_.direction, status, reason);
 }
 
-void HttpTap::on_abandoned(std::string_view reason) noexcept { stats_->abandoned(direction_, reason); }
+void HttpTap::on_abandoned(std::string_view reason) noexcept { stats_->abandoned(labels_.direction, reason); }
 
 }  // namespace meshd::proxy

@@ -1,8 +1,14 @@
 // HttpTap: the proxy's end of the HTTP/1 tap. An http::H1Tap reads the
-// bytes a TcpForward relays (http/h1_tap.h); this is its sink, recording
-// the golden metrics in the worker's HttpStats under the connection's
-// labels: direction, authority (per request, from Host), dst_service and
-// whether the hop is the mesh's mutual TLS.
+// bytes a TcpForward relays (http/h1_tap.h); this is its sink. Each
+// request's outcome goes to:
+//   - the golden metrics, in the worker's HttpStats, under the connection's
+//     labels: direction, authority (per request, from Host), dst_service and
+//     whether the hop is the mesh's mutual TLS;
+//   - the balancer (outbound to a service's endpoint): the response
+//     latency and failure accrual of that endpoint (discovery/balancer.h);
+//   - while someone taps the proxy live (GET /tap), a summary in the
+//     worker's TapEvents (metrics/tap_events.h). While nobody taps that
+//     costs one relaxed load per request.
 //
 // Pooled per worker (Worker::take_tap) and held by a connection only while
 // it is HTTP/1: one pointer in every TcpForward, nothing more for opaque
@@ -11,6 +17,8 @@
 
 #include <string_view>
 
+#include "base/random.h"
+#include "discovery/endpoint_set.h"
 #include "http/h1_tap.h"
 #include "metrics/http_stats.h"
 #include "metrics/tcp_stats.h"
@@ -23,9 +31,18 @@ class HttpTap final : public http::TapSink {
   HttpTap(const HttpTap&) = delete;
   HttpTap& operator=(const HttpTap&) = delete;
 
-  // A new connection's labels. dst_service must outlive the tap's use (the
-  // connection holds the EndpointSet that owns it until it finishes the tap).
-  void start(metrics::HttpStats* stats, metrics::Direction direction, std::string_view dst_service, bool tls) noexcept;
+  // What a connection's requests are recorded against. dst_service and
+  // endpoint must outlive the tap's use (the connection holds the
+  // EndpointSet that owns them until it finishes the tap).
+  struct Labels {
+    metrics::Direction direction = metrics::Direction::kOutbound;
+    std::string_view dst_service;
+    bool tls = false;
+    discovery::EndpointHealth* endpoint = nullptr;  // the balanced endpoint; null: none
+  };
+  // A new connection. worker: its golden metrics and live tap; random: the
+  // worker's, for the balancer's jitter.
+  void start(metrics::WorkerStats* worker, FastRandom* random, const Labels& labels) noexcept;
   http::H1Tap& tap() noexcept { return tap_; }
 
   void on_detected(http::Protocol p) noexcept override;
@@ -36,11 +53,25 @@ class HttpTap final : public http::TapSink {
   void on_abandoned(std::string_view reason) noexcept override;
 
  private:
+  // One request awaiting its response: its tag. H1Tap follows at most
+  // kMaxPending at once and answers them in order, so request n can take
+  // slot n % kMaxPending: the request there before it has been answered.
+  struct Request {
+    metrics::HttpSeries* series = nullptr;
+    metrics::TapEvents::Record* capture = nullptr;  // while tapped live
+  };
+
+  uint32_t jitter() noexcept { return static_cast<uint32_t>(random_->next() >> 32); }
+  // The capture record of a request, when a live tap is on; else null.
+  metrics::TapEvents::Record* capture(const http::RequestHead& head) noexcept;
+
   http::H1Tap tap_;
   metrics::HttpStats* stats_ = nullptr;
-  metrics::Direction direction_ = metrics::Direction::kOutbound;
-  std::string_view dst_service_;
-  bool tls_ = false;
+  metrics::TapEvents* events_ = nullptr;
+  FastRandom* random_ = nullptr;
+  Labels labels_;
+  Request requests_[http::H1Tap::kMaxPending];
+  uint32_t next_request_ = 0;
 };
 
 }  // namespace meshd::proxy

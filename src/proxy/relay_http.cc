@@ -36,7 +36,12 @@ void TcpForward::start_tap() noexcept {
   }
   tap_ = worker_->take_tap();
   if (tap_ == nullptr) return;  // out of memory: relayed untapped
-  tap_->start(&stats, direction_, set_ ? std::string_view(set_->service) : std::string_view(), tls_);
+  HttpTap::Labels labels{direction_, {}, tls_, nullptr};
+  if (set_) {
+    labels.dst_service = set_->service;
+    if (endpoint_ >= 0) labels.endpoint = set_->endpoints[static_cast<size_t>(endpoint_)].health.get();
+  }
+  tap_->start(&worker_->stats(), &worker_->random(), labels);
   // The service's own timeout (outbound: the registry's), else the proxy's.
   request_timeout_ms_ = set_ && set_->request_timeout_ms != 0
                             ? set_->request_timeout_ms
