@@ -308,12 +308,14 @@ def http_get(url):
 
 # --- HTTP/1.1 apps, for test_http.py ----------------------------------------
 #
-# apps.py http-serve PORT LOGFILE: a threaded HTTP/1.1 backend (keep-alive,
+# apps.py http-serve PORT LOGFILE [STATUS]: a threaded HTTP/1.1 backend (keep-alive,
 # pipelining as http.server does it) that appends the request line of every
 # complete head it accepts to LOGFILE, so a test can tell which requests
 # reached it. Its own limits are raised far above the proxy's, so that a
 # request the proxy should have refused would be accepted and logged here.
 # Every response carries X-Peer-Port, the port of the connection it came on.
+# With STATUS, every request is answered with that status (a broken
+# endpoint); otherwise by path:
 #   /ok...            200 "ok <path>\n"
 #   /status/<code>    that status (no body for 204 and 304; none for HEAD)
 #   /chunked          200 with a chunked body of three chunks
@@ -326,7 +328,7 @@ def http_get(url):
 # apps.py greet PORT: a server that speaks first ("HELLO <port>\r\n" as soon
 # as a client connects), then echoes.
 
-def http_serve(port, log_path):
+def http_serve(port, log_path, fail_status=0):
     # Imported here: the other apps need none of it, and start faster.
     import http.client
     import http.server
@@ -390,7 +392,9 @@ def http_serve(port, log_path):
             # Every request's body is read whole, whatever the route: what
             # is left of it would be taken for the next request.
             body = b"" if upgrade else self.read_body()
-            if path.startswith("/ok"):
+            if fail_status:
+                self.answer(fail_status, f"status {fail_status}\n".encode(), send_body=not head)
+            elif path.startswith("/ok"):
                 self.answer(200, f"ok {path}\n".encode(), send_body=not head)
             elif path.startswith("/status/"):
                 code = int(path.split("/")[2])
@@ -760,7 +764,7 @@ def main():
         agent()
         return
     if mode == "http-serve":
-        http_serve(int(args[0]), args[1])
+        http_serve(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 0)
         return
     if mode == "greet":
         greet_serve(int(args[0]))

@@ -401,6 +401,9 @@ class Pair:
 
 HTTP_VIP = "10.96.0.20"
 TIMED_VIP = "10.96.0.21"  # timed.prod: the HTTP backend under a 400 ms request timeout
+FLAKY_VIP = "10.96.0.22"  # flaky.prod: the HTTP backend, and one that answers 503 to everything
+NGINX_VIP = "10.96.0.23"  # nginx.prod: Debian's nginx, HTTP/1.1
+H2C_VIP = "10.96.0.24"    # h2c.prod: the same nginx, HTTP/2 with prior knowledge (h2c)
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -416,6 +419,50 @@ name = "timed.prod"
 ports = [8080]
 virtual_addresses = ["{TIMED_VIP}:80"]
 request_timeout = "400ms"
+
+[[service]]
+name = "flaky.prod"
+ports = [8080, 8083]
+virtual_addresses = ["{FLAKY_VIP}:80"]
+
+[[service]]
+name = "nginx.prod"
+ports = [8084]
+virtual_addresses = ["{NGINX_VIP}:80"]
+
+[[service]]
+name = "h2c.prod"
+ports = [8085]
+virtual_addresses = ["{H2C_VIP}:80"]
+"""
+
+# Debian's nginx as a real server: one process (no master, no workers to
+# find and stop), everything under DIR, static files in DIR/www.
+NGINX_CONF = """
+daemon off;
+master_process off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  default_type application/octet-stream;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 8084;
+    root {dir}/www;
+    location = /status/503 {{ return 503; }}
+  }}
+  server {{
+    listen 8085 http2;
+    root {dir}/www;
+  }}
+}}
 """
 
 
@@ -492,7 +539,10 @@ class HttpMesh(Cluster):
     registered (the inbound proxy does not look at an opaque port's first
     bytes, so it could not tell mesh TLS there). The HTTP backend is also
     timed.prod (at TIMED_VIP:80), whose registry entry sets a 400 ms
-    request timeout. meshd_flags go to both meshds, client_flags to the
+    request timeout, and one of flaky.prod's two endpoints (FLAKY_VIP:80);
+    the other, on 8083, answers 503 to every request. Debian's nginx
+    serves self.www (index.html, big.bin) as nginx.prod (NGINX_VIP:80,
+    HTTP/1.1 on 8084) and h2c.prod (H2C_VIP:80, HTTP/2 on 8085). meshd_flags go to both meshds, client_flags to the
     client's only. Built from Cluster's parts; Cluster itself is
     unchanged."""
 
@@ -521,6 +571,8 @@ class HttpMesh(Cluster):
                 h.install_rules()
             self.server.start_meshd("--controller", self.controller_addrs, "--register", "http.prod=8080",
                                     "--register", "greet.prod=9500", "--register", "timed.prod=8080",
+                                    "--register", "flaky.prod=8080", "--register", "flaky.prod=8083",
+                                    "--register", "nginx.prod=8084", "--register", "h2c.prod=8085",
                                     *self.identity_flags(self.server))
             self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
                                     *client_flags)
@@ -539,20 +591,46 @@ class HttpMesh(Cluster):
 
     def start_backends(self):
         errors = os.path.join(self.workdir.name, "backends.err")
-        for argv in (["http-serve", "8080", self.backend_log], ["greet", "9500"], ["greet", "3306"]):
+        for argv in (["http-serve", "8080", self.backend_log], ["http-serve", "8083", self.backend_log, "503"],
+                     ["greet", "9500"], ["greet", "3306"]):
             with open(errors, "a") as f:  # stderr to a file: a pipe nobody reads could fill and block
                 p = self.server.ns.spawn([PYTHON, APPS] + argv, stderr=f)
             if p.stdout.readline().strip() != "ready":
                 with open(errors) as f:
                     raise RuntimeError(f"apps.py {' '.join(argv)} did not start: {f.read()}")
+        self.start_nginx()
+
+    def start_nginx(self):
+        d = os.path.join(self.workdir.name, "nginx")
+        self.www = os.path.join(d, "www")
+        os.makedirs(self.www)
+        with open(os.path.join(self.www, "index.html"), "w") as f:
+            f.write("<html>meshd e2e</html>\n")
+        with open(os.path.join(self.www, "big.bin"), "wb") as f:
+            f.write(os.urandom(256 * 1024))
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_CONF.format(dir=d))
+        log = os.path.join(d, "nginx-error.log")
+        p = self.server.ns.spawn(["nginx", "-p", d, "-e", log, "-c", conf], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+
+        def listening():
+            if p.poll() is not None:
+                with open(log) as f:
+                    raise RuntimeError(f"nginx exited {p.returncode}: {f.read()}")
+            out = self.server.ns.exec(["ss", "-Hltn", "sport = :8084 or sport = :8085"]).stdout
+            return len(out.splitlines()) == 2
+        wait_for(listening, 10, "nginx to listen")
 
     def wait_meshed(self):
         """Both proxies hold certificates and the controller has the server's
         registrations."""
         for h in (self.client, self.server):
             wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
-        wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == 1
-                             for n in ("http.prod", "greet.prod", "timed.prod")), 15, "the server's registrations")
+        want = {"http.prod": 1, "greet.prod": 1, "timed.prod": 1, "flaky.prod": 2, "nginx.prod": 1, "h2c.prod": 1}
+        wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == k for n, k in want.items()), 15,
+                 "the server's registrations")
 
     def backend_requests(self):
         """The request lines the HTTP backend has accepted, in order."""

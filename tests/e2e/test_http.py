@@ -14,7 +14,10 @@ import re
 
 import pytest
 
-from mesh import HTTP_VIP, TIMED_VIP, HttpMesh, wait_for
+import hashlib
+import os
+
+from mesh import FLAKY_VIP, H2C_VIP, HTTP_VIP, NGINX_VIP, TIMED_VIP, HttpMesh, binary, wait_for
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -422,6 +425,75 @@ def test_a_hung_endpoint_is_answered_504_after_the_services_request_timeout(mesh
     assert d.total("outbound", "tcp_close_total", error="request_timeout") == 2
     # The timed-out requests reached the backend: the mesh did not refuse them.
     assert len([r for r in mesh.backend_requests() if "/slow/5000" in r]) >= 2
+
+
+@pytest.mark.timeout(60)
+def test_an_endpoint_failing_every_request_is_ejected_and_probed(mesh):
+    """flaky.prod has two endpoints, one answering 503 to everything. Each
+    request is on a connection of its own, balanced on its own: failure
+    accrual takes the broken endpoint out after 5 failures in a row, so the
+    clients see few 503s (half of them without it), and it is probed again
+    later (each failed probe keeps it out for longer)."""
+    d = Delta(mesh)
+    statuses = []
+    for i in range(40):
+        out = raw(mesh, f"GET /ok/flaky{i} HTTP/1.1\r\nHost: flaky.test\r\nConnection: close\r\n\r\n", 1,
+                  host=FLAKY_VIP)
+        assert len(out["responses"]) == 1, out
+        statuses.append(out["responses"][0]["status"])
+    failed = statuses.count(503)
+    assert statuses.count(200) + failed == 40, statuses
+    assert 5 <= failed <= 10, statuses
+    assert statuses[-10:].count(503) <= 2, statuses  # out, bar the odd probe
+
+    r = mesh.client.ns.exec([binary("meshd-ctl"), "endpoints", "flaky.prod", "-o", "json"], check=False)
+    assert r.returncode == 0, r.stderr
+    eps = {e["address"]: e for e in json.loads(r.stdout)["endpoints"]}
+    broken, good = eps["10.78.0.2:8083"], eps["10.78.0.2:8080"]
+    assert broken["state"] == "ejected" and broken["ejections"] >= 1 and broken["request_failures"] >= 5, eps
+    assert good["state"] == "ready" and good["ejections"] == 0 and good["response_peak_us"] > 0, eps
+    d.take()
+    assert d.value("outbound", "outbound_balancer_ejections_total",
+                   {"dst": "flaky.prod", "endpoint": "10.78.0.2:8083"}) == broken["ejections"]
+    labels = out_labels("flaky.test", "flaky.prod")
+    assert d.value("outbound", "response_total", {**labels, "status_code": "503", "classification": "failure"}) == failed
+
+
+@pytest.mark.timeout(60)
+def test_nginx_serves_curl_through_the_mesh(mesh):
+    d = Delta(mesh)
+    got = os.path.join(mesh.workdir.name, "big.got")
+    r = mesh.client.ns.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "10", "-H", "Host: nginx.test",
+                             "-o", got, "-w", "<<%{num_connects} %{http_code}>>", f"http://{NGINX_VIP}/big.bin",
+                             "-o", "/dev/null", f"http://{NGINX_VIP}/index.html"], check=False)
+    assert r.returncode == 0, r.stderr
+    # Two requests, one connection (keep-alive), the body intact.
+    assert r.stdout.count("<<") == 2 and "<<1 200>>" in r.stdout and "<<0 200>>" in r.stdout, r.stdout
+    with open(got, "rb") as a, open(os.path.join(mesh.www, "big.bin"), "rb") as b:
+        assert hashlib.sha256(a.read()).digest() == hashlib.sha256(b.read()).digest()
+    out = curl(mesh.client, "-H", "Host: nginx.test", f"http://{NGINX_VIP}/status/503")
+    assert "<<1 503>>" in out, out
+    d.until(lambda d: d.value("outbound", "request_total", out_labels("nginx.test", "nginx.prod")) == 3)
+    labels = out_labels("nginx.test", "nginx.prod")
+    assert d.value("outbound", "request_total", labels) == 3
+    assert d.value("outbound", "response_total", {**labels, "status_code": "200", "classification": "success"}) == 2
+    assert d.value("outbound", "response_total", {**labels, "status_code": "503", "classification": "failure"}) == 1
+    assert d.value("inbound", "request_total", in_labels("nginx.test")) == 3
+
+
+@pytest.mark.timeout(60)
+def test_nghttp_h2c_streams_through_the_mesh_untouched(mesh):
+    """HTTP/2 with prior knowledge from a real client (nghttp) to a real
+    server (nginx): ten streams on one connection, recognised as h2 by
+    both proxies and relayed as they are (h2 is not yet terminated)."""
+    d = Delta(mesh)
+    r = mesh.client.ns.exec(["nghttp", "-nv", "-t", "10", "-m", "10", f"http://{H2C_VIP}/index.html"], check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert r.stdout.count(":status: 200") == 10, r.stdout[-2000:]
+    d.until(lambda d: d.value("inbound", "protocol_detect_total", {"direction": "inbound", "protocol": "h2"}) >= 1)
+    for side in ("outbound", "inbound"):
+        assert d.value(side, "protocol_detect_total", {"direction": side, "protocol": "h2"}) == 1, side
+        assert d.total(side, "request_total") == 0, side
 
 
 # Last of the tests on the shared mesh: it fills the proxies' authority
