@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mesh import APPS, PYTHON, REGISTRY, TRUST_DOMAIN, VIP, Capture, Cluster, binary, stop, wait_for  # noqa: E402
@@ -143,6 +144,21 @@ virtual_addresses = ["{API_VIP}:80"]
             for k, v in sorted(m.items()):
                 if k.split("{")[0] in ("request_total", "response_total") and v:
                     print(f"    {k} {int(v)}")
+
+        step("meshd-ctl tap  (each request through the client's proxy, live)")
+        tap = subprocess.Popen(client.ns.cmd([binary("meshd-ctl"), "tap", "--max", "6", "--duration", "10s"]),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)  # its first poll turns capture on
+        paths = ["/ok/a", "/ok/b", "/status/503", "/slow/150", "/ok/c", "/ok/d"]
+        client.ns.exec(["sh", "-c", " ; ".join(f"curl -s -o /dev/null http://{API_VIP}{p}" for p in paths)])
+        try:
+            out, err = tap.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            tap.kill()
+            out, err = tap.communicate()
+        print(out, end="")
+        if tap.returncode != 0:
+            raise SystemExit(f"demo failed: meshd-ctl tap: {err.strip()}")
 
         step("meshd-ctl endpoints web.prod  (what the client's proxy balances over)")
         print(ctl(client, "endpoints", "web.prod"), end="")
