@@ -40,48 +40,27 @@ started here is stopped by its pid and every namespace deleted, also on
 failure or interrupt. (Not named http.py: in bench/ that would shadow the
 standard library's http package for every script run from here.)
 """
-import json
 import os
 import re
 import shlex
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-os.environ.setdefault("MESHD_BUILD", os.path.join(ROOT, "build"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree (before nsbench, which is one)
 
+import nsbench  # noqa: E402  (first: it puts tests/e2e, where mesh.py is, on the path)
 import mesh  # noqa: E402  (Netns/Host, link(), binary(), stop(), wait_for())
-from mtls import RssSampler, busy_ticks, children_ticks, proc_ticks, rss_kb, sysctls, wait_listen  # noqa: E402
+from nsbench import HZ, OUTDIR, fmt_ratio, med, pinned, rss_kb, wait_listen  # noqa: E402
 from report import fmt_us, parse_wrk  # noqa: E402
 
-BUILD = os.environ["MESHD_BUILD"]
-OUTDIR = os.path.join(BUILD, "bench")
-
-
-def env_int(name, default, lo, hi):
-    raw = os.environ.get(name, str(default))
-    try:
-        v = int(raw)
-    except ValueError:
-        sys.exit(f"http: {name} must be an integer, not '{raw}'")
-    if not lo <= v <= hi:
-        sys.exit(f"http: {name} must be {lo}..{hi}")
-    return v
-
-
-DURATION = env_int("BENCH_HTTP_DURATION", env_int("BENCH_DURATION", 8, 1, 600), 1, 600)
-H2_DURATION = env_int("BENCH_HTTP_H2_DURATION", DURATION, 1, 600)
-WARMUP = env_int("BENCH_WARMUP", 1, 0, 60)
-REPEAT = env_int("BENCH_REPEAT", 3, 1, 20)
-CONNS = env_int("BENCH_CONNS", 50, 1, 4000)
+DURATION = nsbench.env_int("http", "BENCH_HTTP_DURATION", nsbench.env_int("http", "BENCH_DURATION", 8, 1, 600), 1, 600)
+H2_DURATION = nsbench.env_int("http", "BENCH_HTTP_H2_DURATION", DURATION, 1, 600)
+WARMUP = nsbench.env_int("http", "BENCH_WARMUP", 1, 0, 60)
+REPEAT = nsbench.env_int("http", "BENCH_REPEAT", 3, 1, 20)
+CONNS = nsbench.env_int("http", "BENCH_CONNS", 50, 1, 4000)
 H2_STREAMS = 100
 # The issue's targets, meshd against HAProxy mode http in the same run.
 TARGET_RPS = 1.3  # meshd req/s >= 1.3x HAProxy's
@@ -94,8 +73,6 @@ H2_MESHED_PORT, H2_DIRECT_PORT = 8090, 8091  # backend h2c, the same two ways
 HAPROXY_PORT, NGINX_PORT = 18002, 18003  # the explicit proxies, client host loopback
 OUTBOUND = "127.0.0.1:4140"  # meshd's outbound listener (meshd-init's default redirect target)
 ADMIN = "127.0.0.1:4191"
-HZ = os.sysconf("SC_CLK_TCK")
-NCPU = os.cpu_count() or 1
 ROWS = ("direct", "meshd", "haproxy", "nginx")
 PEERS = ("haproxy", "nginx")
 LABEL = {"direct": "direct", "meshd": "meshd outbound (tapped)", "haproxy": "HAProxy http",
@@ -106,22 +83,7 @@ def log(msg):
     print(f"http: {msg}", file=sys.stderr, flush=True)
 
 
-def cpu_lists():
-    """(load cpus, proxy cpus, description), as bench/run.sh places them."""
-    load, proxy = os.environ.get("BENCH_LOAD_CPUS"), os.environ.get("BENCH_PROXY_CPUS")
-    every = f"0-{NCPU - 1}"
-    if load or proxy:
-        return load or every, proxy or every, f"wrk+backend on CPU {load or every}, proxy on CPU {proxy or every}"
-    if os.environ.get("BENCH_PIN", "none") == "split" and NCPU >= 2:
-        return "0", "1", "wrk+backend on CPU 0, each proxy on CPU 1"
-    return every, every, f"no pinning: wrk, backend and proxy share CPUs {every}"
-
-
-LOAD_CPUS, PROXY_CPUS, PINNING = cpu_lists()
-
-
-def pinned(cpus, argv):
-    return ["taskset", "-c", cpus] + argv  # taskset execs: the pid stays the command's
+LOAD_CPUS, PROXY_CPUS, PINNING = nsbench.cpu_lists("proxy", "each proxy", "proxy")
 
 
 def children_of(pid):
@@ -140,41 +102,12 @@ def children_of(pid):
 
 
 # ---------------------------------------------------------------- configs
-NGINX_TEMP = """    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-"""
-
-
 def backend_config(d):
-    """One nginx process: HTTP/1.1 on 8080/8081, h2c (prior knowledge) on
-    8090/8091, every one returning 200 "ok\\n"."""
-    os.makedirs(f"{d}/backend-tmp", exist_ok=True)
-    listens = "".join(f"        listen {SERVER_IP}:{p} backlog=4096;\n" for p in (MESHED_PORT, DIRECT_PORT))
-    h2 = "".join(f"        listen {SERVER_IP}:{p} http2 backlog=4096;\n" for p in (H2_MESHED_PORT, H2_DIRECT_PORT))
-    with open(f"{d}/backend.conf", "w") as f:
-        f.write(f"""master_process off;
-daemon off;
-worker_processes 1;
-pid {d}/backend.pid;
-error_log {d}/backend-error.log warn;
-events {{ worker_connections 8192; multi_accept on; }}
-http {{
-    access_log off;
-    # keepalive_requests also bounds the streams of one h2 connection (nginx >= 1.19.7)
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    default_type text/plain;
-{NGINX_TEMP.format(d=f"{d}/backend-tmp")}    server {{
-{listens}        location / {{ return 200 "ok\\n"; }}
-    }}
-    server {{
-{h2}        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-""")
+    """The backend: HTTP/1.1 on 8080/8081, h2c (prior knowledge) on
+    8090/8091; returns the nginx command."""
+    return nsbench.nginx_backend(d, "backend", [
+        [f"{SERVER_IP}:{p} backlog=4096" for p in (MESHED_PORT, DIRECT_PORT)],
+        [f"{SERVER_IP}:{p} http2 backlog=4096" for p in (H2_MESHED_PORT, H2_DIRECT_PORT)]])
 
 
 def haproxy_config(d):
@@ -198,17 +131,9 @@ backend be
 
 
 def nginx_proxy_config(d):
-    os.makedirs(f"{d}/proxy-tmp", exist_ok=True)
-    with open(f"{d}/proxy.conf", "w") as f:
-        f.write(f"""worker_processes 1;
-pid {d}/proxy.pid;
-error_log {d}/proxy-error.log warn;
-events {{ worker_connections 8192; multi_accept on; }}
-http {{
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-{NGINX_TEMP.format(d=f"{d}/proxy-tmp")}    upstream be {{
+    """nginx proxy_pass to the backend's direct port, upstream keepalive;
+    returns the nginx command."""
+    return nsbench.nginx_config(d, "proxy", f"""    upstream be {{
         server {SERVER_IP}:{DIRECT_PORT};
         keepalive {max(CONNS, 32)};
         keepalive_requests 100000000;
@@ -222,48 +147,30 @@ http {{
             proxy_set_header Connection "";
         }}
     }}
-}}
 """)
 
 
 # ---------------------------------------------------------------- the two hosts
-class Bench:
+class Bench(nsbench.Bench):
     def __init__(self, tmp):
-        self.tmp = tmp
+        super().__init__(tmp)
         self.client = self.server = None
-        self.extra = []  # every process started here but meshd (the client Host owns it)
         self.workers = []  # nginx proxy workers: stopped by pid if their master left them behind
         self.rows = {}  # name -> {"pids": [...], "url": ...} or {"fail": reason}
         self.backend = None
 
-    def spawn(self, host, name, argv):
-        out = open(os.path.join(self.tmp, f"{name}.log"), "w+")
-        p = host.ns.spawn(argv, stdout=out, stderr=subprocess.STDOUT)
-        self.extra.append(p)
-        return p
-
-    def tail(self, name, n=300):
-        try:
-            with open(os.path.join(self.tmp, f"{name}.log")) as f:
-                return f.read()[-n:].replace("\n", " ")
-        except OSError:
-            return "no log"
-
     def setup(self):
-        backend_config(self.tmp)
         haproxy_config(self.tmp)
-        nginx_proxy_config(self.tmp)
         self.client = mesh.Host("hclient", CLIENT_IP, CLIENT_IP6)
         self.server = mesh.Host("hserver", SERVER_IP, SERVER_IP6)
         mesh.link(self.client, self.server)
         for h in (self.client, self.server):
-            sysctls(h.ns)
+            nsbench.sysctls(h.ns)
         # The redirect in the client host; the direct ports pass untouched.
         skip = f"{DIRECT_PORT},{H2_DIRECT_PORT}"
         self.client.install_rules(extra=["--skip-outbound-ports", skip])
 
-        backend = self.spawn(self.server, "backend", pinned(LOAD_CPUS, [
-            "nginx", "-p", f"{self.tmp}/", "-c", f"{self.tmp}/backend.conf", "-e", f"{self.tmp}/backend-error.log"]))
+        backend = self.spawn(self.server, "backend", pinned(LOAD_CPUS, backend_config(self.tmp)))
         for port in (MESHED_PORT, DIRECT_PORT, H2_MESHED_PORT, H2_DIRECT_PORT):
             wait_listen(self.server.ns, SERVER_IP, port, backend, "the backend nginx")
         self.backend = backend.pid
@@ -274,7 +181,7 @@ class Bench:
         self.start_nginx()
 
     def start_meshd(self):
-        meshd = os.environ.get("MESHD_BIN") or mesh.binary("meshd")
+        meshd = nsbench.meshd_bin()
         argv = [meshd, "--log-level", os.environ.get("BENCH_HTTP_LOG_LEVEL", "warn"), "--threads", "1",
                 "--outbound-listen", OUTBOUND, "--inbound-listen", "off", "--admin", ADMIN, "--drain-timeout", "2s",
                 *shlex.split(os.environ.get("BENCH_MESHD_EXTRA", ""))]
@@ -300,9 +207,7 @@ class Bench:
 
     def start_nginx(self):
         try:
-            p = self.spawn(self.client, "nginx", pinned(PROXY_CPUS, [
-                "nginx", "-p", f"{self.tmp}/", "-c", f"{self.tmp}/proxy.conf", "-e", f"{self.tmp}/proxy-error.log",
-                "-g", "daemon off;"]))
+            p = self.spawn(self.client, "nginx", pinned(PROXY_CPUS, nginx_proxy_config(self.tmp)))
             wait_listen(self.client.ns, "127.0.0.1", NGINX_PORT, p, "the nginx proxy")
             workers = mesh.wait_for(lambda: children_of(p.pid), 10, "the nginx proxy's worker")
             self.workers += workers
@@ -319,24 +224,13 @@ class Bench:
             return None
 
     def close(self):
-        problems = []
-        for p in reversed(self.extra):
-            mesh.stop(p, signal.SIGTERM, timeout=5)
+        self.stop_spawned()
         for pid in self.workers:  # only if the master died without them
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for h in (self.client, self.server):
-            if h is None:
-                continue
-            try:
-                h.close()  # meshd by SIGTERM (clean exit checked), then the namespace
-            except AssertionError as e:
-                problems.append(str(e)[:600])
-            except Exception as e:  # noqa: BLE001 - keep closing the rest
-                problems.append(f"{h.ns.name}: {e}")
-        return problems
+        return self.close_hosts((self.client, self.server))
 
 
 def metric_sum(m, name, **labels):
@@ -347,16 +241,7 @@ def metric_sum(m, name, **labels):
 
 # ---------------------------------------------------------------- measuring
 def run_load(b, argv, seconds, out_path):
-    try:
-        r = subprocess.run(b.client.ns.cmd(pinned(LOAD_CPUS, argv)), capture_output=True, text=True,
-                           timeout=seconds + 30)
-        text, rc = r.stdout + r.stderr, r.returncode
-    except subprocess.TimeoutExpired as e:
-        text, rc = f"{argv[0]} timed out: {e}", -1
-    if out_path:
-        with open(out_path, "w") as f:
-            f.write(text)
-    return rc, text
+    return nsbench.run_load(b.client.ns, LOAD_CPUS, argv, seconds, out_path)
 
 
 def wrk_argv(url, seconds):
@@ -365,22 +250,6 @@ def wrk_argv(url, seconds):
 
 def h2load_argv(url, seconds):
     return ["h2load", "-c1", "-t1", f"-m{H2_STREAMS}", "-D", str(seconds), url]
-
-
-def wrk_trouble(text):
-    """Why a wrk run does not count (no requests, socket errors or non-2xx
-    answers for more than 1% of requests), or None."""
-    m = re.search(r"^\s*(\d+) requests in", text, re.M)
-    if not m:
-        return "no request count in wrk output: " + text.strip()[-200:]
-    done = int(m.group(1))
-    e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    errors = sum(int(g) for g in e.groups()) if e else 0
-    n = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    bad = int(n.group(1)) if n else 0
-    if done == 0 or errors + bad > done / 100:
-        return f"{done} requests, {errors} socket errors, {bad} non-2xx ({e.group(0) if e else ''})"
-    return None
 
 
 def parse_h2load(text):
@@ -408,27 +277,21 @@ def measure(b, name, proto, rnd):
     argv = wrk_argv if proto == "h1" else h2load_argv
     if WARMUP:
         rc, text = run_load(b, argv(row["url"], WARMUP), WARMUP, None)
-        why = (wrk_trouble(text) if proto == "h1" else None) if rc == 0 else text.strip()[-300:]
+        why = (nsbench.wrk_trouble(text, strict=True) if proto == "h1" else None) if rc == 0 else text.strip()[-300:]
         if why:
             return {"fail": f"warm-up failed: {why}"}
     out = os.path.join(OUTDIR, "raw", f"http-{proto}-{name}-{rnd}.txt")
     m0 = b.metrics() if name == "meshd" else None
-    t0 = [proc_ticks(p) for p in pids]
-    bk0, ch0, (s0, st0) = proc_ticks(b.backend), children_ticks(), busy_ticks()
-    sampler = RssSampler(pids)
-    rc, text = run_load(b, argv(row["url"], seconds), seconds, out)
-    peak = sampler.stop()
-    try:
-        t1 = [proc_ticks(p) for p in pids]
-    except OSError:
+    (rc, text), use = nsbench.metered(pids, b.backend, seconds,
+                                      lambda: run_load(b, argv(row["url"], seconds), seconds, out))
+    if use is None:
         return {"fail": f"died during the run: {b.meshd_log() if name == 'meshd' else b.tail(name)}"}
-    bk1, ch1, (s1, st1) = proc_ticks(b.backend), children_ticks(), busy_ticks()
     m1 = b.metrics() if name == "meshd" else None
     if rc != 0:
         return {"fail": f"{'wrk' if proto == 'h1' else 'h2load'} exit {rc}: {text.strip()[-300:]}"}
     try:
         if proto == "h1":
-            if why := wrk_trouble(text):
+            if why := nsbench.wrk_trouble(text, strict=True):
                 return {"fail": why}
             s = parse_wrk(out)
         else:
@@ -460,12 +323,10 @@ def measure(b, name, proto, rnd):
             if h2 < 1:
                 return {"fail": "the h2 connection did not pass meshd (protocol_detect_total{protocol=\"h2\"} "
                                 "did not grow)"}
-    ticks = [y - x for x, y in zip(t0, t1)]
-    other = (s1 - s0) - sum(ticks) - (bk1 - bk0) - (ch1 - ch0)
-    s["other_pct"] = 100.0 * (max(other, 0) + st1 - st0) / (HZ * NCPU * seconds)
+    s["other_pct"] = use["other_pct"]
     if pids:
-        s["cpu_us"] = sum(ticks) * 1e6 / HZ / s["requests"]
-        s["rss_peak_kb"] = sum(peak.values())
+        s["cpu_us"] = sum(use["ticks"]) * 1e6 / HZ / s["requests"]
+        s["rss_peak_kb"] = sum(use["peak"].values())
     return s
 
 
@@ -487,38 +348,19 @@ def check_meshd_tap(b):
 
 
 # ---------------------------------------------------------------- report
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
 def ratio(res, a, b_, key):
     """Median over rounds of a/b within a round."""
-    ra, rb = res.get(a, {}), res.get(b_, {})
-    return med([ra[r][key] / rb[r][key] for r in ra if r in rb and ra[r].get(key) is not None and rb[r].get(key)])
-
-
-def fmt_ratio(v):
-    return "n/a" if v is None else f"{v:.2f}x"
+    return nsbench.round_ratio(res.get(a, {}), res.get(b_, {}), key)
 
 
 def fmt_mb(kb):
-    return "-" if not kb else f"{kb / 1024:.1f} MB"
+    return "-" if not kb else f"{kb / 1024:.1f} MB"  # not report's: no reading (0) shows as "-" too
 
 
 def verdict(v, target, higher):
     if v is None:
         return "n/a"
     return "PASS" if (v >= target if higher else v <= target) else "MISS"
-
-
-def table(head, rows):
-    w = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
-    text = ["  ".join(h.ljust(x) for h, x in zip(head, w)), "  ".join("-" * x for x in w)]
-    text += ["  ".join(c.ljust(x) for c, x in zip(r, w)).rstrip() for r in rows]
-    md = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    return text, md
 
 
 def render(res, h2res, fails, h2fails, idle, meta):
@@ -562,7 +404,7 @@ def render(res, h2res, fails, h2fails, idle, meta):
           "", ""])
 
     head = ("HTTP/1.1 one hop", *(LABEL[n] for n in ROWS), "meshd/HAProxy", "meshd/nginx")
-    text1, md1 = table(head, rows)
+    text1, md1 = nsbench.table(head, rows)
 
     targets = [f"meshd/HAProxy req/s: {fmt_ratio(rr['haproxy'])} (target >= {TARGET_RPS:.2f}x: "
                f"{verdict(rr['haproxy'], TARGET_RPS, True)})",
@@ -589,7 +431,7 @@ def render(res, h2res, fails, h2fails, idle, meta):
                        ""))
         h2head = (f"h2, 1 connection, {H2_STREAMS} streams", "direct",
                   "meshd outbound: relayed opaquely (h2 not terminated yet)", "meshd/direct")
-        h2text, h2md = table(h2head, h2rows)
+        h2text, h2md = nsbench.table(h2head, h2rows)
 
     other = max([s["other_pct"] for rs in (res, h2res) for n in rs for s in rs[n].values()], default=0.0)
     warm = f" after a {WARMUP}s warm-up" if WARMUP else ""
@@ -606,9 +448,7 @@ def render(res, h2res, fails, h2fails, idle, meta):
              "count during the run (it parsed every request: not a TCP relay)",
              f"h2: h2load -c1 -m{H2_STREAMS} -D {H2_DURATION}s{' (after a warm-up run)' if WARMUP else ''} against the "
              "backend's h2c (prior knowledge) port; meshd detects the h2 preface and relays the bytes as they are",
-             f"other load = CPU used by anything but the load tool, backend and proxy (worst run): {other:.0f}%; "
-             f"before the run the machine was {meta['background']:.0f}% busy"
-             + ("; WARNING: busy machine, figures are noisy" if max(other, meta["background"]) > 5 else "")]
+             nsbench.load_note("the load tool, backend and proxy", other, meta["background"])]
     fail_lines = [f"{n} failed: {why}" for n, why in fails.items()]
     fail_lines += [f"h2 {n} failed: {why}" for n, why in h2fails.items()]
 
@@ -623,28 +463,6 @@ def render(res, h2res, fails, h2fails, idle, meta):
 # ---------------------------------------------------------------- main
 def have(tool):
     return shutil.which(tool) is not None
-
-
-def preflight():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, iptables)"
-    for tool in ("wrk", "haproxy", "nginx", "taskset", "ss", "ip", "sysctl", "iptables-restore"):
-        if not have(tool):
-            return f"{tool} not found (make bench-deps)"
-    for name in ("meshd", "meshd-init"):
-        try:
-            if name != "meshd" or not os.environ.get("MESHD_BIN"):
-                mesh.binary(name)
-        except RuntimeError as e:
-            return str(e)
-    return None
-
-
-def background_pct():
-    s0, _ = busy_ticks()
-    time.sleep(1)
-    s1, _ = busy_ticks()
-    return min(100.0, 100.0 * (s1 - s0) / (HZ * NCPU))
 
 
 def versions():
@@ -662,28 +480,39 @@ def versions():
     return f"nginx {ng}, HAProxy {ha[0] if ha else '?'}, wrk {wrk[1] if len(wrk) > 1 else '?'}, h2load {h2}"
 
 
-def interrupted(*_):
-    raise KeyboardInterrupt
+def run_rounds(b, proto, names, res, fails):
+    """REPEAT rounds through each row of names that has not failed (proto
+    "h1": wrk, "h2": h2load): samples into res[name][round], failures into
+    fails."""
+    tag = "" if proto == "h1" else "h2 "
+    for rnd in range(1, REPEAT + 1):
+        for name in names:
+            s = nsbench.attempt(log, fails, name, f"{tag}round {rnd}/{REPEAT}: {name}", f"{tag}{name}",
+                                lambda: measure(b, name, proto, rnd))
+            if s is None:
+                continue
+            res[name][rnd] = s
+            latency = f"p99 {fmt_us(s['p99_us'])}" if proto == "h1" else f"mean {fmt_us(s['mean_us'])}"
+            cpu = f", {s['cpu_us']:.2f} us CPU/req" if "cpu_us" in s else ""
+            log(f"  {s['rps']:,.0f} req/s, {latency}{cpu}")
 
 
 def main():
-    why = preflight()
+    # meshd itself is not looked for in the build when run.sh names another binary.
+    why = nsbench.preflight(("wrk", "haproxy", "nginx", "taskset", "ss", "ip", "sysctl", "iptables-restore"),
+                            ("meshd-init",) if os.environ.get("MESHD_BIN") else ("meshd", "meshd-init"))
     if why:
         print(f"== one-hop HTTP: skipped: {why}")
         return 1
-    os.makedirs(os.path.join(OUTDIR, "raw"), exist_ok=True)
-    for sig in (signal.SIGTERM, signal.SIGHUP):  # unwind like ^C, so that the finally below stops everything
-        signal.signal(sig, interrupted)
-    meta = {"background": background_pct(), "meshd_bin": os.environ.get("MESHD_BIN") or mesh.binary("meshd"),
-            "versions": versions()}
+    meta, tmp = nsbench.begin("http")
+    meta["versions"] = versions()
     if not have("h2load"):
         meta["h2_skipped"] = "h2load not found (Debian package nghttp2-client: make bench-deps)"
-    tmp = tempfile.mkdtemp(prefix="meshd-bench-http-")
     b = Bench(tmp)
     res, h2res = {n: {} for n in ROWS}, {n: {} for n in ("direct", "meshd")}
     fails, h2fails, idle, problems = {}, {}, {}, []
     started = time.monotonic()
-    try:
+    with b.guarded(log, problems):
         log(f"setting up the namespaces, the backend and the proxies ({PINNING})")
         b.setup()
         time.sleep(1)  # settle before the idle readings
@@ -694,62 +523,22 @@ def main():
                 idle[name] = sum(rss_kb(p) for p in row["pids"])
         if "meshd" not in fails and (why := check_meshd_tap(b)):
             fails["meshd"] = why
-        for rnd in range(1, REPEAT + 1):
-            for name in ROWS:
-                if name in fails:
-                    continue
-                log(f"round {rnd}/{REPEAT}: {name}")
-                s = measure(b, name, "h1", rnd)
-                if "fail" in s:
-                    fails[name] = s["fail"]
-                    log(f"  {name} failed: {s['fail']}")
-                    continue
-                res[name][rnd] = s
-                cpu = f", {s['cpu_us']:.2f} us CPU/req" if "cpu_us" in s else ""
-                log(f"  {s['rps']:,.0f} req/s, p99 {fmt_us(s['p99_us'])}{cpu}")
+        run_rounds(b, "h1", ROWS, res, fails)
         if not meta.get("h2_skipped"):
             b.h2rows = {"direct": {"pids": [], "url": f"http://{SERVER_IP}:{H2_DIRECT_PORT}/"}}
             if "meshd" in b.rows and "fail" not in b.rows["meshd"]:
                 b.h2rows["meshd"] = {"pids": b.rows["meshd"]["pids"], "url": f"http://{SERVER_IP}:{H2_MESHED_PORT}/"}
             else:
                 h2fails["meshd"] = "meshd did not start"
-            for rnd in range(1, REPEAT + 1):
-                for name in b.h2rows:
-                    if name in h2fails:
-                        continue
-                    log(f"h2 round {rnd}/{REPEAT}: {name}")
-                    s = measure(b, name, "h2", rnd)
-                    if "fail" in s:
-                        h2fails[name] = s["fail"]
-                        log(f"  h2 {name} failed: {s['fail']}")
-                        continue
-                    h2res[name][rnd] = s
-                    cpu = f", {s['cpu_us']:.2f} us CPU/req" if "cpu_us" in s else ""
-                    log(f"  {s['rps']:,.0f} req/s, mean {fmt_us(s['mean_us'])}{cpu}")
-    except KeyboardInterrupt:
-        log("interrupted")
-        problems.append("interrupted")
-    except Exception as e:  # noqa: BLE001 - reported, then everything is stopped
-        log(f"error: {e}")
-        problems.append(str(e))
-    finally:
-        problems += b.close()
-        shutil.rmtree(tmp, ignore_errors=True)
+            run_rounds(b, "h2", b.h2rows, h2res, h2fails)
     for name in ROWS:
         if not res[name] and name not in fails:
             fails[name] = problems[0] if problems else "no samples"
     text, md = render(res, h2res, fails, h2fails, idle, meta)
-    print(text)
-    for p in problems:
-        print(f"  problem: {p}")
-    with open(os.path.join(OUTDIR, "http.md"), "w") as f:
-        f.write(f"<!-- generated by bench/http_hop.py ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}) -->\n")
-        f.write(md)
-    with open(os.path.join(OUTDIR, "http.json"), "w") as f:
-        json.dump({"h1": res, "h2": h2res, "idle_rss_kb": idle, "fails": fails, "h2_fails": h2fails, "meta": meta,
-                   "problems": problems, "targets": {"rps_vs_haproxy": TARGET_RPS, "cpu_vs_haproxy": TARGET_CPU}},
-                  f, indent=1)
-    print(f"\n(markdown written to {os.path.join(OUTDIR, 'http.md')}; {time.monotonic() - started:.0f} s)")
+    nsbench.publish("http", "http_hop.py", text, md,
+                    {"h1": res, "h2": h2res, "idle_rss_kb": idle, "fails": fails, "h2_fails": h2fails, "meta": meta,
+                     "problems": problems, "targets": {"rps_vs_haproxy": TARGET_RPS, "cpu_vs_haproxy": TARGET_CPU}},
+                    problems, started)
     return 0 if not fails and not h2fails and not problems else 1
 
 

@@ -35,47 +35,23 @@ failure or interrupt.
 """
 import json
 import os
-import re
-import resource
-import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-os.environ.setdefault("MESHD_BUILD", os.path.join(ROOT, "build"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree (before nsbench, which is one)
 
+import nsbench  # noqa: E402  (first: it puts tests/e2e, where mesh.py is, on the path)
 import mesh  # noqa: E402  (Netns/Host/Lan, binary(), stop(), wait_for())
-from report import fmt_us, parse_wrk  # noqa: E402
+from nsbench import HZ, OUTDIR, fmt_ratio, med, pinned, rss_kb, wait_listen  # noqa: E402
+from report import fmt_mb, fmt_us, parse_wrk  # noqa: E402
 
-BUILD = os.environ["MESHD_BUILD"]
-OUTDIR = os.path.join(BUILD, "bench")
-
-
-def env_int(name, default, lo, hi):
-    raw = os.environ.get(name, str(default))
-    try:
-        v = int(raw)
-    except ValueError:
-        sys.exit(f"mtls: {name} must be an integer, not '{raw}'")
-    if not lo <= v <= hi:
-        sys.exit(f"mtls: {name} must be {lo}..{hi}")
-    return v
-
-
-DURATION = env_int("BENCH_MTLS_DURATION", 10, 1, 600)
-CLOSE_DURATION = env_int("BENCH_MTLS_CLOSE_DURATION", 5, 1, 600)
-WARMUP = env_int("BENCH_WARMUP", 1, 0, 60)
-REPEAT = env_int("BENCH_REPEAT", 3, 1, 20)
-CONNS = env_int("BENCH_CONNS", 50, 1, 4000)
+DURATION = nsbench.env_int("mtls", "BENCH_MTLS_DURATION", 10, 1, 600)
+CLOSE_DURATION = nsbench.env_int("mtls", "BENCH_MTLS_CLOSE_DURATION", 5, 1, 600)
+WARMUP = nsbench.env_int("mtls", "BENCH_WARMUP", 1, 0, 60)
+REPEAT = nsbench.env_int("mtls", "BENCH_REPEAT", 3, 1, 20)
+CONNS = nsbench.env_int("mtls", "BENCH_CONNS", 50, 1, 4000)
 TARGET_RPS = 1.3  # issue 4: meshd two-hop mTLS >= 1.3x HAProxy two-hop TLS req/s
 
 CTRL_IP, CLIENT_IP, SERVER_IP = "10.78.0.10", "10.78.0.1", "10.78.0.2"
@@ -85,81 +61,13 @@ HAPROXY_PORT = 18002  # haproxy A, client host loopback
 HAPROXY_TLS_PORT = 8443  # haproxy B on the server host's LAN address
 TRUST_DOMAIN = "mesh.test"
 SERVICE = "web.prod"
-HZ = os.sysconf("SC_CLK_TCK")
-NCPU = os.cpu_count() or 1
 
 
 def log(msg):
     print(f"mtls: {msg}", file=sys.stderr, flush=True)
 
 
-# ---------------------------------------------------------------- CPU placement
-def cpu_lists():
-    """(load cpus, proxy cpus, description), as bench/run.sh places them."""
-    load, proxy = os.environ.get("BENCH_LOAD_CPUS"), os.environ.get("BENCH_PROXY_CPUS")
-    every = f"0-{NCPU - 1}"
-    if load or proxy:
-        return load or every, proxy or every, f"wrk+backend on CPU {load or every}, proxies on CPU {proxy or every}"
-    if os.environ.get("BENCH_PIN", "none") == "split" and NCPU >= 2:
-        return "0", "1", "wrk+backend on CPU 0, all four proxies on CPU 1"
-    return every, every, f"no pinning: wrk, backend and the two proxies share CPUs {every}"
-
-
-LOAD_CPUS, PROXY_CPUS, PINNING = cpu_lists()
-
-
-def pinned(cpus, argv):
-    return ["taskset", "-c", cpus] + argv  # taskset execs: the pid stays the command's
-
-
-# ---------------------------------------------------------------- /proc readings
-def proc_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime, every thread
-
-
-def rss_kb(pid):
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def busy_ticks():
-    """user+nice+system and steal over every CPU."""
-    with open("/proc/stat") as f:
-        v = f.readline().split()[1:]
-    return int(v[0]) + int(v[1]) + int(v[2]), int(v[7])
-
-
-def children_ticks():
-    r = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return round((r.ru_utime + r.ru_stime) * HZ)
-
-
-class RssSampler:
-    """Peak VmRSS of each pid, sampled every 200 ms while a run lasts."""
-
-    def __init__(self, pids):
-        self.pids, self.peak = pids, {p: rss_kb(p) for p in pids}
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while not self.done.wait(0.2):
-            for p in self.pids:
-                self.peak[p] = max(self.peak[p], rss_kb(p))
-
-    def stop(self):
-        self.done.set()
-        self.thread.join()
-        return self.peak
+LOAD_CPUS, PROXY_CPUS, PINNING = nsbench.cpu_lists("proxies", "all four proxies", "the two proxies")
 
 
 # ---------------------------------------------------------------- setup pieces
@@ -219,33 +127,6 @@ backend be
             f.write(text)
 
 
-def nginx_config(d):
-    os.makedirs(f"{d}/nginx-tmp", exist_ok=True)
-    with open(f"{d}/nginx.conf", "w") as f:
-        f.write(f"""master_process off;
-daemon off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/nginx-error.log warn;
-events {{ worker_connections 8192; multi_accept on; }}
-http {{
-    access_log off;
-    keepalive_requests 100000000;
-    keepalive_timeout 300s;
-    default_type text/plain;
-    client_body_temp_path {d}/nginx-tmp/body;
-    proxy_temp_path {d}/nginx-tmp/proxy;
-    fastcgi_temp_path {d}/nginx-tmp/fastcgi;
-    uwsgi_temp_path {d}/nginx-tmp/uwsgi;
-    scgi_temp_path {d}/nginx-tmp/scgi;
-    server {{
-        listen 127.0.0.1:{BACKEND_PORT} backlog=4096;
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-""")
-
-
 def haproxy_cli(sock, command):
     with socket.socket(socket.AF_UNIX) as c:
         c.settimeout(5)
@@ -277,35 +158,11 @@ def haproxy_ssl_counts(sock, proxy, kind):
     return None
 
 
-def wait_listen(ns, addr, port, proc, what, timeout=10):
-    def ok():
-        if proc.poll() is not None:
-            return True
-        r = ns.exec(["ss", "-Hltn", f"src {addr} and sport = :{port}"], check=False, timeout=10)
-        return bool(r.stdout.strip())
-
-    mesh.wait_for(ok, timeout, what)
-    if proc.poll() is not None:
-        raise RuntimeError(f"{what} exited {proc.returncode}")
-
-
-def sysctls(ns):
-    # The Connection: close runs open a few thousand connections a second;
-    # the nat table meshd-init loads turns conntrack on in these namespaces,
-    # and a TIME_WAIT entry per connection for 120 s would fill the host's
-    # table. The same for both pairs.
-    for key, value in (("net.ipv4.ip_local_port_range", "1024 65000"), ("net.ipv4.tcp_tw_reuse", "1"),
-                       ("net.netfilter.nf_conntrack_tcp_timeout_time_wait", "2"),
-                       ("net.core.somaxconn", "4096")):
-        ns.exec(["sysctl", "-q", "-w", f"{key}={value}"], check=False)
-
-
 # ---------------------------------------------------------------- the mesh
-class Bench:
+class Bench(nsbench.Bench):
     def __init__(self, tmp):
-        self.tmp = tmp
+        super().__init__(tmp)
         self.hosts, self.lan = [], None
-        self.extra = []  # every process started here but the meshds (Host owns those)
         self.pairs = {}  # name -> {a: pid, b: pid, port} or {fail: reason}
 
     def host(self, role, ip):
@@ -313,14 +170,8 @@ class Bench:
         h.role = role
         self.hosts.append(h)
         self.lan.attach(h)
-        sysctls(h.ns)
+        nsbench.sysctls(h.ns)
         return h
-
-    def spawn(self, host, name, argv):
-        out = open(os.path.join(self.tmp, f"{name}.log"), "w+")
-        p = host.ns.spawn(argv, stdout=out, stderr=subprocess.STDOUT)
-        self.extra.append(p)
-        return p
 
     def token(self, identity):
         r = run([mesh.binary("meshd-ctl"), "identity", "token", "--identity", identity, "--dir", self.ca,
@@ -340,7 +191,6 @@ class Bench:
         run([mesh.binary("meshd-ctl"), "identity", "init", "--trust-domain", TRUST_DOMAIN, "--dir", self.ca])
         make_haproxy_certs(self.tmp)
         haproxy_configs(self.tmp)
-        nginx_config(self.tmp)
         with open(os.path.join(self.tmp, "registry.toml"), "w") as f:
             f.write(f'[[service]]\nname = "{SERVICE}"\nports = [{BACKEND_PORT}]\nprotocol = "opaque"\n')
 
@@ -356,32 +206,24 @@ class Bench:
         mesh.wait_for(lambda: ctl.poll() is not None or self.ctrl.ns.exec(
             [mesh.binary("meshd-ctl"), "services"], check=False).returncode == 0, 15, "the controller")
         if ctl.poll() is not None:
-            raise RuntimeError(f"meshd-controller exited: {self.tail('controller')}")
+            raise RuntimeError(f"meshd-controller exited: {self.tail('controller', 400)}")
 
         # Same rules on both hosts; the HAProxy TLS port passes untouched.
         skip = ["--skip-inbound-ports", str(HAPROXY_TLS_PORT), "--skip-outbound-ports", str(HAPROXY_TLS_PORT)]
         for h in (self.client, self.server):
             h.install_rules(extra=skip)
 
-        backend = self.spawn(self.server, "backend",
-                             pinned(LOAD_CPUS, ["nginx", "-p", f"{self.tmp}/", "-c", f"{self.tmp}/nginx.conf",
-                                                "-e", f"{self.tmp}/nginx-error.log"]))
+        nginx = nsbench.nginx_backend(self.tmp, "nginx", [[f"127.0.0.1:{BACKEND_PORT} backlog=4096"]])
+        backend = self.spawn(self.server, "backend", pinned(LOAD_CPUS, nginx))
         wait_listen(self.server.ns, "127.0.0.1", BACKEND_PORT, backend, "the backend nginx")
         self.backend = backend.pid
 
         self.start_meshd_pair()
         self.start_haproxy_pair()
 
-    def tail(self, name, n=400):
-        try:
-            with open(os.path.join(self.tmp, f"{name}.log")) as f:
-                return f.read()[-n:].replace("\n", " ")
-        except OSError:
-            return "no log"
-
     def start_meshd_pair(self):
         ctrl = f"{CTRL_IP}:4190"
-        meshd = os.environ.get("MESHD_BIN") or mesh.binary("meshd")
+        meshd = nsbench.meshd_bin()
         try:
             common = ["--log-level", os.environ.get("BENCH_MTLS_LOG_LEVEL", "warn"), "--threads", "1",
                       "--controller", ctrl]
@@ -432,16 +274,8 @@ class Bench:
         return "; ".join(keep) or "unknown"
 
     def close(self):
-        problems = []
-        for p in reversed(self.extra):
-            mesh.stop(p, signal.SIGTERM, timeout=5)
-        for h in self.hosts:
-            try:
-                h.close()  # meshd by SIGTERM (clean exit checked), then the namespace
-            except AssertionError as e:
-                problems.append(str(e)[:600])
-            except Exception as e:  # noqa: BLE001 - keep closing the rest
-                problems.append(f"{h.ns.name}: {e}")
+        self.stop_spawned()
+        problems = self.close_hosts(self.hosts)
         if self.lan is not None:
             self.lan.close()
         return problems
@@ -449,17 +283,9 @@ class Bench:
 
 # ---------------------------------------------------------------- measuring
 def run_wrk(ns, port, seconds, out_path, close):
-    argv = pinned(LOAD_CPUS, ["wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--latency"] +
-                  (["-H", "Connection: close"] if close else []) + [f"http://127.0.0.1:{port}/"])
-    try:
-        r = subprocess.run(ns.cmd(argv), capture_output=True, text=True, timeout=seconds + 30)
-        text, rc = r.stdout + r.stderr, r.returncode
-    except subprocess.TimeoutExpired as e:
-        text, rc = f"wrk timed out: {e}", -1
-    if out_path:
-        with open(out_path, "w") as f:
-            f.write(text)
-    return rc, text
+    argv = (["wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--latency"] +
+            (["-H", "Connection: close"] if close else []) + [f"http://127.0.0.1:{port}/"])
+    return nsbench.run_load(ns, LOAD_CPUS, argv, seconds, out_path)
 
 
 def handshake_counts(b, name):
@@ -482,19 +308,6 @@ def handshake_counts(b, name):
         return None
 
 
-def wrk_trouble(text):
-    """Why a wrk run does not count (no requests, or mostly socket errors), or None."""
-    m = re.search(r"^\s*(\d+) requests in", text, re.M)
-    if not m:
-        return "no request count in wrk output: " + text.strip()[-200:]
-    done = int(m.group(1))
-    e = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    errors = sum(int(g) for g in e.groups()) if e else 0
-    if done == 0 or errors > done:
-        return f"{done} requests, {errors} socket errors ({e.group(0) if e else ''})"
-    return None
-
-
 def measure(b, name, mode, rnd):
     pair = b.pairs[name]
     close = mode == "close"
@@ -502,29 +315,23 @@ def measure(b, name, mode, rnd):
     pids = [pair["a"], pair["b"]]
     for p in pids:
         if not os.path.exists(f"/proc/{p}"):
-            return {"fail": "died: " + (b.tail(f"haproxy-{'a' if p == pair['a'] else 'b'}")
+            return {"fail": "died: " + (b.tail(f"haproxy-{'a' if p == pair['a'] else 'b'}", 400)
                                         if name == "haproxy" else " | ".join(h.log()[-300:] for h in (b.client, b.server)))}
     hs0 = handshake_counts(b, name)
     if WARMUP:
         rc, text = run_wrk(b.client.ns, pair["port"], WARMUP, None, close)
-        if rc != 0 or (why := wrk_trouble(text)):
+        if rc != 0 or (why := nsbench.wrk_trouble(text, strict=False)):
             return {"fail": f"warm-up failed: {why if rc == 0 else text.strip()[-300:]}" + hs_note(hs0, b, name)}
         hs0 = handshake_counts(b, name)
     out = os.path.join(OUTDIR, "raw", f"mtls-{name}-{mode}-{rnd}.txt")
-    t0 = [proc_ticks(p) for p in pids]
-    bk0, ch0, (s0, st0) = proc_ticks(b.backend), children_ticks(), busy_ticks()
-    sampler = RssSampler(pids)
-    rc, text = run_wrk(b.client.ns, pair["port"], seconds, out, close)
-    peak = sampler.stop()
-    try:
-        t1 = [proc_ticks(p) for p in pids]
-    except OSError:
+    (rc, text), use = nsbench.metered(pids, b.backend, seconds,
+                                      lambda: run_wrk(b.client.ns, pair["port"], seconds, out, close))
+    if use is None:
         return {"fail": "a proxy died during the run"}
-    bk1, ch1, (s1, st1) = proc_ticks(b.backend), children_ticks(), busy_ticks()
     hs1 = handshake_counts(b, name)
     if rc != 0:
         return {"fail": f"wrk exit {rc}: {text.strip()[-300:]}"}
-    if why := wrk_trouble(text):
+    if why := nsbench.wrk_trouble(text, strict=False):
         return {"fail": why + hs_note(hs0, b, name)}
     try:
         s = parse_wrk(out)
@@ -532,14 +339,13 @@ def measure(b, name, mode, rnd):
         return {"fail": f"wrk: {e}"}
     if s["requests"] == 0:
         return {"fail": "wrk completed 0 requests"}
-    ticks = [y - x for x, y in zip(t0, t1)]
-    other = (s1 - s0) - sum(ticks) - (bk1 - bk0) - (ch1 - ch0)
+    ticks, peak = use["ticks"], use["peak"]
     s.update({
         "cpu_us": sum(ticks) * 1e6 / HZ / s["requests"],
         "cpu_a_us": ticks[0] * 1e6 / HZ / s["requests"],
         "cpu_b_us": ticks[1] * 1e6 / HZ / s["requests"],
         "rss_a_kb": peak[pids[0]], "rss_b_kb": peak[pids[1]],
-        "other_pct": 100.0 * (max(other, 0) + st1 - st0) / (HZ * NCPU * seconds),
+        "other_pct": use["other_pct"],
     })
     if hs0 is not None and hs1 is not None:
         for k in hs1:
@@ -579,22 +385,8 @@ def check_meshd_tls(b):
 
 
 # ---------------------------------------------------------------- report
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-
 def round_ratio(res, key, mode):
-    m, h = res["meshd"][mode], res["haproxy"][mode]
-    return med([m[r][key] / h[r][key] for r in m if r in h and m[r].get(key) is not None and h[r].get(key)])
-
-
-def fmt_ratio(v):
-    return "n/a" if v is None else f"{v:.2f}x"
-
-
-def fmt_mb(kb):
-    return "-" if kb is None else f"{kb / 1024:.1f} MB"
+    return nsbench.round_ratio(res["meshd"][mode], res["haproxy"][mode], key)
 
 
 def summarize(res, mode, key):
@@ -663,75 +455,33 @@ def render(b, res, fails, idle, meta):
              "share, P-256 certificates (wolfSSL, no AES-NI in the Debian build)",
              "CPU = utime+stime of both proxy processes (every thread), 10 ms ticks, over the measured run / "
              "wrk's request count; RSS = VmRSS, idle before any traffic, peak sampled every 200 ms under load",
-             f"other load = CPU used by anything but wrk, backend and the two proxies (worst run): {other:.0f}%; "
-             f"before the run the machine was {meta['background']:.0f}% busy"
-             + ("; WARNING: busy machine, figures are noisy" if max(other, meta["background"]) > 5 else "")]
+             nsbench.load_note("wrk, backend and the two proxies", other, meta["background"])]
 
     head = ("two-hop", "meshd mTLS", "HAProxy TLS", "meshd/HAProxy")
-    table = [head] + rows
-    w = [max(len(r[i]) for r in table) for i in range(4)]
-    text = [f"== two-hop mTLS: {setup}", f"   {path}",
-            "  ".join(h.ljust(x) for h, x in zip(head, w)), "  ".join("-" * x for x in w)]
-    text += ["  ".join(c.ljust(x) for c, x in zip(r, w)).rstrip() for r in rows]
-    text += [f"  {name} failed: {why}" for name, why in fails.items()]
-    text += [f"  {n}" for n in notes]
-    text.append(f"  meshd two-hop mTLS req/s / HAProxy two-hop TLS req/s: {fmt_ratio(rr)} "
-                f"(target >= {TARGET_RPS:.2f}x: {verdict})")
-
-    md = ["### Two hops with mutual TLS (meshd) vs TLS (HAProxy)", "", setup + ".  ", path + ".", "",
-          "| " + " | ".join(head) + " |", "|---|---:|---:|---:|"]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    md.append("")
-    md += [f"- {name} failed: {why}" for name, why in fails.items()]
-    md += [f"- {n}" for n in notes]
-    md.append(f"- **meshd two-hop mTLS req/s / HAProxy two-hop TLS req/s: {fmt_ratio(rr)}** "
-              f"(target >= {TARGET_RPS:.2f}x: {verdict})")
-    md.append("")
+    table_text, table_md = nsbench.table(head, rows)
+    below = [f"{name} failed: {why}" for name, why in fails.items()] + notes  # the lines below the table
+    target = (f"meshd two-hop mTLS req/s / HAProxy two-hop TLS req/s: {fmt_ratio(rr)}",
+              f"(target >= {TARGET_RPS:.2f}x: {verdict})")  # bold in markdown
+    text = [f"== two-hop mTLS: {setup}", f"   {path}"] + table_text + [f"  {x}" for x in below]
+    text.append(f"  {target[0]} {target[1]}")
+    md = ["### Two hops with mutual TLS (meshd) vs TLS (HAProxy)", "", setup + ".  ", path + ".", ""] + table_md
+    md += [""] + [f"- {x}" for x in below] + [f"- **{target[0]}** {target[1]}", ""]
     return "\n".join(text), "\n".join(md)
 
 
 # ---------------------------------------------------------------- main
-def preflight():
-    if os.geteuid() != 0:
-        return "needs root (network namespaces, iptables)"
-    for tool in ("wrk", "haproxy", "nginx", "openssl", "taskset", "ss", "ip", "sysctl"):
-        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:
-            return f"{tool} not found (make bench-deps)"
-    for name in ("meshd", "meshd-controller", "meshd-ctl", "meshd-init"):
-        try:
-            mesh.binary(name)
-        except RuntimeError as e:
-            return str(e)
-    return None
-
-
-def background_pct():
-    s0, _ = busy_ticks()
-    time.sleep(1)
-    s1, _ = busy_ticks()
-    return min(100.0, 100.0 * (s1 - s0) / (HZ * NCPU))
-
-
-def interrupted(*_):
-    raise KeyboardInterrupt
-
-
 def main():
-    why = preflight()
+    why = nsbench.preflight(("wrk", "haproxy", "nginx", "openssl", "taskset", "ss", "ip", "sysctl"),
+                            ("meshd", "meshd-controller", "meshd-ctl", "meshd-init"))
     if why:
         print(f"== two-hop mTLS: skipped: {why}")
         return 1
-    os.makedirs(os.path.join(OUTDIR, "raw"), exist_ok=True)
-    # SIGTERM/SIGHUP unwind like ^C, so that the finally below stops everything.
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
-    meta = {"background": background_pct(), "meshd_bin": os.environ.get("MESHD_BIN") or mesh.binary("meshd")}
-    tmp = tempfile.mkdtemp(prefix="meshd-bench-mtls-")
+    meta, tmp = nsbench.begin("mtls")
     b = Bench(tmp)
     res = {n: {"ka": {}, "close": {}} for n in ("meshd", "haproxy")}
     fails, idle, problems = {}, {}, []
     started = time.monotonic()
-    try:
+    with b.guarded(log, problems):
         log(f"setting up the namespaces, the controller, both pairs ({PINNING})")
         b.setup()
         time.sleep(1)  # settle before the idle readings
@@ -746,13 +496,10 @@ def main():
         for rnd in range(1, REPEAT + 1):
             for mode in ("ka", "close"):
                 for name in ("meshd", "haproxy"):
-                    if name in fails:
-                        continue
-                    log(f"round {rnd}/{REPEAT}: {name} {'keep-alive' if mode == 'ka' else 'Connection: close'}")
-                    s = measure(b, name, mode, rnd)
-                    if "fail" in s:
-                        fails[name] = s["fail"]
-                        log(f"  {name} failed: {s['fail']}")
+                    what = f"{name} {'keep-alive' if mode == 'ka' else 'Connection: close'}"
+                    s = nsbench.attempt(log, fails, name, f"round {rnd}/{REPEAT}: {what}", name,
+                                        lambda: measure(b, name, mode, rnd))
+                    if s is None:
                         continue
                     res[name][mode][rnd] = s
                     extra = (f", resumed: A {s['hs_resumed']:.0f}/{s['hs_full'] + s['hs_resumed']:.0f}, "
@@ -763,31 +510,15 @@ def main():
         for name, pair in b.pairs.items():
             if name in idle and name not in fails:
                 idle[name].update({"a_after": rss_kb(pair["a"]), "b_after": rss_kb(pair["b"])})
-    except KeyboardInterrupt:
-        log("interrupted")
-        problems.append("interrupted")
-    except Exception as e:  # noqa: BLE001 - reported, then everything is stopped
-        log(f"error: {e}")
-        problems.append(str(e))
-    finally:
-        problems += b.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     if "haproxy_suite" not in meta:
         meta["haproxy_suite"] = "n/a"
     for name in ("meshd", "haproxy"):
         if not res[name]["ka"] and name not in fails:
             fails[name] = problems[0] if problems else "no samples"
     text, md = render(b, res, fails, idle, meta)
-    print(text)
-    for p in problems:
-        print(f"  problem: {p}")
-    with open(os.path.join(OUTDIR, "mtls.md"), "w") as f:
-        f.write(f"<!-- generated by bench/mtls.py ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}) -->\n")
-        f.write(md)
-    with open(os.path.join(OUTDIR, "mtls.json"), "w") as f:
-        json.dump({"results": res, "idle_rss_kb": idle, "fails": fails, "meta": meta, "problems": problems},
-                  f, indent=1)
-    print(f"\n(markdown written to {os.path.join(OUTDIR, 'mtls.md')}; {time.monotonic() - started:.0f} s)")
+    nsbench.publish("mtls", "mtls.py", text, md,
+                    {"results": res, "idle_rss_kb": idle, "fails": fails, "meta": meta, "problems": problems},
+                    problems, started)
     return 0 if not fails and not problems else 1
 
 
