@@ -16,6 +16,10 @@
 //    inactive, answers kOpaque and says nothing more, except finish()
 //    answering what a reject left pending;
 //  - held_bytes() stays within two head buffers;
+//  - the request timeout's clock: awaited_since_us() is never in the
+//    future, and awaited_answerable() only with a request outstanding and
+//    awaited; with control bit 3 the proxy answers it (answered(504)) once
+//    it may, as on a timeout, and the connection ends there;
 // and after finish(): every tag answered exactly once, nothing held, and a
 // second finish() silent. With control bit 2, the requests alone are fed
 // whole and a byte at a time, and must give the same events.
@@ -114,7 +118,7 @@ void check_verdict(const TapVerdict& v, TapSide side, const Checker& c, size_t e
 }
 
 // Feeds the script's steps; returns the events (for the differential run).
-std::vector<Event> run(std::span<const char> in, const uint8_t* script, const Limits& limits, bool big) {
+std::vector<Event> run(std::span<const char> in, const uint8_t* script, const Limits& limits, bool big, bool time_out) {
   Checker c;
   H1Tap tap(limits, &c);
   const uint32_t cap = std::max<uint32_t>(limits.max_head, 64);
@@ -159,6 +163,20 @@ std::vector<Event> run(std::span<const char> in, const uint8_t* script, const Li
     else
       FUZZ_CHECK(tap.can_answer() == (c.outstanding() == 0), "can_answer() disagrees with the tags outstanding");
     FUZZ_CHECK(tap.held_bytes() <= 2 * cap, "more held than two head buffers");
+    const uint64_t since = tap.awaited_since_us();
+    FUZZ_CHECK(since <= now, "a request awaited since the future");
+    FUZZ_CHECK(since == 0 || c.outstanding() > 0, "a request awaited with none outstanding");
+    if (tap.awaited_answerable()) {
+      FUZZ_CHECK(since != 0 && !stopped, "answerable, but not awaited");
+      if (time_out) {
+        const uintptr_t front = c.answered + 1;
+        tap.answered(504, now);
+        FUZZ_CHECK(c.events.back() == (Event{Ev::kResponse, front, 504}), "answered() is not the front's response");
+        tap.finish("request_timeout", now);
+        FUZZ_CHECK(c.outstanding() == 0, "tags left after a timeout's finish()");
+        break;
+      }
+    }
   }
   tap.finish("closed", now);
   FUZZ_CHECK(c.outstanding() == 0, "a tag not answered after finish()");
@@ -205,7 +223,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const char> in(reinterpret_cast<const char*>(data) + 9, size - 9);
   Limits limits;
   if (control & 1) limits = {48, 192, 6};
-  run(in, script, limits, (control & 2) != 0);
+  run(in, script, limits, (control & 2) != 0, (control & 8) != 0);
   if ((control & 4) && in.size() <= 4096) differential(in, limits);
   return 0;
 }
