@@ -104,6 +104,7 @@ const char* protocol_name(Protocol p) noexcept {
     case Protocol::kTls: return "tls";
     case Protocol::kOpaque: return "opaque";
     case Protocol::kServerFirst: return "server_first";
+    case Protocol::kSilent: return "silent";
   }
   return "unknown";
 }
@@ -383,6 +384,9 @@ void H1Tap::end(TapSide side, uint64_t) noexcept {
 void H1Tap::finish(std::string_view error, uint64_t) noexcept {
   if (finished_) return;
   finished_ = true;
+  // Every connection is counted once: one that ends undecided is too.
+  if (req_state_ == State::kDetect && !stopped_)
+    sink_->on_detected(req_head_.held > 0 ? Protocol::kOpaque : Protocol::kSilent);
   // Only the front request can be in its response's body; an until-close
   // body that the server did not end (end()) is incomplete too.
   if (pending_count_ > 0 && resp_state_ == State::kBody) response_ended(false);

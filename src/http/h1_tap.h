@@ -45,6 +45,7 @@ enum class Protocol : uint8_t {
   kTls,          // a TLS handshake record (the application's own TLS)
   kOpaque,       // anything else
   kServerFirst,  // the server sent bytes before the client did
+  kSilent,       // the connection ended before either side sent a byte (a TCP health check, a port scan)
 };
 const char* protocol_name(Protocol p) noexcept;
 

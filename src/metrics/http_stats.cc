@@ -20,6 +20,7 @@ const char* detect_outcome_name(DetectOutcome p) noexcept {
     case DetectOutcome::kTls: return "tls";
     case DetectOutcome::kOpaque: return "opaque";
     case DetectOutcome::kServerFirst: return "server_first";
+    case DetectOutcome::kSilent: return "silent";
     case DetectOutcome::kSkipped: return "skipped";
     case DetectOutcome::kCount: break;
   }

@@ -32,7 +32,7 @@ namespace meshd::metrics {
 enum class Direction : uint8_t;
 
 // What the first bytes of a connection showed (protocol_detect_total{direction,protocol}).
-enum class DetectOutcome : uint8_t { kHttp1, kH2, kTls, kOpaque, kServerFirst, kSkipped, kCount };
+enum class DetectOutcome : uint8_t { kHttp1, kH2, kTls, kOpaque, kServerFirst, kSilent, kSkipped, kCount };
 const char* detect_outcome_name(DetectOutcome p) noexcept;
 
 // Why a request's authority was not kept as its label

@@ -25,6 +25,7 @@ void HttpTap::on_detected(http::Protocol p) noexcept {
     case http::Protocol::kTls: o = DetectOutcome::kTls; break;
     case http::Protocol::kOpaque: o = DetectOutcome::kOpaque; break;
     case http::Protocol::kServerFirst: o = DetectOutcome::kServerFirst; break;
+    case http::Protocol::kSilent: o = DetectOutcome::kSilent; break;
   }
   stats_->detected(labels_.direction, o);
 }

@@ -176,6 +176,21 @@ TEST_CASE("h1tap: a split h2 preface waits for all of it", "[h1tap]") {
   CHECK(c.rec.events == Events{"detected http1"});
 }
 
+TEST_CASE("h1tap: a connection that ends before any byte is silent; one cut mid-line is opaque", "[h1tap]") {
+  Conn silent;
+  silent.tap.finish("closed", silent.now);
+  CHECK(silent.rec.events == Events{"detected silent"});
+  Conn cut;
+  CHECK(cut.req("GE").kind == TapVerdict::kPass);
+  cut.tap.finish("client_reset", cut.now);
+  CHECK(cut.rec.events == Events{"detected opaque"});
+  // Decided earlier: not counted again.
+  Conn h1;
+  CHECK(h1.req(get("/")).kind == TapVerdict::kPass);
+  h1.tap.finish("closed", h1.now);
+  CHECK(h1.rec.events == Events{"detected http1", "request 1 GET /", "failure 1 closed"});
+}
+
 TEST_CASE("h1tap: a server speaking first is opaque", "[h1tap]") {
   Conn c;
   CHECK(c.resp("220 mail.example ESMTP\r\n").kind == TapVerdict::kOpaque);
