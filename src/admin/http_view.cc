@@ -174,6 +174,22 @@ void render_http_metrics(metrics::PrometheusWriter& w, const std::vector<const m
                n);
     }
 
+  w.family("tls_sni_total", "counter",
+           "Connections that began with the application's own TLS, by the server name its ClientHello asked for "
+           "(\"\": none, not a host name, or past the bound on names).");
+  std::map<std::pair<int, std::string_view>, uint64_t> sni;
+  for (const auto* wk : workers) {
+    const HttpStats& h = wk->http;
+    for (size_t i = 0, n = h.sni_size(); i < n; ++i)
+      sni[{static_cast<int>(h.sni_at(i).direction), h.sni_at(i).name}] +=
+          h.sni_at(i).count.load(std::memory_order_relaxed);
+    for (int d = 0; d < metrics::kDirections; ++d)
+      if (uint64_t o = h.sni_overflow(static_cast<Direction>(d))) sni[{d, {}}] += o;
+  }
+  for (const auto& [k, n] : sni)
+    w.sample("tls_sni_total",
+             {{"direction", metrics::direction_name(static_cast<Direction>(k.first))}, {"sni", k.second}}, n);
+
   w.family("http_rejected_total", "counter",
            "HTTP requests refused before they reached the server (a head another parser might read differently, or "
            "too large), by the status answered and why.");

@@ -189,6 +189,8 @@ TapVerdict H1Tap::detect(std::span<const char> bytes) noexcept {
   Protocol p;
   if (req_head_.held == 0) {
     p = sniff(bytes, decide_at, &need_more);
+    // TLS is told by its first byte: these bytes are all there is of it.
+    if (p == Protocol::kTls) sink_->on_tls(bytes);
     if (need_more) {
       // Shorter than decide_at (or the preface), so it fits.
       req_head_.buffer.reset(new (std::nothrow) char[capacity()]);

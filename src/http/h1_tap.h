@@ -57,6 +57,9 @@ class TapSink {
  public:
   // Once per connection, when the first bytes decided.
   virtual void on_detected(Protocol p) noexcept = 0;
+  // Before on_detected(kTls): the client's first read, the start of its
+  // ClientHello (whole when it came in one read), for its server name.
+  virtual void on_tls(std::span<const char> first) noexcept { (void)first; }
   // A request head passed validation and goes to the server. The head's
   // views live only for the call. The returned tag comes back with its
   // response.

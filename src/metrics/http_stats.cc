@@ -267,6 +267,28 @@ void HttpStats::detected(Direction d, DetectOutcome p) noexcept {
   if (p < DetectOutcome::kCount) bump(detected_[static_cast<int>(d)][static_cast<int>(p)]);
 }
 
+void HttpStats::tls_sni(Direction d, std::string_view sni) noexcept {
+  // A DNS host name (RFC 6066): no port, no address literal.
+  char folded[kMaxAuthorityBytes];
+  int length = sni.find_first_of(":[") == std::string_view::npos ? normalize_authority(sni, folded) : -1;
+  std::string_view name(folded, length > 0 ? static_cast<size_t>(length) : 0);
+  size_t n = sni_size_.load(std::memory_order_relaxed);  // this thread is the only writer
+  for (size_t i = 0; i < n; ++i)
+    if (sni_[i].direction == d && sni_[i].name == name) return bump(sni_[i].count);
+  std::string_view interned;
+  if (!name.empty()) {
+    const Authority* a = n < kMaxSni ? intern_authority(name, fnv1a(kFnvBasis, name)) : nullptr;
+    if (a == nullptr) return bump(sni_overflow_[static_cast<int>(d)]);
+    interned = {a->bytes, a->length};
+  } else if (n == kMaxSni) {
+    return bump(sni_overflow_[static_cast<int>(d)]);
+  }
+  sni_[n].direction = d;
+  sni_[n].name = interned;
+  sni_[n].count.store(1, std::memory_order_relaxed);
+  sni_size_.store(n + 1, std::memory_order_release);
+}
+
 void HttpStats::rejected(Direction d, uint16_t status, std::string_view reason) noexcept {
   rejected_.add(d, status, reason);
 }

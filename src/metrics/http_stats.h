@@ -143,6 +143,12 @@ class HttpStats {
   // static-storage token ("closed", "reset", ...).
   void failure(HttpSeries* s, std::string_view error) noexcept;
   void detected(Direction d, DetectOutcome p) noexcept;
+  // A connection that began with the application's own TLS, by the server
+  // name its ClientHello asked for (tls_sni_total{direction,sni}): which
+  // TLS hosts the applications talk to. Names share the authorities'
+  // bound; sni "" when there was none, it was not a host name, or past
+  // the bounds.
+  void tls_sni(Direction d, std::string_view sni) noexcept;
   // reason: a static-storage token from the parser.
   void rejected(Direction d, uint16_t status, std::string_view reason) noexcept;
   void abandoned(Direction d, std::string_view reason) noexcept;
@@ -159,6 +165,19 @@ class HttpStats {
   }
   uint64_t authority_overflows(Direction d, AuthorityOverflow r) const noexcept {
     return authority_overflow_[static_cast<int>(d)][static_cast<int>(r)].load(std::memory_order_relaxed);
+  }
+  struct SniCount {
+    Direction direction{};
+    std::string_view name;  // an interned authority's bytes, or ""
+    std::atomic<uint64_t> count{0};
+  };
+  static constexpr size_t kMaxSni = 64;
+  // The names below sni_size() are complete, as series are.
+  size_t sni_size() const noexcept { return sni_size_.load(std::memory_order_acquire); }
+  const SniCount& sni_at(size_t i) const noexcept { return sni_[i]; }
+  // Connections past kMaxSni, or whose name could not be kept (under sni "").
+  uint64_t sni_overflow(Direction d) const noexcept {
+    return sni_overflow_[static_cast<int>(d)].load(std::memory_order_relaxed);
   }
   const TokenCounts& rejections() const noexcept { return rejected_; }  // status: the response refused with
   const TokenCounts& abandons() const noexcept { return abandoned_; }   // status: always 0
@@ -191,6 +210,9 @@ class HttpStats {
   std::atomic<uint64_t> authority_overflow_[kDirections][static_cast<int>(AuthorityOverflow::kCount)] = {};
   TokenCounts rejected_;
   TokenCounts abandoned_;
+  SniCount sni_[kMaxSni];
+  std::atomic<size_t> sni_size_{0};
+  std::atomic<uint64_t> sni_overflow_[kDirections] = {};
 };
 
 }  // namespace meshd::metrics

@@ -2,6 +2,7 @@
 
 #include "base/clock.h"
 #include "http/classify.h"
+#include "proxy/detect.h"
 
 namespace meshd::proxy {
 
@@ -28,6 +29,12 @@ void HttpTap::on_detected(http::Protocol p) noexcept {
     case http::Protocol::kSilent: o = DetectOutcome::kSilent; break;
   }
   stats_->detected(labels_.direction, o);
+}
+
+void HttpTap::on_tls(std::span<const char> first) noexcept {
+  // No mesh ALPN to look for: only the name. Empty when the ClientHello
+  // did not come whole in the first read.
+  stats_->tls_sni(labels_.direction, detect_client_hello(first, {}).sni);
 }
 
 void* HttpTap::on_request(const http::RequestHead& head) noexcept {

@@ -6,6 +6,8 @@
 //     whether the hop is the mesh's mutual TLS;
 //   - the balancer (outbound to a service's endpoint): the response
 //     latency and failure accrual of that endpoint (discovery/balancer.h);
+//   - the application's own TLS: the server name its ClientHello asked
+//     for (tls_sni_total);
 //   - while someone taps the proxy live (GET /tap), a summary in the
 //     worker's TapEvents (metrics/tap_events.h). While nobody taps that
 //     costs one relaxed load per request.
@@ -15,6 +17,7 @@
 // traffic.
 #pragma once
 
+#include <span>
 #include <string_view>
 
 #include "base/random.h"
@@ -46,6 +49,7 @@ class HttpTap final : public http::TapSink {
   http::H1Tap& tap() noexcept { return tap_; }
 
   void on_detected(http::Protocol p) noexcept override;
+  void on_tls(std::span<const char> first) noexcept override;
   void* on_request(const http::RequestHead& head) noexcept override;
   void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept override;
   void on_failure(void* tag, std::string_view error) noexcept override;

@@ -11,6 +11,7 @@ controller; see mesh.HttpMesh."""
 import base64
 import json
 import re
+import struct
 
 import pytest
 
@@ -154,6 +155,18 @@ def curl(host, *args):
                      + list(args), check=False)
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def client_hello(sni):
+    """A whole TLS 1.3 ClientHello record (one cipher suite, no key share)
+    asking for server name sni: what an application's TLS client sends first."""
+    name = sni.encode()
+    server_name = struct.pack("!HBH", len(name) + 3, 0, len(name)) + name
+    extensions = struct.pack("!HH", 0, len(server_name)) + server_name
+    body = (b"\x03\x03" + bytes(32) + b"\x00" + struct.pack("!H", 2) + b"\x13\x01" + b"\x01\x00"
+            + struct.pack("!H", len(extensions)) + extensions)
+    handshake = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16\x03\x01" + struct.pack("!H", len(handshake)) + handshake
 
 
 # --- tests -------------------------------------------------------------------
@@ -334,8 +347,7 @@ def test_a_server_that_speaks_first_is_not_kept_waiting(mesh):
 @pytest.mark.timeout(60)
 def test_h2_tls_and_other_bytes_are_detected_and_left_alone(mesh):
     d = Delta(mesh)
-    body = bytes([3, 3]) + bytes(40)  # a ClientHello's start: TLS 1.2, then zeros
-    hello = bytes([0x16, 3, 1, 0, len(body) + 4, 1, 0, 0, len(body)]) + body
+    hello = client_hello("Shop.Example")
     # The last sends nothing: a TCP health check, counted when it closes.
     for payload in (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", hello, b"\x00\x01binary, not HTTP\r\n\r\n", b""):
         raw(mesh, payload, timeout=1)
@@ -347,6 +359,8 @@ def test_h2_tls_and_other_bytes_are_detected_and_left_alone(mesh):
     for direction in ("outbound", "inbound"):
         got = detected(d, direction)
         assert got == {"h2": 1, "tls": 1, "opaque": 1, "http1": 0, "silent": 1}, (direction, got)
+        # The application's own TLS, by the server name it asked for.
+        assert d.value(direction, "tls_sni_total", {"direction": direction, "sni": "shop.example"}) == 1, direction
         assert d.total(direction, "request_total") == 0
         assert d.total(direction, "http_rejected_total") == 0
 

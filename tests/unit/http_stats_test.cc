@@ -265,6 +265,31 @@ TEST_CASE("http stats: rejections and abandons are bounded per worker", "[httpst
   REQUIRE(h.abandons().entry(0).count.load() == 2);
 }
 
+TEST_CASE("http stats: application TLS by server name, bounded and validated", "[httpstats]") {
+  metrics::WorkerStats a, b;
+  a.http.tls_sni(kOut, "Shop.Example");
+  a.http.tls_sni(kOut, "shop.example");
+  b.http.tls_sni(kOut, "shop.example");
+  a.http.tls_sni(kIn, "shop.example");   // another direction: another series
+  a.http.tls_sni(kOut, "");              // no server name
+  a.http.tls_sni(kOut, "10.0.0.1:443");  // not a host name: under ""
+  a.http.tls_sni(kOut, "bad name");
+  REQUIRE(a.http.sni_size() == 3);
+  // Past kMaxSni names, under "" (and the names share the authorities' bound).
+  for (size_t i = 0; i < HttpStats::kMaxSni + 10; ++i) a.http.tls_sni(kOut, "n" + std::to_string(i) + ".example");
+  REQUIRE(a.http.sni_size() == HttpStats::kMaxSni);
+  std::string text = render({&a, &b});
+  INFO(text);
+  REQUIRE(has_line(text, "tls_sni_total{direction=\"outbound\",sni=\"shop.example\"} 3"));
+  REQUIRE(has_line(text, "tls_sni_total{direction=\"inbound\",sni=\"shop.example\"} 1"));
+  // Under "": no name, an address, a bad name, and the names past the bound.
+  const uint64_t kept = HttpStats::kMaxSni - 3;
+  const uint64_t past = HttpStats::kMaxSni + 10 - kept;
+  REQUIRE(has_line(text, "tls_sni_total{direction=\"outbound\",sni=\"\"} " + std::to_string(3 + past)));
+  REQUIRE(has_line(text, "tls_sni_total{direction=\"outbound\",sni=\"n0.example\"} 1"));
+  REQUIRE(text.find("sni=\"n" + std::to_string(kept) + ".example\"") == std::string::npos);
+}
+
 TEST_CASE("http stats: /metrics sums workers and merges label sets", "[httpstats]") {
   metrics::WorkerStats a, b;
   HttpSeries* sa = a.http.series(kOut, "Web.Test:8080", "web", false);
