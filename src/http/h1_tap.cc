@@ -341,6 +341,7 @@ TapVerdict H1Tap::response_head(std::span<const char>* bytes, uint64_t now_us) n
     return opaque(connect ? "connect" : "upgrade");
   }
   p.ttfb_us = ttfb;
+  sink_->on_response_head(p.tag, head.status, ttfb);
   if (p.upgrade && pending_count_ == 1) {
     // Refused, or ignored: the connection stays HTTP/1.
     tunnel_pending_ = false;

@@ -64,6 +64,12 @@ class TapSink {
   // views live only for the call. The returned tag comes back with its
   // response.
   virtual void* on_request(const RequestHead& head) noexcept = 0;
+  // The final response head to `tag` came (its body may follow): what a
+  // live view shows at once, before a long body ends. on_response() or
+  // on_failure() still follows.
+  virtual void on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept {
+    (void)tag, (void)status, (void)ttfb_us;
+  }
   // The response to `tag` ended: its body is complete (complete=true), or
   // the connection ended in its body (false). ttfb_us: from the request
   // head to the final response head (1xx interim responses do not count).

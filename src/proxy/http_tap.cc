@@ -59,10 +59,23 @@ void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool com
   stats_->response(r->series, status, ttfb_us, complete);
   if (labels_.endpoint != nullptr)
     labels_.endpoint->record_response(http::response_succeeded(status, complete), ttfb_us, monotonic_ms(), jitter());
-  // The summary says what the client got: the status and how long it
-  // waited for the head (response_latency_ms), whatever the body did.
+  // Tunnels (101, CONNECT) end here without a head callback.
   if (r->capture != nullptr) [[unlikely]]
-    events_->end(r->capture, status, {}, ttfb_us);
+    end_capture(r, status, ttfb_us);
+}
+
+// The summary says what the client got: the status and how long it waited
+// for the head (response_latency_ms), shown as soon as the head came,
+// whatever the body then does.
+void HttpTap::on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept {
+  auto* r = static_cast<Request*>(tag);
+  if (r->capture != nullptr) [[unlikely]]
+    end_capture(r, status, ttfb_us);
+}
+
+void HttpTap::end_capture(Request* r, uint16_t status, uint64_t ttfb_us) noexcept {
+  events_->end(r->capture, status, {}, ttfb_us);
+  r->capture = nullptr;
 }
 
 void HttpTap::on_failure(void* tag, std::string_view error) noexcept {

@@ -51,6 +51,7 @@ class HttpTap final : public http::TapSink {
   void on_detected(http::Protocol p) noexcept override;
   void on_tls(std::span<const char> first) noexcept override;
   void* on_request(const http::RequestHead& head) noexcept override;
+  void on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept override;
   void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept override;
   void on_failure(void* tag, std::string_view error) noexcept override;
   void on_rejected(uint16_t status, std::string_view reason) noexcept override;
@@ -66,6 +67,8 @@ class HttpTap final : public http::TapSink {
   };
 
   uint32_t jitter() noexcept { return static_cast<uint32_t>(random_->next() >> 32); }
+  // A captured request's event goes to the ring; the record is free again.
+  void end_capture(Request* r, uint16_t status, uint64_t ttfb_us) noexcept;
   // The capture record of a request, when a live tap is on; else null.
   metrics::TapEvents::Record* capture(const http::RequestHead& head) noexcept;
 

@@ -62,6 +62,13 @@ class Checker final : public TapSink {
     events.push_back({Ev::kRequest, ++issued});
     return reinterpret_cast<void*>(issued);
   }
+  void on_response_head(void* tag, uint16_t status, uint64_t) noexcept override {
+    // Only the oldest outstanding request's response can be read, once.
+    FUZZ_CHECK(reinterpret_cast<uintptr_t>(tag) == answered + 1 && headed_ < answered + 1,
+               "a response head for a request not at the front, or twice");
+    FUZZ_CHECK(status >= 200 && status <= 599, "a response head with an interim or tunnel status");
+    headed_ = answered + 1;
+  }
   void on_response(void* tag, uint16_t status, uint64_t, bool) noexcept override {
     FUZZ_CHECK(status == 101 || (status >= 200 && status <= 599), "a response with an interim status");
     answer(tag);
@@ -98,6 +105,7 @@ class Checker final : public TapSink {
   }
   bool detected_ = false;
   bool http1_ = false;
+  uintptr_t headed_ = 0;  // the last tag whose response head came
 };
 
 void check_verdict(const TapVerdict& v, TapSide side, const Checker& c, size_t events_before) {

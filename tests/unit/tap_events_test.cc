@@ -402,6 +402,27 @@ TEST_CASE("http tap: requests are captured only while a tap is on", "[tap]") {
   CHECK(page["next"].as_uint() == cursor + 2);
 }
 
+TEST_CASE("http tap: a request shows as soon as its response head comes, not when its body ends", "[tap]") {
+  metrics::WorkerStats stats;
+  FastRandom random(3);
+  proxy::HttpTap tap(http::Limits{});
+  tap.start(&stats, &random, {Direction::kInbound, "", false, nullptr});
+  const metrics::TapEvents* ws[] = {&stats.tap};
+  uint64_t cursor = *json(admin::serve_tap(ws, "", monotonic_ms()).body)["next"].as_uint();
+  feed(tap, http::TapSide::kRequests, "GET /stream HTTP/1.1\r\nHost: s.test\r\n\r\n", 1000);
+  feed(tap, http::TapSide::kResponses, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n", 1500);
+  JsonValue page = json(admin::serve_tap(ws, "after=" + std::to_string(cursor), monotonic_ms()).body);
+  REQUIRE(page["events"].size() == 1);
+  CHECK(page["events"][0]["path"].as_string() == "/stream");
+  CHECK(page["events"][0]["status"].as_uint() == 200u);
+  CHECK(page["events"][0]["latency_ms"].as_double() == 0.5);
+  // Its end, or a failure of its body, is not a second event.
+  tap.tap().finish("upstream_reset", 9000);
+  page = json(admin::serve_tap(ws, "after=" + std::to_string(cursor), monotonic_ms()).body);
+  CHECK(page["events"].size() == 1);
+  CHECK(stats.http.at(0).requests() == 1);
+}
+
 TEST_CASE("http tap: outcomes reach the balanced endpoint's health, blaming it only for its own failures", "[tap]") {
   metrics::WorkerStats stats;
   FastRandom random(2);
