@@ -5,6 +5,7 @@
 
 #include "base/json.h"
 #include "base/parse.h"
+#include "http/h1_parse.h"
 #include "metrics/tcp_stats.h"
 
 namespace meshd::admin {
@@ -13,20 +14,7 @@ using metrics::Direction;
 using metrics::TapEvent;
 
 namespace {
-
 constexpr std::string_view kKnown = "after, authority, path, method, direction, max";
-
-// An HTTP method is a token (RFC 9110 §5.6.2).
-bool is_token(std::string_view s) {
-  if (s.empty()) return false;
-  for (char c : s) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 Parsed<TapQuery> parse_tap_query(std::string_view query) {
@@ -56,7 +44,7 @@ Parsed<TapQuery> parse_tap_query(std::string_view query) {
       else
         return bad("'" + v + "' is not a direction (inbound or outbound)");
     } else if (p.name == "method") {
-      if (!is_token(v) || v.size() > TapEvent::kMaxMethod) return bad("'" + v + "' is not an HTTP method");
+      if (!http::is_token(v) || v.size() > TapEvent::kMaxMethod) return bad("'" + v + "' is not an HTTP method");
       q.filter.method = v;
     } else if (p.name == "authority") {
       if (v.empty() || v.size() > TapEvent::kMaxAuthority)

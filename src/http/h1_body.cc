@@ -4,34 +4,13 @@
 #include <limits>
 
 #include "base/hex.h"
+#include "http/h1_parse.h"
 
 namespace meshd::http {
 
 namespace {
 
 bool is_ows(char c) { return c == ' ' || c == '\t'; }
-
-bool is_tchar(char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~': return true;
-    default: return false;
-  }
-}
 
 // VCHAR or obs-text: anything but controls (CR, LF, NUL, ...), SP and DEL.
 bool is_visible(char c) {

@@ -379,6 +379,10 @@ HeadResult parse_response(std::span<const char> bytes, Method method, const Limi
 
 }  // namespace
 
+bool is_tchar(char c) noexcept { return is(c, kTchar); }
+
+bool is_token(std::string_view s) noexcept { return !s.empty() && all_of(s, kTchar); }
+
 std::string_view next_list_element(std::string_view* list) {
   while (!list->empty()) {
     size_t comma = list->find(',');

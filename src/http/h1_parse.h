@@ -72,4 +72,9 @@ HeadResult parse_response_head(std::span<const char> bytes, Method request_metho
 // an empty view when none is left.
 std::string_view next_list_element(std::string_view* list);
 
+// A token character (RFC 9110 §5.6.2: methods, field names, codings), and a
+// whole token (one or more of them).
+bool is_tchar(char c) noexcept;
+bool is_token(std::string_view s) noexcept;
+
 }  // namespace meshd::http

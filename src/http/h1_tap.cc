@@ -12,11 +12,6 @@ constexpr std::string_view kH2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 constexpr uint8_t kTlsHandshake = 0x16;
 constexpr size_t kMaxMethod = 32;
 
-bool is_tchar(char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return c != '\0' && std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 // A request-target byte: anything visible, obs-text included (as the parser).
 bool is_target_char(char c) {
   auto u = static_cast<uint8_t>(c);
