@@ -132,6 +132,22 @@ void render_latency(metrics::PrometheusWriter& w, const SeriesKey& k, const Seri
   w.sample("response_latency_ms_count", Labels(k).span(), t.count);
 }
 
+// A counter per direction and per value of E (up to E::kCount), summed over
+// the workers: get reads one worker's, name labels the value.
+template <class E>
+void render_per_direction(metrics::PrometheusWriter& w, std::string_view family, std::string_view label,
+                          const std::vector<const metrics::WorkerStats*>& workers,
+                          uint64_t (HttpStats::*get)(Direction, E) const noexcept, const char* (*name)(E) noexcept) {
+  for (int d = 0; d < metrics::kDirections; ++d)
+    for (int v = 0; v < static_cast<int>(E::kCount); ++v) {
+      uint64_t n = 0;
+      for (const auto* wk : workers) n += (wk->http.*get)(static_cast<Direction>(d), static_cast<E>(v));
+      w.sample(family,
+               {{"direction", metrics::direction_name(static_cast<Direction>(d))}, {label, name(static_cast<E>(v))}},
+               n);
+    }
+}
+
 }  // namespace
 
 void render_http_metrics(metrics::PrometheusWriter& w, const std::vector<const metrics::WorkerStats*>& workers) {
@@ -163,16 +179,8 @@ void render_http_metrics(metrics::PrometheusWriter& w, const std::vector<const m
 
   w.family("protocol_detect_total", "counter",
            "Connections by what their first bytes showed; skipped: not looked at (an opaque port or service).");
-  for (int d = 0; d < metrics::kDirections; ++d)
-    for (int p = 0; p < static_cast<int>(metrics::DetectOutcome::kCount); ++p) {
-      uint64_t n = 0;
-      for (const auto* wk : workers)
-        n += wk->http.detections(static_cast<Direction>(d), static_cast<metrics::DetectOutcome>(p));
-      w.sample("protocol_detect_total",
-               {{"direction", metrics::direction_name(static_cast<Direction>(d))},
-                {"protocol", metrics::detect_outcome_name(static_cast<metrics::DetectOutcome>(p))}},
-               n);
-    }
+  render_per_direction(w, "protocol_detect_total", "protocol", workers, &HttpStats::detections,
+                       &metrics::detect_outcome_name);
 
   w.family("tls_sni_total", "counter",
            "Connections that began with the application's own TLS, by the server name its ClientHello asked for "
@@ -210,16 +218,8 @@ void render_http_metrics(metrics::PrometheusWriter& w, const std::vector<const m
   w.family("http_authority_overflow_total", "counter",
            "HTTP requests not counted under the authority they named: not a host[:port] (invalid: authority=\"\"), or "
            "past a worker's bound on authorities and label sets (limit: authority=\"\" and no dst_service).");
-  for (int d = 0; d < metrics::kDirections; ++d)
-    for (int r = 0; r < static_cast<int>(metrics::AuthorityOverflow::kCount); ++r) {
-      uint64_t n = 0;
-      for (const auto* wk : workers)
-        n += wk->http.authority_overflows(static_cast<Direction>(d), static_cast<metrics::AuthorityOverflow>(r));
-      w.sample("http_authority_overflow_total",
-               {{"direction", metrics::direction_name(static_cast<Direction>(d))},
-                {"reason", metrics::authority_overflow_name(static_cast<metrics::AuthorityOverflow>(r))}},
-               n);
-    }
+  render_per_direction(w, "http_authority_overflow_total", "reason", workers, &HttpStats::authority_overflows,
+                       &metrics::authority_overflow_name);
 }
 
 }  // namespace meshd::admin
