@@ -38,7 +38,7 @@ ifeq ($(WERROR),1)
 endif
 CXXFLAGS := -std=c++23 -g $(MODEFLAGS) $(WARN) -pthread -Isrc -I. -I$(OUT)/gen
 LDFLAGS  := -pthread -Wl,--as-needed $(filter -fsanitize=%,$(MODEFLAGS))
-LIBS     := -luring -lprotobuf-lite -lcares -lwolfssl -pthread
+LIBS     := -luring -lprotobuf-lite -lcares -lwolfssl -lnghttp2 -pthread
 
 # Library code: everything under src/ except the mains in src/cmd/, plus
 # the code protoc generates from src/proto/*.proto (lite runtime only).
@@ -142,7 +142,7 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
             libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump \
-            clang libclang-rt-dev curl nginx nghttp2-client
+            clang libclang-rt-dev curl nginx nghttp2-client libnghttp2-dev
 BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl nghttp2-client
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \

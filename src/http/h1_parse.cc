@@ -68,6 +68,8 @@ HeadResult parse_version(std::string_view v, Version* out) {
   return {HeadStatus::kDone};
 }
 
+}  // namespace
+
 Method method_of(std::string_view m) {
   // Methods are case-sensitive (RFC 9110 §9.1).
   switch (m.size()) {
@@ -93,6 +95,8 @@ Method method_of(std::string_view m) {
   }
   return Method::kOther;
 }
+
+namespace {
 
 // host ":" port with a non-empty host and a 1-5 digit port.
 bool valid_host_port(std::string_view a) {

@@ -57,6 +57,9 @@ struct HeadResult {
 // line longer than max_request_line as soon as the bytes show them.
 HeadResult find_head_end(std::span<const char> bytes, uint32_t scan_from, const Limits& limits, bool request);
 
+// A method's token as Method (case-sensitive); kOther for any other.
+Method method_of(std::string_view m);
+
 // `storage` has room for limits.max_headers entries. On kDone, *out's views
 // point into `bytes`.
 HeadResult parse_request_head(std::span<const char> bytes, const Limits& limits, RequestHead* out, Header* storage,

@@ -277,7 +277,7 @@ bool H1Tap::awaited_answerable() const noexcept {
 
 void H1Tap::answered(uint16_t status, uint64_t now_us) noexcept {
   Pending& p = front();
-  sink_->on_response(p.tag, status, now_us > p.start_us ? now_us - p.start_us : 0, true);
+  sink_->on_response(p.tag, status, now_us > p.start_us ? now_us - p.start_us : 0, true, -1);
   pop();
 }
 
@@ -331,7 +331,7 @@ TapVerdict H1Tap::response_head(std::span<const char>* bytes, uint64_t now_us) n
     // nobody agreed on.
     if (!p.upgrade) return opaque("bad_response");
     const bool connect = p.method == Method::kConnect;
-    sink_->on_response(p.tag, head.status, ttfb, true);
+    sink_->on_response(p.tag, head.status, ttfb, true, -1);
     pop();
     return opaque(connect ? "connect" : "upgrade");
   }
@@ -352,7 +352,7 @@ TapVerdict H1Tap::response_head(std::span<const char>* bytes, uint64_t now_us) n
 
 void H1Tap::response_ended(bool complete) noexcept {
   Pending& p = front();
-  sink_->on_response(p.tag, resp_status_, p.ttfb_us, complete);
+  sink_->on_response(p.tag, resp_status_, p.ttfb_us, complete, -1);
   pop();
   resp_state_ = State::kHead;
 }

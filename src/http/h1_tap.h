@@ -73,8 +73,10 @@ class TapSink {
   // The response to `tag` ended: its body is complete (complete=true), or
   // the connection ended in its body (false). ttfb_us: from the request
   // head to the final response head (1xx interim responses do not count).
-  // 101 Switching Protocols and a 2xx to CONNECT end here too.
-  virtual void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept = 0;
+  // 101 Switching Protocols and a 2xx to CONNECT end here too. grpc_status:
+  // a gRPC response's status (HTTP/2 trailers), else -1.
+  virtual void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete,
+                           int32_t grpc_status) noexcept = 0;
   // `tag` got no final response head: the connection ended, or the tap
   // gave up. error: a stable token ("closed", "reset", "abandoned").
   virtual void on_failure(void* tag, std::string_view error) noexcept = 0;

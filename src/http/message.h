@@ -17,7 +17,7 @@ namespace meshd::http {
 // retry safety); any other token is kOther and its name is in method_name.
 enum class Method : uint8_t { kOther, kGet, kHead, kPost, kPut, kDelete, kConnect, kOptions, kTrace, kPatch };
 
-enum class Version : uint8_t { kHttp10, kHttp11 };
+enum class Version : uint8_t { kHttp10, kHttp11, kHttp2 };
 
 struct Header {
   std::string_view name;

@@ -1,5 +1,7 @@
 #include "proxy/http_tap.h"
 
+#include <new>
+
 #include "base/clock.h"
 #include "http/classify.h"
 #include "proxy/detect.h"
@@ -15,14 +17,70 @@ void HttpTap::start(metrics::WorkerStats* worker, FastRandom* random, const Labe
   random_ = random;
   labels_ = labels;
   next_request_ = 0;
+  h2_on_ = h2_detected_ = false;
+  preface_held_ = 0;
   tap_.reset(this);
+}
+
+http::TapVerdict HttpTap::feed(http::TapSide side, std::span<const char> bytes, uint64_t now_us) noexcept {
+  if (h2_on_) return h2_->tap.feed(side, bytes, now_us);
+  http::TapVerdict v = tap_.feed(side, bytes, now_us);
+  if (v.kind == http::TapVerdict::kOpaque && h2_detected_) {
+    h2_detected_ = false;
+    if (start_h2()) return h2_->tap.feed(side, bytes, now_us);
+  }
+  return v;
+}
+
+bool HttpTap::start_h2() noexcept {
+  if (h2_ == nullptr) h2_.reset(new (std::nothrow) H2());
+  if (h2_ == nullptr || !h2_->tap.reset(this, preface_held_)) {
+    stats_->abandoned(labels_.direction, "memory");
+    return false;
+  }
+  h2_->free = nullptr;
+  for (Request& r : h2_->requests) put_request(&r);
+  h2_on_ = true;
+  return true;
+}
+
+void HttpTap::end(http::TapSide side, uint64_t now_us) noexcept {
+  if (!h2_on_) tap_.end(side, now_us);
+}
+
+void HttpTap::finish(std::string_view error, uint64_t now_us) noexcept {
+  if (h2_on_)
+    h2_->tap.finish(error, now_us);
+  else
+    tap_.finish(error, now_us);
+}
+
+HttpTap::Request* HttpTap::take_request() noexcept {
+  if (!h2_on_) return &requests_[next_request_++ % http::H1Tap::kMaxPending];
+  // H2Tap follows at most kMaxStreams at once: never empty.
+  Request* r = h2_->free;
+  h2_->free = r->next_free;
+  return r;
+}
+
+void HttpTap::put_request(Request* r) noexcept {
+  if (h2_ == nullptr) return;
+  if (r < h2_->requests || r >= h2_->requests + http::H2Tap::kMaxStreams) return;  // HTTP/1's ring
+  r->next_free = h2_->free;
+  h2_->free = r;
 }
 
 void HttpTap::on_detected(http::Protocol p) noexcept {
   DetectOutcome o = DetectOutcome::kOpaque;
   switch (p) {
     case http::Protocol::kHttp1: o = DetectOutcome::kHttp1; break;
-    case http::Protocol::kH2: o = DetectOutcome::kH2; break;
+    case http::Protocol::kH2:
+      o = DetectOutcome::kH2;
+      h2_detected_ = true;
+      // The preface's first bytes when it straddled reads; the rest is in
+      // the span H1Tap is reading.
+      preface_held_ = tap_.held_bytes();
+      break;
     case http::Protocol::kTls: o = DetectOutcome::kTls; break;
     case http::Protocol::kOpaque: o = DetectOutcome::kOpaque; break;
     case http::Protocol::kServerFirst: o = DetectOutcome::kServerFirst; break;
@@ -38,7 +96,7 @@ void HttpTap::on_tls(std::span<const char> first) noexcept {
 }
 
 void* HttpTap::on_request(const http::RequestHead& head) noexcept {
-  Request& r = requests_[next_request_++ % http::H1Tap::kMaxPending];
+  Request& r = *take_request();
   r.series = stats_->series(labels_.direction, head.authority, labels_.dst_service, labels_.tls);
   stats_->request(r.series);
   r.capture = events_->armed() ? capture(head) : nullptr;
@@ -54,14 +112,16 @@ TapEvents::Record* HttpTap::capture(const http::RequestHead& head) noexcept {
       unix_ms());
 }
 
-void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept {
+void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t grpc_status) noexcept {
   auto* r = static_cast<Request*>(tag);
-  stats_->response(r->series, status, ttfb_us, complete);
+  stats_->response(r->series, status, ttfb_us, complete, grpc_status);
   if (labels_.endpoint != nullptr)
-    labels_.endpoint->record_response(http::response_succeeded(status, complete), ttfb_us, monotonic_ms(), jitter());
+    labels_.endpoint->record_response(http::response_succeeded(status, complete, grpc_status), ttfb_us, monotonic_ms(),
+                                      jitter());
   // Tunnels (101, CONNECT) end here without a head callback.
   if (r->capture != nullptr) [[unlikely]]
     end_capture(r, status, ttfb_us);
+  put_request(r);
 }
 
 // The summary says what the client got: the status and how long it waited
@@ -86,6 +146,8 @@ void HttpTap::on_failure(void* tag, std::string_view error) noexcept {
     labels_.endpoint->record_response(false, 0, now_us / 1000, jitter());
   if (r->capture != nullptr) [[unlikely]]
     events_->end(r->capture, 0, error, now_us > r->capture->start_us ? now_us - r->capture->start_us : 0);
+  r->capture = nullptr;
+  put_request(r);
 }
 
 void HttpTap::on_rejected(uint16_t status, std::string_view reason) noexcept {

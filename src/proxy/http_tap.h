@@ -1,6 +1,7 @@
-// HttpTap: the proxy's end of the HTTP/1 tap. An http::H1Tap reads the
-// bytes a TcpForward relays (http/h1_tap.h); this is its sink. Each
-// request's outcome goes to:
+// HttpTap: the proxy's end of the HTTP tap. An http::H1Tap reads the bytes
+// a TcpForward relays (http/h1_tap.h); when they open with the HTTP/2
+// preface an http::H2Tap takes over (http/h2_tap.h). This is their sink.
+// Each request's (or stream's) outcome goes to:
 //   - the golden metrics, in the worker's HttpStats, under the connection's
 //     labels: direction, authority (per request, from Host), dst_service and
 //     whether the hop is the mesh's mutual TLS;
@@ -13,16 +14,19 @@
 //     costs one relaxed load per request.
 //
 // Pooled per worker (Worker::take_tap) and held by a connection only while
-// it is HTTP/1: one pointer in every TcpForward, nothing more for opaque
-// traffic.
+// it is HTTP: one pointer in every TcpForward, nothing more for opaque
+// traffic. The HTTP/2 state (two HPACK inflaters, the stream table) is
+// allocated the first time a pooled tap meets h2, and kept for reuse.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <string_view>
 
 #include "base/random.h"
 #include "discovery/endpoint_set.h"
 #include "http/h1_tap.h"
+#include "http/h2_tap.h"
 #include "metrics/http_stats.h"
 #include "metrics/tcp_stats.h"
 
@@ -46,13 +50,23 @@ class HttpTap final : public http::TapSink {
   // A new connection. worker: its golden metrics and live tap; random: the
   // worker's, for the balancer's jitter.
   void start(metrics::WorkerStats* worker, FastRandom* random, const Labels& labels) noexcept;
+  // The bytes of one side, before they are forwarded (TcpForward::deliver).
+  http::TapVerdict feed(http::TapSide side, std::span<const char> bytes, uint64_t now_us) noexcept;
+  // A side reached end of stream (H1Tap::end; HTTP/2 streams end by frames).
+  void end(http::TapSide side, uint64_t now_us) noexcept;
+  // The connection ended (H1Tap::finish, H2Tap::finish).
+  void finish(std::string_view error, uint64_t now_us) noexcept;
+  // The request-timeout clock (H1Tap::awaited_since_us). HTTP/2 has none:
+  // a tap cannot answer one stream of a connection it only reads.
+  uint64_t awaited_since_us() const noexcept { return h2_on_ ? 0 : tap_.awaited_since_us(); }
+  // HTTP/1 only: refusals and request timeouts act on it.
   http::H1Tap& tap() noexcept { return tap_; }
 
   void on_detected(http::Protocol p) noexcept override;
   void on_tls(std::span<const char> first) noexcept override;
   void* on_request(const http::RequestHead& head) noexcept override;
   void on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept override;
-  void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept override;
+  void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t grpc_status) noexcept override;
   void on_failure(void* tag, std::string_view error) noexcept override;
   void on_rejected(uint16_t status, std::string_view reason) noexcept override;
   void on_abandoned(std::string_view reason) noexcept override;
@@ -61,10 +75,23 @@ class HttpTap final : public http::TapSink {
   // One request awaiting its response: its tag. H1Tap follows at most
   // kMaxPending at once and answers them in order, so request n can take
   // slot n % kMaxPending: the request there before it has been answered.
+  // HTTP/2 answers streams in any order: their tags come from a free list.
   struct Request {
     metrics::HttpSeries* series = nullptr;
     metrics::TapEvents::Record* capture = nullptr;  // while tapped live
+    Request* next_free = nullptr;                   // HTTP/2
   };
+  struct H2 {
+    http::H2Tap tap;
+    Request requests[http::H2Tap::kMaxStreams];
+    Request* free = nullptr;
+  };
+
+  // H1Tap saw the preface: H2Tap follows from the same bytes on.
+  bool start_h2() noexcept;
+  Request* take_request() noexcept;
+  // An HTTP/2 stream's tag is free again (its outcome was told).
+  void put_request(Request* r) noexcept;
 
   uint32_t jitter() noexcept { return static_cast<uint32_t>(random_->next() >> 32); }
   // A captured request's event goes to the ring; the record is free again.
@@ -79,6 +106,10 @@ class HttpTap final : public http::TapSink {
   Labels labels_;
   Request requests_[http::H1Tap::kMaxPending];
   uint32_t next_request_ = 0;
+  std::unique_ptr<H2> h2_;
+  bool h2_on_ = false;         // this connection is followed as HTTP/2
+  bool h2_detected_ = false;   // H1Tap has just told the preface
+  uint32_t preface_held_ = 0;  // ...and held this many of its bytes from earlier reads
 };
 
 }  // namespace meshd::proxy

@@ -50,8 +50,8 @@ void TcpForward::start_tap() noexcept {
 
 void TcpForward::end_tap() noexcept {
   if (tap_ == nullptr) return;
-  tap_->tap().finish(error_ == TcpError::kNone ? std::string_view("closed") : metrics::tcp_error_name(error_),
-                     worker_->now_us());
+  tap_->finish(error_ == TcpError::kNone ? std::string_view("closed") : metrics::tcp_error_name(error_),
+               worker_->now_us());
   worker_->give_tap(tap_);
   tap_ = nullptr;
   request_link.unlink();
@@ -61,15 +61,15 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
   if (tap_ != nullptr) {
     http::TapSide side = h == kFromClient ? http::TapSide::kRequests : http::TapSide::kResponses;
     if (res > 0) {
-      http::TapVerdict v = tap_->tap().feed(side, {chunk_data(chunk), static_cast<size_t>(res)}, worker_->now_us());
+      http::TapVerdict v = tap_->feed(side, {chunk_data(chunk), static_cast<size_t>(res)}, worker_->now_us());
       if (v.kind == http::TapVerdict::kReject) {
         release_chunk(chunk);
         refuse_request(v);
         return kNothing;
       }
-      if (v.kind == http::TapVerdict::kOpaque) end_tap();  // not HTTP/1 (any more): plain TCP from here
+      if (v.kind == http::TapVerdict::kOpaque) end_tap();  // not HTTP (any more): plain TCP from here
     } else if (res == 0) {
-      tap_->tap().end(side, worker_->now_us());
+      tap_->end(side, worker_->now_us());
     }
     if (request_timeout_ms_ != 0) watch_request_timeout();
   }
@@ -121,7 +121,7 @@ namespace meshd::proxy {
 void TcpForward::watch_request_timeout() noexcept {
   // A closing connection has no deadline: it may still see completions
   // (cancelled reads) after close() took it out of every list.
-  const uint64_t since_us = tap_ != nullptr && !closing_ ? tap_->tap().awaited_since_us() : 0;
+  const uint64_t since_us = tap_ != nullptr && !closing_ ? tap_->awaited_since_us() : 0;
   if (since_us == 0) {
     request_link.unlink();
     return;

@@ -487,6 +487,57 @@ def greet_serve(port):
     asyncio.run(run())
 
 
+def grpc_serve(port, fail_every):
+    """A gRPC-shaped HTTP/2 server (h2c, prior knowledge), enough for the
+    proxies' taps: every request stream, once the client ends it, gets a
+    200 head (content-type application/grpc), one empty gRPC message and
+    trailers whose grpc-status is 14 (UNAVAILABLE) for every fail_every-th
+    stream of a connection, else 0. Headers are sent as HPACK literals
+    without indexing, so the server never needs the client's table:
+    request headers are not decoded at all."""
+    def frame(ftype, flags, stream, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + struct.pack(">I", stream) + payload
+
+    def literal(name, value):
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+    async def conn(reader, writer):
+        streams = 0
+        try:
+            if await reader.readexactly(24) != b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n":
+                return
+            writer.write(frame(4, 0, 0))  # our SETTINGS: the defaults
+            while True:
+                head = await reader.readexactly(9)
+                length = int.from_bytes(head[:3], "big")
+                ftype, flags, stream = head[3], head[4], int.from_bytes(head[5:], "big") & 0x7fffffff
+                payload = await reader.readexactly(length)
+                if ftype == 4 and not flags & 1:
+                    writer.write(frame(4, 1, 0))  # SETTINGS ACK
+                elif ftype == 6 and not flags & 1:
+                    writer.write(frame(6, 1, 0, payload))  # PING ACK
+                elif ftype == 7:
+                    return  # GOAWAY
+                elif ftype in (0, 1) and flags & 1:  # DATA or HEADERS that end the request
+                    streams += 1
+                    code = b"14" if fail_every and streams % fail_every == 0 else b"0"
+                    writer.write(frame(1, 4, stream, b"\x88" + literal(b"content-type", b"application/grpc")))
+                    writer.write(frame(0, 0, stream, b"\x00\x00\x00\x00\x00"))
+                    writer.write(frame(1, 5, stream, literal(b"grpc-status", code)))
+                await writer.drain()
+        except (ConnectionError, OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def run():
+        server = await asyncio.start_server(conn, "0.0.0.0", port, reuse_address=True)
+        print("ready", flush=True)
+        async with server:
+            await server.serve_forever()
+    asyncio.run(run())
+
+
 def parse_http_response(data):
     """The response at the start of data, as (response, its length), or None
     while it is incomplete (or has no length: it is read until close). An
@@ -765,6 +816,9 @@ def main():
         return
     if mode == "http-serve":
         http_serve(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 0)
+        return
+    if mode == "grpc-serve":
+        grpc_serve(int(args[0]), int(args[1]) if len(args) > 1 else 0)
         return
     if mode == "greet":
         greet_serve(int(args[0]))

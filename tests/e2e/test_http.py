@@ -18,7 +18,7 @@ import pytest
 import hashlib
 import os
 
-from mesh import FLAKY_VIP, H2C_VIP, HTTP_VIP, NGINX_VIP, TIMED_VIP, HttpMesh, binary, wait_for
+from mesh import FLAKY_VIP, GRPC_VIP, H2C_VIP, HTTP_VIP, NGINX_VIP, TIMED_VIP, HttpMesh, binary, wait_for
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -500,18 +500,44 @@ def test_nginx_serves_curl_through_the_mesh(mesh):
 
 
 @pytest.mark.timeout(60)
-def test_nghttp_h2c_streams_through_the_mesh_untouched(mesh):
+def test_nghttp_h2c_streams_are_counted_one_by_one_on_both_proxies(mesh):
     """HTTP/2 with prior knowledge from a real client (nghttp) to a real
     server (nginx): ten streams on one connection, recognised as h2 by
-    both proxies and relayed as they are (h2 is not yet terminated)."""
+    both proxies, relayed as they are, and each stream counted as a
+    request with its status and latency."""
     d = Delta(mesh)
     r = mesh.client.ns.exec(["nghttp", "-nv", "-t", "10", "-m", "10", f"http://{H2C_VIP}/index.html"], check=False)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     assert r.stdout.count(":status: 200") == 10, r.stdout[-2000:]
-    d.until(lambda d: d.value("inbound", "protocol_detect_total", {"direction": "inbound", "protocol": "h2"}) >= 1)
+    d.until(lambda d: d.total("inbound", "response_total", direction="inbound", authority=H2C_VIP) >= 10)
     for side in ("outbound", "inbound"):
         assert d.value(side, "protocol_detect_total", {"direction": side, "protocol": "h2"}) == 1, side
-        assert d.total(side, "request_total") == 0, side
+        assert d.total(side, "request_total", direction=side, authority=H2C_VIP) == 10, side
+        assert d.total(side, "response_total", direction=side, authority=H2C_VIP, status_code="200",
+                       classification="success") == 10, side
+        assert d.total(side, "response_latency_ms_count", direction=side, authority=H2C_VIP) == 10, side
+    assert d.total("outbound", "request_total", dst_service="h2c.prod") == 10
+
+
+def test_grpc_status_in_trailers_decides_success(mesh):
+    """gRPC over h2c: the HTTP status is 200 for every call, and the
+    grpc-status in each stream's trailers says whether it worked. The
+    server fails every third call of a connection with UNAVAILABLE (14):
+    both proxies count 6 successes and 3 failures, per stream, from the
+    trailers."""
+    d = Delta(mesh)
+    r = mesh.client.ns.exec(["nghttp", "-n", "-m", "9", f"http://{GRPC_VIP}/helloworld.Greeter/SayHello"],
+                            check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    d.until(lambda d: d.total("inbound", "response_total", direction="inbound", authority=GRPC_VIP) >= 9)
+    for side in ("outbound", "inbound"):
+        assert d.total(side, "request_total", direction=side, authority=GRPC_VIP) == 9, side
+        ok = d.total(side, "response_total", direction=side, authority=GRPC_VIP, status_code="200",
+                     grpc_status="0", classification="success")
+        failed = d.total(side, "response_total", direction=side, authority=GRPC_VIP, status_code="200",
+                         grpc_status="14", classification="failure")
+        assert (ok, failed) == (6, 3), side
+    assert d.total("outbound", "response_total", dst_service="grpc.prod", classification="failure") == 3
 
 
 # Last of the tests on the shared mesh: it fills the proxies' authority

@@ -15,7 +15,7 @@ FUZZ_CXXFLAGS := -std=c++2b -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -
 FUZZ_SECONDS  ?= 15
 FUZZ_RUNS     ?= 1000000
 
-FUZZ_TARGETS := detect frame h1 tap
+FUZZ_TARGETS := detect frame h1 tap h2
 FUZZ_BINS    := $(addprefix $(OUT)/fuzz/,$(FUZZ_TARGETS))
 fuzzobj       = $(patsubst %.cc,$(OUT)/fuzz/obj/%.o,$(1))
 
@@ -27,6 +27,9 @@ $(OUT)/fuzz/h1: $(call fuzzobj,tests/fuzz/h1_fuzz.cc src/http/h1_parse.cc src/ht
 
 $(OUT)/fuzz/tap: $(call fuzzobj,tests/fuzz/tap_fuzz.cc src/http/h1_tap.cc src/http/h1_parse.cc src/http/h1_body.cc)
 	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^
+
+$(OUT)/fuzz/h2: $(call fuzzobj,tests/fuzz/h2_fuzz.cc src/http/h2_tap.cc src/http/h1_parse.cc)
+	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^ -lnghttp2
 
 $(OUT)/fuzz/frame: $(call fuzzobj,tests/fuzz/frame_fuzz.cc src/proto/frame.cc) \
                    $(OUT)/fuzz/obj/gen/proto/api.pb.o $(OUT)/fuzz/obj/gen/proto/registry.pb.o

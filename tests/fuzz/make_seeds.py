@@ -5,8 +5,12 @@ detect: real ClientHellos, as `openssl s_client` sends them to a listener
 that keeps the first flight (with and without the mesh ALPN, with and
 without SNI, TLS 1.2 and 1.3), re-cut into smaller records, truncated, and
 plaintext. frame: the frame target's layout (frame_fuzz.cc) around streams
-of framed proto::Request messages, hand-encoded. Run again only to change
-the seeds: python3 tests/fuzz/make_seeds.py
+of framed proto::Request messages, hand-encoded. h2: the h2 target's layout
+(h2_fuzz.cc) around real conversations, nghttp (Huffman-coded HPACK with a
+dynamic table) with the e2e tests' gRPC-shaped server, recorded by a relay,
+and hand-built frames for the cases a real peer rarely sends (padding,
+CONTINUATION, resets, GOAWAY, PUSH_PROMISE). Run again only to change the
+seeds (needs nghttp): python3 tests/fuzz/make_seeds.py
 """
 import os
 import socket
@@ -137,6 +141,87 @@ def frame_seeds():
     }
 
 
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_literal(name, value):
+    """A literal header field without indexing, new name, no Huffman."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def record_nghttp(*args):
+    """The bytes nghttp and apps.py grpc-serve exchange, as (client, server),
+    through a relay on loopback that records both directions."""
+    import select
+    import sys
+    import time
+    apps = os.path.join(HERE, "..", "e2e", "apps.py")
+    srv_port = 18000 + os.getpid() % 1000
+    server = subprocess.Popen([sys.executable, apps, "grpc-serve", str(srv_port), "3"], stdout=subprocess.PIPE)
+    try:
+        assert server.stdout.readline().strip() == b"ready"
+        lst = socket.socket()
+        lst.bind(("127.0.0.1", 0))
+        lst.listen(1)
+        port = lst.getsockname()[1]
+        client = subprocess.Popen(["nghttp", "-n", *args, f"http://127.0.0.1:{port}/helloworld.Greeter/SayHello"])
+        c, _ = lst.accept()
+        u = socket.create_connection(("127.0.0.1", srv_port))
+        got = {c: bytearray(), u: bytearray()}
+        peer = {c: u, u: c}
+        deadline = time.time() + 10
+        open_ = {c, u}
+        while open_ and time.time() < deadline:
+            for s in select.select(list(open_), [], [], 0.5)[0]:
+                data = s.recv(65536)
+                if not data:
+                    open_.clear()
+                    break
+                got[s] += data
+                peer[s].sendall(data)
+            if client.poll() is not None and not select.select([c, u], [], [], 0.2)[0]:
+                break
+        client.wait(10)
+        c.close()
+        u.close()
+        return bytes(got[c]), bytes(got[u])
+    finally:
+        server.kill()
+        server.wait()
+
+
+def h2_seeds():
+    def seed(control, script, client, server):
+        return bytes([control]) + bytes(script) + len(client).to_bytes(2, "big") + client + server
+
+    real_c, real_s = record_nghttp("-m", "6")
+    many_c, many_s = record_nghttp("-m", "40", "-H", "x-trace: abcdefghijklmnopqrstuvwxyz0123456789")
+    get = b"\x82\x86" + hpack_literal(b":authority", b"api.prod") + hpack_literal(b":path", b"/a")
+    status = b"\x88"
+    c = H2_PREFACE + h2_frame(4, 0, 0, b"\x00\x01\x00\x00\x20\x00")  # SETTINGS_HEADER_TABLE_SIZE 8192
+    padded = b"\x03" + b"\x00" * 5 + get[:4] + b"\x00\x00\x00"
+    c += h2_frame(1, 0x08 | 0x20 | 0x01, 1, padded) + h2_frame(9, 0, 1, get[4:9]) + h2_frame(9, 0x04, 1, get[9:])
+    c += h2_frame(1, 0x05, 3, get) + h2_frame(1, 0x05, 5, get) + h2_frame(3, 0, 5, (8).to_bytes(4, "big"))
+    s = h2_frame(4, 0, 0) + h2_frame(4, 1, 0)
+    s += h2_frame(5, 0x04, 1, (2).to_bytes(4, "big") + get)  # PUSH_PROMISE
+    s += h2_frame(1, 0x04, 1, status + hpack_literal(b"content-type", b"application/grpc"))
+    s += h2_frame(0, 0, 1, b"\x00" * 5) + h2_frame(1, 0x05, 1, hpack_literal(b"grpc-status", b"14"))
+    s += h2_frame(3, 0, 3, (7).to_bytes(4, "big"))  # REFUSED_STREAM
+    s += h2_frame(7, 0, 0, (3).to_bytes(4, "big") + (0).to_bytes(4, "big") + b"bye")
+    return {
+        "nghttp-grpc": seed(0, [0x20, 0x21, 0x40, 0x41, 0x0e, 0x0f, 0xfe, 0xff], real_c, real_s),
+        "nghttp-grpc-split": seed(64, [2, 3, 4, 5, 6, 7, 8, 9], real_c, real_s),
+        "nghttp-40-streams": seed(32, [0xfe, 0xfe, 0xff, 0xff, 0x10, 0x11, 0x30, 0x31], many_c, many_s),
+        "hand-built": seed(0, [0x10, 0x11, 0x06, 0x07, 0x20, 0x21, 0x02, 0x03], c, s),
+        "hand-built-held-preface": seed(64 | 10, [0xfe, 0xff] * 4, c[10:], s),
+        "hand-built-bytewise": seed(0, [2, 3, 2, 3, 2, 3, 2, 3], c, s),
+    }
+
+
 def write(name, seeds):
     d = os.path.join(HERE, "corpus", name)
     os.makedirs(d, exist_ok=True)
@@ -151,3 +236,4 @@ def write(name, seeds):
 if __name__ == "__main__":
     write("detect", detect_seeds())
     write("frame", frame_seeds())
+    write("h2", h2_seeds())

@@ -69,7 +69,8 @@ class Checker final : public TapSink {
     FUZZ_CHECK(status >= 200 && status <= 599, "a response head with an interim or tunnel status");
     headed_ = answered + 1;
   }
-  void on_response(void* tag, uint16_t status, uint64_t, bool) noexcept override {
+  void on_response(void* tag, uint16_t status, uint64_t, bool, int32_t grpc_status) noexcept override {
+    FUZZ_CHECK(grpc_status == -1, "a gRPC status from HTTP/1");
     FUZZ_CHECK(status == 101 || (status >= 200 && status <= 599), "a response with an interim status");
     answer(tag);
     events.push_back({Ev::kResponse, reinterpret_cast<uintptr_t>(tag), status});

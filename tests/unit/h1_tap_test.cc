@@ -28,7 +28,7 @@ class Recorder final : public TapSink {
     add("request " + std::to_string(issued) + " " + std::string(head.method_name) + " " + std::string(head.target));
     return reinterpret_cast<void*>(static_cast<uintptr_t>(issued));
   }
-  void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete) noexcept override {
+  void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t) noexcept override {
     answer(tag);
     add("response " + id(tag) + " " + std::to_string(status) + " ttfb=" + std::to_string(ttfb_us) +
         (complete ? " complete" : " incomplete"));
