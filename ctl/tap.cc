@@ -149,8 +149,9 @@ namespace {
 constexpr std::string_view kHelp =
     "Usage: meshd-ctl tap [OPTIONS]\n"
     "\n"
-    "Streams the HTTP/1 requests the local proxy carries, live, one line per\n"
-    "request once its response head came (or it failed), like `linkerd viz tap`:\n"
+    "Streams the HTTP requests the local proxy carries (HTTP/1 requests and\n"
+    "HTTP/2 streams), live, one line per request once its response head came\n"
+    "(or it failed), like `linkerd viz tap`:\n"
     "\n"
     "  req outbound GET api.prod /users -> 200 1.80ms dst=api.prod tls=true\n"
     "  req inbound POST web:8080 /login -> error upstream_reset 3.10ms tls=true\n"

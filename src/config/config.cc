@@ -262,8 +262,8 @@ const Setting kSettings[] = {
        return true;
      }},
     {"http", "on|off", "on",
-     "HTTP/1 awareness on intercepted connections: requests and responses are parsed as they pass (golden metrics, "
-     "smuggling refused); off relays every connection as plain TCP",
+     "HTTP awareness on intercepted connections: HTTP/1 requests and responses and HTTP/2 streams are parsed as "
+     "they pass (golden metrics, gRPC status, HTTP/1 smuggling refused); off relays every connection as plain TCP",
      false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (v.back().text != "on" && v.back().text != "off") return error(v.back(), "must be 'on' or 'off'");
@@ -281,7 +281,7 @@ const Setting kSettings[] = {
        return set_size<1024, (1u << 20)>(&c.http_max_head, v.back(), "1KiB and 1MiB");
      }},
     {"request-timeout", "DURATION", "off",
-     "how long an HTTP request waits for its response to begin, from its last byte, before the proxy answers 504 "
+     "how long an HTTP/1 request waits for its response to begin, from its last byte, before the proxy answers 504 "
      "(meshd-proxy-error: request_timeout); a service's registry entry may set its own (request_timeout)",
      false, [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.request_timeout_ms, v.back(), true); }},
     {"policy-file", "FILE", "",

@@ -1,13 +1,13 @@
-"""HTTP/1 awareness in the relay, end to end: a client application talks
-HTTP/1.1 to a backend on another host through the client's outbound meshd,
+"""HTTP awareness in the relay, end to end: a client application talks
+HTTP/1.1 (or HTTP/2: nghttp, h2c) to a backend on another host through the client's outbound meshd,
 mutual TLS between the proxies, and the server's inbound meshd. Each proxy
 taps the bytes it forwards (they pass verbatim): it pairs requests with
 responses for the golden metrics, refuses requests a backend might read
 differently (smuggling) or that are too large, and steps aside for what is
-not HTTP/1 (a server that speaks first, an upgraded connection, an opaque
-port). Real clients (Debian's curl, Python's http.client, raw sockets), a
-real backend (apps.py http-serve), real redirect rules and a real
-controller; see mesh.HttpMesh."""
+not HTTP (a server that speaks first, an upgraded connection, an opaque
+port). Real clients (Debian's curl and nghttp, Python's http.client, raw
+sockets), real backends (apps.py http-serve and grpc-serve, Debian's nginx),
+real redirect rules and a real controller; see mesh.HttpMesh."""
 import base64
 import json
 import re
