@@ -208,7 +208,37 @@ TapVerdict H1Tap::detect(std::span<const char> bytes) noexcept {
   return decided(p);
 }
 
+// An HTTP/2 server may send its SETTINGS before it reads the client's
+// preface (grpc-go does, and so does nghttp2's server): those bytes are
+// held while the client's first bytes can still be the preface, so that
+// the client decides. Anything else from the server first is server_first.
+bool H1Tap::hold_early_settings(std::span<const char> bytes) noexcept {
+  const size_t seen = std::min<size_t>(req_head_.held, kH2Preface.size());
+  if (std::string_view(req_head_.buffer.get(), seen) != kH2Preface.substr(0, seen)) return false;
+  if (resp_head_.held == 0) {
+    // A SETTINGS frame's header, as far as it came: type 4, no flags (not
+    // an ACK), stream 0, and a length of whole settings (a few of them).
+    const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
+    const size_t n = bytes.size();
+    if (n >= 3) {
+      const uint32_t length = (uint32_t{p[0]} << 16) | (uint32_t{p[1]} << 8) | p[2];
+      if (length % 6 != 0 || length > 6 * 16) return false;
+    }
+    for (size_t i = 3; i < std::min<size_t>(n, 9); ++i)
+      if (p[i] != (i == 3 ? 4 : 0)) return false;
+  }
+  if (resp_head_.held + bytes.size() > capacity()) return false;
+  if (resp_head_.buffer == nullptr) resp_head_.buffer.reset(new (std::nothrow) char[capacity()]);
+  if (resp_head_.buffer == nullptr) return false;
+  std::memcpy(resp_head_.buffer.get() + resp_head_.held, bytes.data(), bytes.size());
+  resp_head_.held += static_cast<uint32_t>(bytes.size());
+  return true;
+}
+
 TapVerdict H1Tap::decided(Protocol p) noexcept {
+  // The server spoke first (early_response()), and the client is not the
+  // h2 client it was waiting for.
+  if (resp_head_.held > 0 && p != Protocol::kH2) p = Protocol::kServerFirst;
   sink_->on_detected(p);
   if (p == Protocol::kHttp1) {
     req_state_ = State::kHead;
@@ -283,6 +313,7 @@ void H1Tap::answered(uint16_t status, uint64_t now_us) noexcept {
 
 TapVerdict H1Tap::feed_responses(std::span<const char> bytes, uint64_t now_us) noexcept {
   if (req_state_ == State::kDetect) {
+    if (hold_early_settings(bytes)) return {};
     sink_->on_detected(Protocol::kServerFirst);
     stop();
     return {TapVerdict::kOpaque};
@@ -384,7 +415,9 @@ void H1Tap::finish(std::string_view error, uint64_t) noexcept {
   finished_ = true;
   // Every connection is counted once: one that ends undecided is too.
   if (req_state_ == State::kDetect && !stopped_)
-    sink_->on_detected(req_head_.held > 0 ? Protocol::kOpaque : Protocol::kSilent);
+    sink_->on_detected(resp_head_.held > 0  ? Protocol::kServerFirst
+                       : req_head_.held > 0 ? Protocol::kOpaque
+                                            : Protocol::kSilent);
   // Only the front request can be in its response's body; an until-close
   // body that the server did not end (end()) is incomplete too.
   if (pending_count_ > 0 && resp_state_ == State::kBody) response_ended(false);

@@ -18,7 +18,8 @@
 // It never blocks what it does not understand. The first client bytes
 // decide the protocol: an HTTP/1.x request line taps; the h2 preface, a TLS
 // record or anything else answers kOpaque, as does a server that speaks
-// first. A response it cannot parse, more pipelined requests than it
+// first (unless what it says is an h2 server's SETTINGS: then the client's
+// first bytes still decide). A response it cannot parse, more pipelined requests than it
 // tracks, or a tunnel after 101 / CONNECT 2xx also answer kOpaque: from
 // then on the connection is plain TCP to the tap's owner, and every byte
 // keeps flowing.
@@ -152,6 +153,12 @@ class H1Tap {
   bool active() const noexcept;
   // Bytes held in head buffers right now (a memory gauge).
   uint32_t held_bytes() const noexcept;
+  // While the client's first bytes are undecided (and during
+  // on_detected()): how many of them were held from earlier feeds, and
+  // what an HTTP/2 server sent before them (its SETTINGS; already
+  // forwarded), for the HTTP/2 tap to start from.
+  uint32_t request_bytes_held() const noexcept { return req_head_.held; }
+  std::span<const char> early_response() const noexcept { return {resp_head_.buffer.get(), resp_head_.held}; }
 
  private:
   // Header lines parsed per head, on the stack: limits.max_headers above
@@ -188,6 +195,7 @@ class H1Tap {
   TapVerdict opaque(std::string_view why) noexcept;
   TapVerdict reject(uint16_t status, std::string_view reason, std::string_view message) noexcept;
   TapVerdict decided(Protocol p) noexcept;
+  bool hold_early_settings(std::span<const char> bytes) noexcept;
   void stop() noexcept;
 
   // Heads that straddle reads (see h1_tap.cc).

@@ -17,31 +17,34 @@ void HttpTap::start(metrics::WorkerStats* worker, FastRandom* random, const Labe
   random_ = random;
   labels_ = labels;
   next_request_ = 0;
-  h2_on_ = h2_detected_ = false;
-  preface_held_ = 0;
+  h2_on_ = false;
   tap_.reset(this);
 }
 
 http::TapVerdict HttpTap::feed(http::TapSide side, std::span<const char> bytes, uint64_t now_us) noexcept {
   if (h2_on_) return h2_->tap.feed(side, bytes, now_us);
   http::TapVerdict v = tap_.feed(side, bytes, now_us);
-  if (v.kind == http::TapVerdict::kOpaque && h2_detected_) {
-    h2_detected_ = false;
-    if (start_h2()) return h2_->tap.feed(side, bytes, now_us);
-  }
+  // H1Tap found the h2 preface (on_detected started the HTTP/2 tap): the
+  // same bytes go on to it.
+  if (v.kind == http::TapVerdict::kOpaque && h2_on_) return h2_->tap.feed(side, bytes, now_us);
   return v;
 }
 
-bool HttpTap::start_h2() noexcept {
+void HttpTap::start_h2() noexcept {
   if (h2_ == nullptr) h2_.reset(new (std::nothrow) H2());
-  if (h2_ == nullptr || !h2_->tap.reset(this, preface_held_)) {
+  // The preface's first bytes when it straddled reads (the rest is in the
+  // span H1Tap is reading).
+  if (h2_ == nullptr || !h2_->tap.reset(this, tap_.request_bytes_held())) {
     stats_->abandoned(labels_.direction, "memory");
-    return false;
+    return;
   }
   h2_->free = nullptr;
   for (Request& r : h2_->requests) put_request(&r);
   h2_on_ = true;
-  return true;
+  // What the server sent before the client's preface (its SETTINGS) was
+  // forwarded already: the HTTP/2 tap reads it first. No stream is open
+  // yet, so the time does not matter.
+  h2_->tap.feed(http::TapSide::kResponses, tap_.early_response(), 0);
 }
 
 void HttpTap::end(http::TapSide side, uint64_t now_us) noexcept {
@@ -76,10 +79,7 @@ void HttpTap::on_detected(http::Protocol p) noexcept {
     case http::Protocol::kHttp1: o = DetectOutcome::kHttp1; break;
     case http::Protocol::kH2:
       o = DetectOutcome::kH2;
-      h2_detected_ = true;
-      // The preface's first bytes when it straddled reads; the rest is in
-      // the span H1Tap is reading.
-      preface_held_ = tap_.held_bytes();
+      start_h2();
       break;
     case http::Protocol::kTls: o = DetectOutcome::kTls; break;
     case http::Protocol::kOpaque: o = DetectOutcome::kOpaque; break;

@@ -88,7 +88,7 @@ class HttpTap final : public http::TapSink {
   };
 
   // H1Tap saw the preface: H2Tap follows from the same bytes on.
-  bool start_h2() noexcept;
+  void start_h2() noexcept;
   Request* take_request() noexcept;
   // An HTTP/2 stream's tag is free again (its outcome was told).
   void put_request(Request* r) noexcept;
@@ -107,9 +107,7 @@ class HttpTap final : public http::TapSink {
   Request requests_[http::H1Tap::kMaxPending];
   uint32_t next_request_ = 0;
   std::unique_ptr<H2> h2_;
-  bool h2_on_ = false;         // this connection is followed as HTTP/2
-  bool h2_detected_ = false;   // H1Tap has just told the preface
-  uint32_t preface_held_ = 0;  // ...and held this many of its bytes from earlier reads
+  bool h2_on_ = false;  // this connection is followed as HTTP/2
 };
 
 }  // namespace meshd::proxy

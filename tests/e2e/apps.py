@@ -504,9 +504,12 @@ def grpc_serve(port, fail_every):
     async def conn(reader, writer):
         streams = 0
         try:
+            # Our SETTINGS before reading the client's preface, as grpc-go
+            # does: the proxies must not take it for a server speaking first.
+            writer.write(frame(4, 0, 0, b"\x00\x03\x00\x00\x00\x64"))  # MAX_CONCURRENT_STREAMS 100
+            await writer.drain()
             if await reader.readexactly(24) != b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n":
                 return
-            writer.write(frame(4, 0, 0))  # our SETTINGS: the defaults
             while True:
                 head = await reader.readexactly(9)
                 length = int.from_bytes(head[:3], "big")

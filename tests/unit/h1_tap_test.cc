@@ -191,6 +191,41 @@ TEST_CASE("h1tap: a connection that ends before any byte is silent; one cut mid-
   CHECK(h1.rec.events == Events{"detected http1", "request 1 GET /", "failure 1 closed"});
 }
 
+TEST_CASE("h1tap: an h2 server's SETTINGS before the client's preface wait for the client", "[h1tap]") {
+  // A SETTINGS frame (one setting) as grpc-go sends it on accept.
+  const std::string settings("\0\0\6\4\0\0\0\0\0\0\3\0\0\0\x64", 15);
+  constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+  Conn h2;  // in two pieces, and the client's preface in two
+  CHECK(h2.resp(settings.substr(0, 4)).kind == TapVerdict::kPass);
+  CHECK(h2.resp(settings.substr(4)).kind == TapVerdict::kPass);
+  CHECK(h2.req(kPreface.substr(0, 7)).kind == TapVerdict::kPass);
+  CHECK(h2.tap.request_bytes_held() == 7);
+  CHECK(h2.tap.early_response().size() == settings.size());
+  CHECK(h2.req(kPreface.substr(7)).kind == TapVerdict::kOpaque);
+  CHECK(h2.rec.events == Events{"detected h2"});
+
+  Conn h1;  // the client is not the h2 client the server waits for
+  CHECK(h1.resp(settings).kind == TapVerdict::kPass);
+  CHECK(h1.req(get("/")).kind == TapVerdict::kOpaque);
+  CHECK(h1.rec.events == Events{"detected server_first"});
+
+  Conn partial;  // the client's held bytes cannot be the preface any more
+  CHECK(partial.req("GE").kind == TapVerdict::kPass);
+  CHECK(partial.resp(settings).kind == TapVerdict::kOpaque);
+  CHECK(partial.rec.events == Events{"detected server_first"});
+
+  Conn ack;  // a SETTINGS ACK, or any other frame, is not a server's first word
+  CHECK(ack.resp(std::string("\0\0\0\4\1\0\0\0\0", 9)).kind == TapVerdict::kOpaque);
+  CHECK(ack.rec.events == Events{"detected server_first"});
+
+  Conn quiet;  // the client never spoke
+  CHECK(quiet.resp(settings).kind == TapVerdict::kPass);
+  quiet.tap.finish("closed", quiet.now);
+  CHECK(quiet.rec.events == Events{"detected server_first"});
+  CHECK(quiet.tap.held_bytes() == 0);
+}
+
 TEST_CASE("h1tap: a server speaking first is opaque", "[h1tap]") {
   Conn c;
   CHECK(c.resp("220 mail.example ESMTP\r\n").kind == TapVerdict::kOpaque);

@@ -29,8 +29,8 @@ class Recorder final : public TapSink {
   void on_detected(Protocol p) noexcept override { add("detected "s + protocol_name(p)); }
   void* on_request(const RequestHead& head) noexcept override {
     ++issued;
-    add("request " + std::to_string(issued) + " " + std::string(head.method_name) + " " +
-        std::string(head.authority) + " " + std::string(head.target));
+    add("request " + std::to_string(issued) + " " + std::string(head.method_name) + " " + std::string(head.authority) +
+        " " + std::string(head.target));
     return reinterpret_cast<void*>(static_cast<uintptr_t>(issued));
   }
   void on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept override {
@@ -80,8 +80,7 @@ class Encoder {
     std::vector<nghttp2_nv> nv;
     for (const auto& [n, v] : fields)
       nv.push_back({reinterpret_cast<uint8_t*>(const_cast<char*>(n.data())),
-                    reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(),
-                    NGHTTP2_NV_FLAG_NONE});
+                    reinterpret_cast<uint8_t*>(const_cast<char*>(v.data())), n.size(), v.size(), NGHTTP2_NV_FLAG_NONE});
     std::string out(nghttp2_hd_deflate_bound(d_, nv.data(), nv.size()), '\0');
     ssize_t n = nghttp2_hd_deflate_hd(d_, reinterpret_cast<uint8_t*>(out.data()), out.size(), nv.data(), nv.size());
     REQUIRE(n >= 0);
@@ -179,7 +178,7 @@ TEST_CASE("h2 tap: a request, its response head, body and end", "[h2tap]") {
   REQUIRE(c.resp(frame(kData, 0, 1, "hello ")).kind == TapVerdict::kPass);
   REQUIRE(c.resp(frame(kData, kEndStream, 1, "world")).kind == TapVerdict::kPass);
   CHECK(c.rec.events == std::vector<std::string>{"request 1 GET api.prod:8080 /users?id=7", "head 1 200 ttfb=2500",
-                                                  "response 1 200 ttfb=2500 complete"});
+                                                 "response 1 200 ttfb=2500 complete"});
   CHECK(c.rec.all_answered_once());
   CHECK(c.tap.open_streams() == 0);
 }
@@ -196,11 +195,11 @@ TEST_CASE("h2 tap: streams answered out of order, each to its own request", "[h2
   c.response(3, status("200"));
   c.resp(frame(kData, kEndStream, 3, "b"));
   c.resp(frame(kData, kEndStream, 1, "a"));
-  CHECK(c.rec.events == std::vector<std::string>{
-                            "request 1 GET api.prod:8080 /a", "request 2 GET api.prod:8080 /b",
-                            "request 3 GET api.prod:8080 /c", "head 3 404 ttfb=1000",
-                            "response 3 404 ttfb=1000 complete", "head 1 503 ttfb=2000", "head 2 200 ttfb=2000",
-                            "response 2 200 ttfb=2000 complete", "response 1 503 ttfb=2000 complete"});
+  CHECK(c.rec.events == std::vector<std::string>{"request 1 GET api.prod:8080 /a", "request 2 GET api.prod:8080 /b",
+                                                 "request 3 GET api.prod:8080 /c", "head 3 404 ttfb=1000",
+                                                 "response 3 404 ttfb=1000 complete", "head 1 503 ttfb=2000",
+                                                 "head 2 200 ttfb=2000", "response 2 200 ttfb=2000 complete",
+                                                 "response 1 503 ttfb=2000 complete"});
   CHECK(c.rec.all_answered_once());
 }
 
@@ -219,14 +218,14 @@ TEST_CASE("h2 tap: gRPC status from trailers, trailers-only, and a missing one",
   // Not gRPC: a grpc-status header means nothing.
   c.request(7, get("/plain"));
   c.response(7, {{":status", "200"}, {"grpc-status", "3"}}, true);
-  CHECK(c.rec.events == std::vector<std::string>{
-                            "request 1 POST greeter.prod /helloworld.Greeter/SayHello", "head 1 200 ttfb=0",
-                            "response 1 200 ttfb=0 complete grpc=14",
-                            "request 2 POST greeter.prod /helloworld.Greeter/SayHello", "head 2 200 ttfb=0",
-                            "response 2 200 ttfb=0 complete grpc=0",
-                            "request 3 POST greeter.prod /helloworld.Greeter/SayHello", "head 3 200 ttfb=0",
-                            "response 3 200 ttfb=0 complete grpc=2", "request 4 GET api.prod:8080 /plain",
-                            "head 4 200 ttfb=0", "response 4 200 ttfb=0 complete"});
+  CHECK(c.rec.events == std::vector<std::string>{"request 1 POST greeter.prod /helloworld.Greeter/SayHello",
+                                                 "head 1 200 ttfb=0", "response 1 200 ttfb=0 complete grpc=14",
+                                                 "request 2 POST greeter.prod /helloworld.Greeter/SayHello",
+                                                 "head 2 200 ttfb=0", "response 2 200 ttfb=0 complete grpc=0",
+                                                 "request 3 POST greeter.prod /helloworld.Greeter/SayHello",
+                                                 "head 3 200 ttfb=0", "response 3 200 ttfb=0 complete grpc=2",
+                                                 "request 4 GET api.prod:8080 /plain", "head 4 200 ttfb=0",
+                                                 "response 4 200 ttfb=0 complete"});
 }
 
 TEST_CASE("h2 tap: interim heads wait for the final one; Host stands in for :authority", "[h2tap]") {
@@ -238,7 +237,7 @@ TEST_CASE("h2 tap: interim heads wait for the final one; Host stands in for :aut
   c.req(frame(kData, kEndStream, 1, "x"));
   c.response(1, status("201"), true);
   CHECK(c.rec.events == std::vector<std::string>{"request 1 PUT files.prod /up", "head 1 201 ttfb=1000",
-                                                  "response 1 201 ttfb=1000 complete"});
+                                                 "response 1 201 ttfb=1000 complete"});
 }
 
 TEST_CASE("h2 tap: padded, prioritised blocks across CONTINUATION frames", "[h2tap]") {
@@ -258,11 +257,11 @@ TEST_CASE("h2 tap: padded, prioritised blocks across CONTINUATION frames", "[h2t
   REQUIRE(c.req(bytes).kind == TapVerdict::kPass);
   // A padded response head with an empty fragment in its first frame.
   std::string rblock = c.server.block(status("204"));
-  REQUIRE(c.resp(frame(kHeaders, kPadded | kEndStream, 1, "\2\0\0"s) +
-                 frame(kContinuation, kEndHeaders, 1, rblock))
-              .kind == TapVerdict::kPass);
-  CHECK(c.rec.events ==
-        std::vector<std::string>{"request 1 GET api.prod:8080 /long", "head 1 204 ttfb=0", "response 1 204 ttfb=0 complete"});
+  REQUIRE(
+      c.resp(frame(kHeaders, kPadded | kEndStream, 1, "\2\0\0"s) + frame(kContinuation, kEndHeaders, 1, rblock)).kind ==
+      TapVerdict::kPass);
+  CHECK(c.rec.events == std::vector<std::string>{"request 1 GET api.prod:8080 /long", "head 1 204 ttfb=0",
+                                                 "response 1 204 ttfb=0 complete"});
 }
 
 TEST_CASE("h2 tap: the same conversation read in any pieces gives the same events", "[h2tap]") {
@@ -303,8 +302,7 @@ TEST_CASE("h2 tap: the same conversation read in any pieces gives the same event
   CHECK(whole[3] == "request 4 POST greeter.prod /svc/M7");
   CHECK(whole[6] == "response 1 200 ttfb=0 complete grpc=0");
   CHECK(whole[10] == "response 3 200 ttfb=0 complete grpc=13");
-  for (size_t piece : {1, 2, 3, 5, 9, 10, 64})
-    CHECK(run(piece) == whole);
+  for (size_t piece : {1, 2, 3, 5, 9, 10, 64}) CHECK(run(piece) == whole);
 }
 
 TEST_CASE("h2 tap: resets, refusals and GOAWAY end their streams", "[h2tap]") {
@@ -322,13 +320,13 @@ TEST_CASE("h2 tap: resets, refusals and GOAWAY end their streams", "[h2tap]") {
   c.resp(frame(kRst, 0, 7, be32(7)));  // REFUSED_STREAM
   c.resp(frame(kGoaway, 0, 0, be32(7) + be32(0) + "draining"));
   c.response(11, status("200"), true);  // above the GOAWAY's last stream: failed already, not followed
-  CHECK(c.rec.events == std::vector<std::string>{
-                            "request 1 GET api.prod:8080 /reset-by-server", "request 2 GET api.prod:8080 /cut-in-body",
-                            "request 3 GET api.prod:8080 /cancelled", "request 4 GET api.prod:8080 /refused",
-                            "request 5 GET api.prod:8080 /after-goaway", "request 6 GET api.prod:8080 /before-goaway",
-                            "failure 1 upstream_reset", "head 2 200 ttfb=0", "response 2 200 ttfb=0 incomplete",
-                            "failure 3 client_reset", "failure 4 refused_stream", "failure 6 refused_stream",
-                            "failure 5 refused_stream"});
+  CHECK(c.rec.events ==
+        std::vector<std::string>{"request 1 GET api.prod:8080 /reset-by-server",
+                                 "request 2 GET api.prod:8080 /cut-in-body", "request 3 GET api.prod:8080 /cancelled",
+                                 "request 4 GET api.prod:8080 /refused", "request 5 GET api.prod:8080 /after-goaway",
+                                 "request 6 GET api.prod:8080 /before-goaway", "failure 1 upstream_reset",
+                                 "head 2 200 ttfb=0", "response 2 200 ttfb=0 incomplete", "failure 3 client_reset",
+                                 "failure 4 refused_stream", "failure 6 refused_stream", "failure 5 refused_stream"});
   CHECK(c.rec.all_answered_once());
 }
 
@@ -340,8 +338,8 @@ TEST_CASE("h2 tap: the connection's end fails what is open", "[h2tap]") {
   c.tap.finish("upstream_reset", c.now);
   c.tap.finish("closed", c.now);  // idempotent
   CHECK(c.rec.events == std::vector<std::string>{"request 1 GET api.prod:8080 /headed",
-                                                  "request 2 GET api.prod:8080 /waiting", "head 1 200 ttfb=0",
-                                                  "failure 2 upstream_reset", "response 1 200 ttfb=0 incomplete"});
+                                                 "request 2 GET api.prod:8080 /waiting", "head 1 200 ttfb=0",
+                                                 "failure 2 upstream_reset", "response 1 200 ttfb=0 incomplete"});
   CHECK(c.rec.all_answered_once());
   CHECK(c.req(frame(kPing, 0, 0, std::string(8, 'p'))).kind == TapVerdict::kOpaque);
 }
@@ -415,12 +413,15 @@ TEST_CASE("h2 tap: a larger table allowed by SETTINGS, and blocks the tap has no
   c.req(c.headers(c.client, 3, {{"x-checksum", "abc"}}, true));
   big[1].second = std::string(8000, 'q');
   c.response(3, big, true);
-  c.request(5, {{":method", "GET"}, {":scheme", "http"}, {":authority", "api.prod:8080"}, {":path", "/pushed"},
+  c.request(5, {{":method", "GET"},
+                {":scheme", "http"},
+                {":authority", "api.prod:8080"},
+                {":path", "/pushed"},
                 {"x-checksum", "abc"}});
-  CHECK(c.rec.events ==
-        std::vector<std::string>{"request 1 GET api.prod:8080 /a", "request 2 GET api.prod:8080 /b",
-                                 "head 1 200 ttfb=0", "response 1 200 ttfb=0 complete", "head 2 200 ttfb=0",
-                                 "response 2 200 ttfb=0 complete", "request 3 GET api.prod:8080 /pushed"});
+  CHECK(c.rec.events == std::vector<std::string>{"request 1 GET api.prod:8080 /a", "request 2 GET api.prod:8080 /b",
+                                                 "head 1 200 ttfb=0", "response 1 200 ttfb=0 complete",
+                                                 "head 2 200 ttfb=0", "response 2 200 ttfb=0 complete",
+                                                 "request 3 GET api.prod:8080 /pushed"});
 }
 
 TEST_CASE("h2 tap: a preface whose first bytes detection held", "[h2tap]") {

@@ -353,9 +353,29 @@ TEST_CASE("admin: /tap counts what was overwritten before it was read", "[tap]")
 
 namespace {
 
-void feed(proxy::HttpTap& tap, http::TapSide side, std::string_view bytes, uint64_t now_us) {
-  http::TapVerdict v = tap.tap().feed(side, {bytes.data(), bytes.size()}, now_us);
-  REQUIRE(v.kind == http::TapVerdict::kPass);
+void feed(proxy::HttpTap& tap, http::TapSide side, std::string_view bytes, uint64_t now_us,
+          http::TapVerdict::Kind want = http::TapVerdict::kPass) {
+  http::TapVerdict v = tap.feed(side, {bytes.data(), bytes.size()}, now_us);
+  REQUIRE(v.kind == want);
+}
+
+std::string h2_frame(uint8_t type, uint8_t flags, uint32_t stream, std::string_view payload) {
+  std::string f{static_cast<char>(payload.size() >> 16),
+                static_cast<char>(payload.size() >> 8),
+                static_cast<char>(payload.size()),
+                static_cast<char>(type),
+                static_cast<char>(flags),
+                static_cast<char>(stream >> 24),
+                static_cast<char>(stream >> 16),
+                static_cast<char>(stream >> 8),
+                static_cast<char>(stream)};
+  return f + std::string(payload);
+}
+
+// An HPACK literal without indexing, with a new name (no Huffman).
+std::string literal(std::string_view name, std::string_view value) {
+  return std::string(1, '\0') + static_cast<char>(name.size()) + std::string(name) + static_cast<char>(value.size()) +
+         std::string(value);
 }
 
 }  // namespace
@@ -381,8 +401,8 @@ TEST_CASE("http tap: requests are captured only while a tap is on", "[tap]") {
        "Content-Length: 0\r\n\r\n",
        1000);
   feed(tap, http::TapSide::kResponses, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 2800);
-  tap.tap().finish("upstream_reset", 5000);  // the second never got its response
-  CHECK(stats.http.at(0).requests() == 3);   // the golden metrics count them all the same
+  tap.finish("upstream_reset", 5000);       // the second never got its response
+  CHECK(stats.http.at(0).requests() == 3);  // the golden metrics count them all the same
 
   admin::Response resp = admin::serve_tap(ws, "after=" + std::to_string(cursor), monotonic_ms());
   REQUIRE(resp.status == 200);
@@ -480,4 +500,38 @@ TEST_CASE("admin: the handler routes /tap with its query", "[tap]") {
   CHECK(bad.body.find("unknown parameter 'color'") != std::string::npos);
   // Endpoints without parameters still ignore a query.
   CHECK(h({"/live", "x=1"}).status == 200);
+}
+
+TEST_CASE("http tap: HTTP/2 after the server's early SETTINGS and a preface in pieces", "[tap]") {
+  metrics::WorkerStats stats;
+  proxy::HttpTap tap(http::Limits{});
+  FastRandom random(1);
+  tap.start(&stats, &random, {Direction::kInbound, {}, true, nullptr});
+  // The server's SETTINGS come first (forwarded already), then the
+  // client's preface in two reads.
+  feed(tap, http::TapSide::kResponses, h2_frame(4, 0, 0, ""), 0);
+  constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  feed(tap, http::TapSide::kRequests, kPreface.substr(0, 5), 0);
+  // From here on HTTP/2: every span passes.
+  std::string request = h2_frame(4, 0, 0, "") + h2_frame(1, 5, 1,
+                                                         "\x83\x86" + literal(":authority", "Greeter.prod:50051") +
+                                                             literal(":path", "/helloworld.Greeter/SayHello") +
+                                                             literal("content-type", "application/grpc"));
+  feed(tap, http::TapSide::kRequests, std::string(kPreface.substr(5)) + request, 1000);
+  feed(tap, http::TapSide::kResponses,
+       h2_frame(4, 1, 0, "") + h2_frame(1, 4, 1, "\x88" + literal("content-type", "application/grpc")), 3000);
+  feed(tap, http::TapSide::kResponses, h2_frame(1, 5, 1, literal("grpc-status", "7")), 4000);
+  tap.finish("closed", 5000);
+
+  CHECK(stats.http.detections(Direction::kInbound, metrics::DetectOutcome::kH2) == 1);
+  REQUIRE(stats.http.size() == 1);
+  const metrics::HttpSeries& s = stats.http.at(0);
+  CHECK(s.authority() == "greeter.prod:50051");
+  CHECK(s.requests() == 1);
+  REQUIRE(s.outcomes() == 1);
+  CHECK(s.outcome(0).status == 200);
+  CHECK(s.outcome(0).grpc_status == 7);  // PERMISSION_DENIED: a failure with HTTP 200
+  CHECK_FALSE(s.outcome(0).success);
+  CHECK(s.latency().snapshot().count == 1);
+  CHECK(s.latency().snapshot().sum_ms == 2.0);  // from the request head (1000us) to the response head (3000us)
 }
