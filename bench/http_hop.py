@@ -10,7 +10,8 @@ HAProxy (mode http) and nginx (proxy_pass), and HTTP/2 through meshd.
   nginx:    wrk -> nginx (proxy_pass, upstream keepalive, 127.0.0.1:18003)
             -> backend :8081
   h2:       h2load -c1 -m100 -> backend (listen ... http2, h2c with prior
-            knowledge) direct (:8091) and through meshd's outbound (:8090)
+            knowledge) direct (:8091) and through meshd's outbound (:8090),
+            every stream followed by the h2 tap
 
 Run by bench/run.sh (BENCH_ONLY=http, and in the full run), or alone as
 root: MESHD_BUILD=build /usr/bin/python3 bench/http_hop.py. Two network
@@ -27,8 +28,10 @@ the median of the ratio within each round. The meshd row counts only if
 meshd really parsed the requests: its request_total{direction="outbound"}
 must have grown by about wrk's request count during the run (and it must
 have detected http1), else the row fails and says so. The h2 rows need
-h2load (Debian: nghttp2-client); meshd relays h2 opaquely for now (it
-detects the preface, and its protocol_detect_total{protocol="h2"} must grow).
+h2load (Debian: nghttp2-client); meshd relays h2 as it comes and follows
+every stream (HPACK decoded, per-stream golden metrics): its
+protocol_detect_total{protocol="h2"} must grow, and request_total by about
+h2load's request count.
 
 Knobs (environment): BENCH_HTTP_DURATION (default BENCH_DURATION, else 8;
 seconds per measured run), BENCH_HTTP_H2_DURATION (default the same),
@@ -305,18 +308,19 @@ def measure(b, name, proto, rnd):
     if name == "meshd":
         if m0 is None or m1 is None:
             return {"fail": "cannot read meshd's /metrics"}
-        if proto == "h1":
-            # Not a plain TCP relay: meshd parsed (about) every request wrk
-            # completed; up to one in flight per connection when wrk stops.
-            req = metric_sum(m1, "request_total", direction="outbound") - metric_sum(
-                m0, "request_total", direction="outbound")
-            rsp = metric_sum(m1, "response_total", direction="outbound") - metric_sum(
-                m0, "response_total", direction="outbound")
-            s.update({"tapped_requests": req, "tapped_responses": rsp})
-            if not s["requests"] * 0.99 <= req <= s["requests"] * 1.01 + CONNS:
-                return {"fail": f"meshd did not tap this run: request_total{{direction=\"outbound\"}} grew by "
-                                f"{req:.0f}, wrk completed {s['requests']} requests"}
-        else:
+        # Not a plain TCP relay: meshd parsed (about) every request the
+        # load tool completed (HTTP/1 requests, h2 streams); up to one in
+        # flight per connection (h2: per stream) when the tool stops.
+        in_flight = CONNS if proto == "h1" else H2_STREAMS
+        req = metric_sum(m1, "request_total", direction="outbound") - metric_sum(
+            m0, "request_total", direction="outbound")
+        rsp = metric_sum(m1, "response_total", direction="outbound") - metric_sum(
+            m0, "response_total", direction="outbound")
+        s.update({"tapped_requests": req, "tapped_responses": rsp})
+        if not s["requests"] * 0.99 <= req <= s["requests"] * 1.01 + in_flight:
+            return {"fail": f"meshd did not tap this run: request_total{{direction=\"outbound\"}} grew by "
+                            f"{req:.0f}, {'wrk' if proto == 'h1' else 'h2load'} completed {s['requests']} requests"}
+        if proto == "h2":
             h2 = metric_sum(m1, "protocol_detect_total", direction="outbound", protocol="h2") - metric_sum(
                 m0, "protocol_detect_total", direction="outbound", protocol="h2")
             s["h2_connections"] = h2
@@ -430,7 +434,7 @@ def render(res, h2res, fails, h2fails, idle, meta):
                        fmt_mb(max([s.get("rss_peak_kb", 0) for s in h2res.get("meshd", {}).values()], default=0)),
                        ""))
         h2head = (f"h2, 1 connection, {H2_STREAMS} streams", "direct",
-                  "meshd outbound: relayed opaquely (h2 not terminated yet)", "meshd/direct")
+                  "meshd outbound: relayed, every stream tapped", "meshd/direct")
         h2text, h2md = nsbench.table(h2head, h2rows)
 
     other = max([s["other_pct"] for rs in (res, h2res) for n in rs for s in rs[n].values()], default=0.0)
