@@ -102,12 +102,17 @@ async def handle(reader, writer):
 SERVER_NAME = "server"
 
 
-async def serve(port, family):
-    host = "::" if family == "6" else "0.0.0.0"
-    server = await asyncio.start_server(handle, host, port, backlog=4096, reuse_address=True)
+async def serve_connections(handler, port, host="0.0.0.0"):
+    """Accepts on port, each connection to handler(reader, writer); says
+    "ready" on stdout once listening (what the tests wait for)."""
+    server = await asyncio.start_server(handler, host, port, backlog=4096, reuse_address=True)
     print("ready", flush=True)
     async with server:
         await server.serve_forever()
+
+
+async def serve(port, family):
+    await serve_connections(handle, port, "::" if family == "6" else "0.0.0.0")
 
 
 def connect(host, port, timeout=10):
@@ -479,12 +484,7 @@ def greet_serve(port):
         finally:
             writer.close()
 
-    async def run():
-        server = await asyncio.start_server(greet, "0.0.0.0", port, reuse_address=True)
-        print("ready", flush=True)
-        async with server:
-            await server.serve_forever()
-    asyncio.run(run())
+    asyncio.run(serve_connections(greet, port))
 
 
 def grpc_serve(port, fail_every):
@@ -533,12 +533,7 @@ def grpc_serve(port, fail_every):
         finally:
             writer.close()
 
-    async def run():
-        server = await asyncio.start_server(conn, "0.0.0.0", port, reuse_address=True)
-        print("ready", flush=True)
-        async with server:
-            await server.serve_forever()
-    asyncio.run(run())
+    asyncio.run(serve_connections(conn, port))
 
 
 def parse_http_response(data):

@@ -13,52 +13,14 @@
 
 #include "http/error_response.h"
 #include "http/h1_tap.h"
+#include "tests/unit/tap_recorder.h"
 
 using namespace meshd::http;
 using namespace std::literals;
 
 namespace {
 
-// Records events as text; tags are 1, 2, 3... in request order.
-class Recorder final : public TapSink {
- public:
-  void on_detected(Protocol p) noexcept override { add("detected "s + protocol_name(p)); }
-  void* on_request(const RequestHead& head) noexcept override {
-    ++issued;
-    add("request " + std::to_string(issued) + " " + std::string(head.method_name) + " " + std::string(head.target));
-    return reinterpret_cast<void*>(static_cast<uintptr_t>(issued));
-  }
-  void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t) noexcept override {
-    answer(tag);
-    add("response " + id(tag) + " " + std::to_string(status) + " ttfb=" + std::to_string(ttfb_us) +
-        (complete ? " complete" : " incomplete"));
-  }
-  void on_failure(void* tag, std::string_view error) noexcept override {
-    answer(tag);
-    add("failure " + id(tag) + " " + std::string(error));
-  }
-  void on_rejected(uint16_t status, std::string_view reason) noexcept override {
-    add("rejected " + std::to_string(status) + " " + std::string(reason));
-  }
-  void on_abandoned(std::string_view reason) noexcept override { add("abandoned " + std::string(reason)); }
-
-  // Every tag handed out was answered exactly once.
-  bool all_answered_once() const {
-    if (answers.size() != issued) return false;
-    for (const auto& [tag, n] : answers)
-      if (n != 1 || tag == 0 || tag > issued) return false;
-    return true;
-  }
-
-  std::vector<std::string> events;
-  uintptr_t issued = 0;
-  std::map<uintptr_t, int> answers;
-
- private:
-  void add(std::string e) { events.push_back(std::move(e)); }
-  static std::string id(void* tag) { return std::to_string(reinterpret_cast<uintptr_t>(tag)); }
-  void answer(void* tag) { ++answers[reinterpret_cast<uintptr_t>(tag)]; }
-};
+using Recorder = TapRecorder;
 
 std::span<const char> bytes_of(std::string_view s) { return {s.data(), s.size()}; }
 

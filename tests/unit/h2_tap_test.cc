@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "http/h2_tap.h"
+#include "tests/unit/tap_recorder.h"
 
 using namespace meshd::http;
 using namespace std::literals;
@@ -23,48 +24,6 @@ using namespace std::literals;
 namespace {
 
 constexpr std::string_view kPreface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-class Recorder final : public TapSink {
- public:
-  void on_detected(Protocol p) noexcept override { add("detected "s + protocol_name(p)); }
-  void* on_request(const RequestHead& head) noexcept override {
-    ++issued;
-    add("request " + std::to_string(issued) + " " + std::string(head.method_name) + " " + std::string(head.authority) +
-        " " + std::string(head.target));
-    return reinterpret_cast<void*>(static_cast<uintptr_t>(issued));
-  }
-  void on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept override {
-    add("head " + id(tag) + " " + std::to_string(status) + " ttfb=" + std::to_string(ttfb_us));
-  }
-  void on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t grpc) noexcept override {
-    ++answers[reinterpret_cast<uintptr_t>(tag)];
-    add("response " + id(tag) + " " + std::to_string(status) + " ttfb=" + std::to_string(ttfb_us) +
-        (complete ? " complete" : " incomplete") + (grpc >= 0 ? " grpc=" + std::to_string(grpc) : ""));
-  }
-  void on_failure(void* tag, std::string_view error) noexcept override {
-    ++answers[reinterpret_cast<uintptr_t>(tag)];
-    add("failure " + id(tag) + " " + std::string(error));
-  }
-  void on_rejected(uint16_t status, std::string_view reason) noexcept override {
-    add("rejected " + std::to_string(status) + " " + std::string(reason));
-  }
-  void on_abandoned(std::string_view reason) noexcept override { add("abandoned " + std::string(reason)); }
-
-  bool all_answered_once() const {
-    if (answers.size() != issued) return false;
-    for (const auto& [tag, n] : answers)
-      if (n != 1) return false;
-    return true;
-  }
-
-  std::vector<std::string> events;
-  uintptr_t issued = 0;
-  std::map<uintptr_t, int> answers;
-
- private:
-  void add(std::string e) { events.push_back(std::move(e)); }
-  static std::string id(void* tag) { return std::to_string(reinterpret_cast<uintptr_t>(tag)); }
-};
 
 using Fields = std::vector<std::pair<std::string, std::string>>;
 
@@ -161,7 +120,7 @@ struct Conn {
     return resp(headers(server, stream, f, end_stream));
   }
 
-  Recorder rec;
+  TapRecorder rec{true};
   H2Tap tap;
   Encoder client;
   Encoder server;
@@ -284,7 +243,7 @@ TEST_CASE("h2 tap: the same conversation read in any pieces gives the same event
     }
   }
   auto run = [&](size_t piece) {
-    Recorder rec;
+    TapRecorder rec{true};
     H2Tap tap;
     REQUIRE(tap.reset(&rec, 0));
     // All requests first, then the responses, each in pieces of `piece`.
@@ -425,7 +384,7 @@ TEST_CASE("h2 tap: a larger table allowed by SETTINGS, and blocks the tap has no
 }
 
 TEST_CASE("h2 tap: a preface whose first bytes detection held", "[h2tap]") {
-  Recorder rec;
+  TapRecorder rec{true};
   H2Tap tap;
   REQUIRE(tap.reset(&rec, 10));
   Encoder client;
