@@ -31,10 +31,11 @@ http::TapVerdict HttpTap::feed(http::TapSide side, std::span<const char> bytes, 
 }
 
 void HttpTap::start_h2() noexcept {
-  if (h2_ == nullptr) h2_.reset(new (std::nothrow) H2());
+  h2_.reset(new (std::nothrow) H2());
   // The preface's first bytes when it straddled reads (the rest is in the
   // span H1Tap is reading).
   if (h2_ == nullptr || !h2_->tap.reset(this, tap_.request_bytes_held())) {
+    h2_.reset();
     stats_->abandoned(labels_.direction, "memory");
     return;
   }
@@ -52,10 +53,16 @@ void HttpTap::end(http::TapSide side, uint64_t now_us) noexcept {
 }
 
 void HttpTap::finish(std::string_view error, uint64_t now_us) noexcept {
-  if (h2_on_)
-    h2_->tap.finish(error, now_us);
-  else
+  if (!h2_on_) {
     tap_.finish(error, now_us);
+    return;
+  }
+  h2_->tap.finish(error, now_us);
+  // The HTTP/2 state (HPACK tables, stream table) goes with its
+  // connection: the pooled tap keeps only what HTTP/1 needs, so a burst of
+  // h2 connections leaves nothing behind in the pool.
+  h2_.reset();
+  h2_on_ = false;
 }
 
 HttpTap::Request* HttpTap::take_request() noexcept {

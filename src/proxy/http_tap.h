@@ -16,7 +16,7 @@
 // Pooled per worker (Worker::take_tap) and held by a connection only while
 // it is HTTP: one pointer in every TcpForward, nothing more for opaque
 // traffic. The HTTP/2 state (two HPACK inflaters, the stream table) is
-// allocated the first time a pooled tap meets h2, and kept for reuse.
+// allocated for an h2 connection and freed when it ends.
 #pragma once
 
 #include <memory>
@@ -106,8 +106,8 @@ class HttpTap final : public http::TapSink {
   Labels labels_;
   Request requests_[http::H1Tap::kMaxPending];
   uint32_t next_request_ = 0;
-  std::unique_ptr<H2> h2_;
-  bool h2_on_ = false;  // this connection is followed as HTTP/2
+  std::unique_ptr<H2> h2_;  // while the connection is HTTP/2
+  bool h2_on_ = false;      // this connection is followed as HTTP/2
 };
 
 }  // namespace meshd::proxy
