@@ -100,6 +100,7 @@ Parsed<Page> parse_page(std::string_view body) {
     e.dst_service = std::string(v["dst_service"].as_string().value_or(""));
     e.tls = v["tls"].as_bool().value_or(false);
     if (auto s = v["status"].as_uint()) e.status = *s;
+    if (auto g = v["grpc_status"].as_uint()) e.grpc_status = *g;
     e.error = std::string(v["error"].as_string().value_or(""));
     e.latency_ms = *latency;
     page.events.push_back(std::move(e));
@@ -112,7 +113,7 @@ std::string render_text(const Event& e) {
                      (e.authority.empty() ? "-" : printable(e.authority)) + " " + printable(e.path) +
                      (e.path_truncated ? "..." : "") + " -> ";
   if (e.status)
-    line += std::to_string(*e.status);
+    line += std::to_string(*e.status) + (e.grpc_status ? " grpc-status=" + std::to_string(*e.grpc_status) : "");
   else
     line += "error " + (e.error.empty() ? std::string("unknown") : printable(e.error));
   line += " " + stat::format_ms(e.latency_ms);
@@ -137,6 +138,11 @@ std::string render_json(const Event& e) {
     j.null();
   else
     j.value(e.error);
+  j.key("grpc_status");
+  if (e.grpc_status)
+    j.value(*e.grpc_status);
+  else
+    j.null();
   j.field("latency_ms", e.latency_ms);
   j.end_object();
   return j.take() + "\n";

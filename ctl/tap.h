@@ -31,9 +31,10 @@ struct Event {
   bool path_truncated = false;
   std::string dst_service;
   bool tls = false;
-  std::optional<uint64_t> status;  // none: no response came
-  std::string error;               // why, when no response came
-  double latency_ms = 0;           // to the response head (or the failure)
+  std::optional<uint64_t> status;       // none: no response came
+  std::optional<uint64_t> grpc_status;  // a gRPC call's status
+  std::string error;                    // why, when no response came
+  double latency_ms = 0;                // to the response head (or the failure)
 };
 
 struct Page {

@@ -100,6 +100,7 @@ std::string render_tap(std::span<const metrics::TapEvents* const> workers, const
       j.field("status", static_cast<uint64_t>(e.status));
     else
       j.field("error", e.error);
+    if (e.grpc_status >= 0) j.field("grpc_status", static_cast<uint64_t>(e.grpc_status));
     j.field("latency_ms", static_cast<double>(e.latency_us) / 1000.0);
     j.end_object();
   }

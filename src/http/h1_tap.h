@@ -67,7 +67,8 @@ class TapSink {
   virtual void* on_request(const RequestHead& head) noexcept = 0;
   // The final response head to `tag` came (its body may follow): what a
   // live view shows at once, before a long body ends. on_response() or
-  // on_failure() still follows.
+  // on_failure() still follows. Not for gRPC responses, whose outcome is
+  // the status in their trailers.
   virtual void on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noexcept {
     (void)tag, (void)status, (void)ttfb_us;
   }

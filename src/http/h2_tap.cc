@@ -169,7 +169,7 @@ bool H2Tap::frame_start(TapSide side) noexcept {
       r.fragment_known = (r.flags & kPadded) == 0;
       r.fragment_begin = (r.type == kPushPromise ? 4 : (r.flags & kPriority) != 0 ? 5 : 0);
       r.fragment_end = r.length;
-      if (r.fragment_known && r.fragment_begin > r.length) {
+      if (r.fragment_begin + (r.fragment_known ? 0 : 1) > r.length) {
         failed_ = "h2_protocol";
         return false;
       }
@@ -404,7 +404,9 @@ void H2Tap::response_headers(Reader& r, uint64_t now_us) noexcept {
     s->status = static_cast<uint16_t>(f.status >= 100 && f.status <= 999 ? f.status : 0);
     s->grpc = f.grpc;
     s->ttfb_us = now_us > s->start_us ? now_us - s->start_us : 0;
-    if (s->status != 0) sink_->on_response_head(s->tag, s->status, s->ttfb_us);
+    // A gRPC call's outcome is its trailers' status: what a live view
+    // shows waits for them (on_response).
+    if (s->status != 0 && !s->grpc) sink_->on_response_head(s->tag, s->status, s->ttfb_us);
   }
   // A trailers-only gRPC response has its status in the head.
   if (f.grpc_status >= 0) s->grpc_status = static_cast<int16_t>(f.grpc_status);

@@ -85,8 +85,10 @@ TapEvents::Record* TapEvents::begin(const TapRequest& r, uint64_t now_us, uint64
   return rec;
 }
 
-void TapEvents::end(Record* r, uint16_t status, std::string_view error, uint64_t latency_us) noexcept {
+void TapEvents::end(Record* r, uint16_t status, std::string_view error, uint64_t latency_us,
+                    int32_t grpc_status) noexcept {
   r->event.status = status;
+  r->event.grpc_status = static_cast<int16_t>(status != 0 && grpc_status >= 0 && grpc_status <= 99 ? grpc_status : -1);
   r->event.error = status != 0 ? std::string_view() : error;
   r->event.latency_us = latency_us;
   push(r->event);

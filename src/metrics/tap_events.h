@@ -78,6 +78,7 @@ struct TapEvent {
   bool tls = false;             // the hop is the mesh's mutual TLS
   bool path_truncated = false;  // path holds the first kMaxPath bytes only
   uint16_t status = 0;          // 0: no response came (error says why)
+  int16_t grpc_status = -1;     // a gRPC call's status (HTTP/2 trailers); -1: not gRPC
   std::string_view error;       // static storage ("closed", "upstream_reset", ...); empty with a status
   BoundedString<kMaxMethod> method;
   BoundedString<kMaxAuthority> authority;  // lower-cased, as the metrics' label
@@ -146,9 +147,10 @@ class TapEvents {
   // request is not captured, and counted in uncaptured()).
   Record* begin(const TapRequest& r, uint64_t now_us, uint64_t unix_ms) noexcept;
   // The record's request ended: a final response head came after
-  // latency_us (status), or it failed (status 0, error: static storage).
-  // Its event enters the ring and the record is free again.
-  void end(Record* r, uint16_t status, std::string_view error, uint64_t latency_us) noexcept;
+  // latency_us (status; a gRPC call's status too, once its stream ended),
+  // or it failed (status 0, error: static storage). Its event enters the
+  // ring and the record is free again.
+  void end(Record* r, uint16_t status, std::string_view error, uint64_t latency_us, int32_t grpc_status = -1) noexcept;
 
   // --- Any thread. ---
 

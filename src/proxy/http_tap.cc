@@ -125,9 +125,10 @@ void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool com
   if (labels_.endpoint != nullptr)
     labels_.endpoint->record_response(http::response_succeeded(status, complete, grpc_status), ttfb_us, monotonic_ms(),
                                       jitter());
-  // Tunnels (101, CONNECT) end here without a head callback.
+  // Tunnels (101, CONNECT) and gRPC calls (whose status is in the
+  // trailers) end here without a head callback.
   if (r->capture != nullptr) [[unlikely]]
-    end_capture(r, status, ttfb_us);
+    end_capture(r, status, ttfb_us, grpc_status);
   put_request(r);
 }
 
@@ -140,8 +141,8 @@ void HttpTap::on_response_head(void* tag, uint16_t status, uint64_t ttfb_us) noe
     end_capture(r, status, ttfb_us);
 }
 
-void HttpTap::end_capture(Request* r, uint16_t status, uint64_t ttfb_us) noexcept {
-  events_->end(r->capture, status, {}, ttfb_us);
+void HttpTap::end_capture(Request* r, uint16_t status, uint64_t ttfb_us, int32_t grpc_status) noexcept {
+  events_->end(r->capture, status, {}, ttfb_us, grpc_status);
   r->capture = nullptr;
 }
 

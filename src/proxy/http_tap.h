@@ -95,7 +95,7 @@ class HttpTap final : public http::TapSink {
 
   uint32_t jitter() noexcept { return static_cast<uint32_t>(random_->next() >> 32); }
   // A captured request's event goes to the ring; the record is free again.
-  void end_capture(Request* r, uint16_t status, uint64_t ttfb_us) noexcept;
+  void end_capture(Request* r, uint16_t status, uint64_t ttfb_us, int32_t grpc_status = -1) noexcept;
   // The capture record of a request, when a live tap is on; else null.
   metrics::TapEvents::Record* capture(const http::RequestHead& head) noexcept;
 

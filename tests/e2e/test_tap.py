@@ -1,6 +1,7 @@
 """meshd-ctl tap, end to end: the client's outbound meshd and the server's
-inbound meshd capture a summary of each HTTP/1 request (method, authority,
-path, status or error, latency) only while a tap polls their admin
+inbound meshd capture a summary of each HTTP request (method, authority,
+path, status or error, latency; for gRPC over HTTP/2, each call with the
+grpc-status of its trailers) only while a tap polls their admin
 endpoint's /tap, and meshd-ctl tap prints them live, one line each, with
 filters applied by the proxy. Real curl through the mesh of mesh.HttpMesh
 (mutual TLS between the proxies); the taps run in the hosts' namespaces
@@ -12,7 +13,7 @@ import time
 
 import pytest
 
-from mesh import HTTP_VIP, HttpMesh, binary, stop
+from mesh import GRPC_VIP, HTTP_VIP, HttpMesh, binary, stop
 
 # Two workers: events from both are merged by the proxy's sequence numbers.
 THREADS = ("--threads", "2")
@@ -20,7 +21,8 @@ RESOLVE = ("--resolve", f"web.test:80:{HTTP_VIP}")
 # meshd-ctl tap's first poll starts the tap (requests before it are not
 # captured): how long a test waits for it after starting the command.
 TAP_START = 1.5
-LINE = re.compile(r"^req (inbound|outbound) (\S+) (\S+) (\S+) -> (\d{3}|error \S+) ([\d.]+)ms( dst=\S+)? tls=(true|false)$")
+LINE = re.compile(r"^req (inbound|outbound) (\S+) (\S+) (\S+) -> (\d{3}|error \S+)( grpc-status=\d+)? ([\d.]+)ms"
+                  r"( dst=\S+)? tls=(true|false)$")
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +94,7 @@ def test_tap_streams_each_request_with_its_status_and_latency(mesh):
     assert len(lines) == 4, lines
     parsed = [LINE.match(line) for line in lines]
     assert all(parsed), lines
-    got = [(m[1], m[2], m[3], m[4], m[5], m[7], m[8]) for m in parsed]
+    got = [(m[1], m[2], m[3], m[4], m[5], m[8], m[9]) for m in parsed]
     assert got == [
         ("outbound", "GET", "web.test", "/ok/one", "200", " dst=http.prod", "true"),
         ("outbound", "GET", "web.test", "/status/503", "503", " dst=http.prod", "true"),
@@ -100,8 +102,8 @@ def test_tap_streams_each_request_with_its_status_and_latency(mesh):
         ("outbound", "DELETE", "web.test", "/ok/two", "501", " dst=http.prod", "true"),
     ], lines
     # The latency is the time to the response head: the slow one waited.
-    assert float(parsed[2][6]) >= 300, lines[2]
-    assert float(parsed[0][6]) < 300, lines[0]
+    assert float(parsed[2][7]) >= 300, lines[2]
+    assert float(parsed[0][7]) < 300, lines[0]
 
 
 @pytest.mark.timeout(60)
@@ -128,6 +130,32 @@ def test_filters_and_json_output(mesh):
     assert len(lines) == 1 and LINE.match(lines[0]), lines
     assert lines[0].startswith("req inbound GET web.test /ok/keep/b -> 200 "), lines
     assert " dst=" not in lines[0] and lines[0].endswith(" tls=true"), lines
+
+
+@pytest.mark.timeout(60)
+def test_grpc_calls_show_their_status_from_the_trailers(mesh):
+    """Three gRPC calls over one h2c connection (nghttp): the third fails
+    with UNAVAILABLE under HTTP 200; both proxies show each call once its
+    trailers came, with their grpc-status."""
+    outbound = start_tap(mesh.client, "--max", "3", "--authority", GRPC_VIP)
+    inbound = start_tap(mesh.server, "--max", "3", "--authority", GRPC_VIP, "-o", "json")
+    r = mesh.client.ns.exec(["nghttp", "-n", "-m", "3", f"http://{GRPC_VIP}/helloworld.Greeter/SayHello"],
+                            check=False)
+    assert r.returncode == 0, r.stderr
+    rc, lines, err = finish_tap(outbound)
+    assert rc == 0, err
+    assert all(LINE.match(line) for line in lines), lines
+    assert sorted(line.split(" -> ")[1].split(" ")[1] for line in lines) == [
+        "grpc-status=0", "grpc-status=0", "grpc-status=14"], lines
+    for line in lines:
+        assert line.startswith(f"req outbound POST {GRPC_VIP} /helloworld.Greeter/SayHello -> 200 ") or \
+            line.startswith(f"req outbound GET {GRPC_VIP} /helloworld.Greeter/SayHello -> 200 "), line
+        assert " dst=grpc.prod tls=true" in line, line
+    rc, lines, err = finish_tap(inbound)
+    assert rc == 0, err
+    events = [json.loads(line) for line in lines]
+    assert sorted(e["grpc_status"] for e in events) == [0, 0, 14], lines
+    assert all(e["status"] == 200 and e["direction"] == "inbound" for e in events), lines
 
 
 @pytest.mark.timeout(60)

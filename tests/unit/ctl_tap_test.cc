@@ -39,11 +39,15 @@ TEST_CASE("tap: answers are parsed, and what is not one is refused", "[ctl-tap]"
       R"({"seq":8,"unix_ms":5,"direction":"outbound","method":"GET","authority":"api.prod","path":"/u",)"
       R"("dst_service":"api.prod","tls":true,"status":200,"latency_ms":1.8},)"
       R"({"seq":9,"unix_ms":6,"direction":"inbound","method":"POST","authority":"","path":"/x","path_truncated":true,)"
-      R"("dst_service":"","tls":false,"error":"upstream_reset","latency_ms":12.5}]})"));
+      R"("dst_service":"","tls":false,"error":"upstream_reset","latency_ms":12.5},)"
+      R"({"seq":10,"unix_ms":7,"direction":"outbound","method":"POST","authority":"greeter.prod","path":"/g.S/M",)"
+      R"("dst_service":"greeter.prod","tls":true,"status":200,"grpc_status":14,"latency_ms":0.5}]})"));
   CHECK(page.next == 9);
   CHECK(page.dropped == 2);
-  REQUIRE(page.events.size() == 2);
+  REQUIRE(page.events.size() == 3);
   CHECK(page.events[0].status == 200u);
+  CHECK_FALSE(page.events[0].grpc_status);
+  CHECK(page.events[2].grpc_status == 14u);
   CHECK(page.events[0].tls);
   CHECK_FALSE(page.events[1].status);
   CHECK(page.events[1].error == "upstream_reset");
@@ -89,6 +93,15 @@ TEST_CASE("tap: one line per event, like linkerd's", "[ctl-tap]") {
   j = meshd::test::must(meshd::parse_json(render_json(f)));
   CHECK(j["status"].is_null());
   CHECK(j["error"].as_string() == "upstream_reset");
+  CHECK(j["grpc_status"].is_null());
+
+  // A gRPC call: its status from the trailers, beside HTTP's.
+  e.path = "/helloworld.Greeter/SayHello";
+  e.grpc_status = 14;
+  CHECK(render_text(e) ==
+        "req outbound GET api.prod /helloworld.Greeter/SayHello -> 200 grpc-status=14 1.80ms dst=api.prod tls=true\n");
+  j = meshd::test::must(meshd::parse_json(render_json(e)));
+  CHECK(j["grpc_status"].as_uint() == 14u);
 }
 
 // ---- the command ------------------------------------------------------------------

@@ -507,6 +507,8 @@ TEST_CASE("http tap: HTTP/2 after the server's early SETTINGS and a preface in p
   proxy::HttpTap tap(http::Limits{});
   FastRandom random(1);
   tap.start(&stats, &random, {Direction::kInbound, {}, true, nullptr});
+  const metrics::TapEvents* ws[] = {&stats.tap};
+  uint64_t cursor = *json(admin::serve_tap(ws, "", monotonic_ms()).body)["next"].as_uint();  // a tap polls
   // The server's SETTINGS come first (forwarded already), then the
   // client's preface in two reads.
   feed(tap, http::TapSide::kResponses, h2_frame(4, 0, 0, ""), 0);
@@ -533,5 +535,12 @@ TEST_CASE("http tap: HTTP/2 after the server's early SETTINGS and a preface in p
   CHECK(s.outcome(0).grpc_status == 7);  // PERMISSION_DENIED: a failure with HTTP 200
   CHECK_FALSE(s.outcome(0).success);
   CHECK(s.latency().snapshot().count == 1);
+
+  // The live tap shows the call once its trailers came, with their status.
+  JsonValue page = json(admin::serve_tap(ws, "after=" + std::to_string(cursor), monotonic_ms()).body);
+  REQUIRE(page["events"].size() == 1);
+  CHECK(page["events"][0]["path"].as_string() == "/helloworld.Greeter/SayHello");
+  CHECK(page["events"][0]["status"].as_uint() == 200u);
+  CHECK(page["events"][0]["grpc_status"].as_uint() == 7u);
   CHECK(s.latency().snapshot().sum_ms == 2.0);  // from the request head (1000us) to the response head (3000us)
 }
