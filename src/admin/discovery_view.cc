@@ -62,6 +62,15 @@ void render_discovery_metrics(metrics::PrometheusWriter& w, const discovery::Dis
                e.health->ejections.get());
     }
   }
+  w.family("outbound_http_retries_total", "counter",
+           "HTTP requests to a destination service sent again after a retryable response (--retry-statuses); the "
+           "response the client got is in response_total, each attempt in the server's inbound metrics.");
+  for (const auto& set : sets)
+    w.sample("outbound_http_retries_total", {{"dst", set->service}}, set->stats->retries.get());
+  w.family("outbound_http_retries_refused_total", "counter",
+           "Retryable responses passed to the client because the service's retry budget was spent.");
+  for (const auto& set : sets)
+    w.sample("outbound_http_retries_refused_total", {{"dst", set->service}}, set->stats->retries_refused.get());
   auto st = client.status();
   w.family("discovery_connected", "gauge", "1 while a stream to a controller is up.");
   w.sample("discovery_connected", {{"controller", st.controller}}, static_cast<uint64_t>(st.connected ? 1 : 0));

@@ -284,6 +284,21 @@ const Setting kSettings[] = {
      "how long an HTTP/1 request waits for its response to begin, from its last byte, before the proxy answers 504 "
      "(meshd-proxy-error: request_timeout); a service's registry entry may set its own (request_timeout)",
      false, [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.request_timeout_ms, v.back(), true); }},
+    {"retry-statuses", "STATUS[,STATUS]", "503",
+     "outbound HTTP/1 responses retried when the request is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) "
+     "and small, on the same connection, within each service's retry budget (10 per second plus 20% of its "
+     "requests); 'none' for no retries",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       c.retry_statuses.clear();
+       if (v.back().text == "none") return true;
+       for (const auto& item : split_list(v.back().text)) {
+         auto n = parse_u64(item);
+         if (!n || *n < 500 || *n > 599) return error(v.back(), "'" + item + "' is not a 5xx status (500-599)");
+         c.retry_statuses.push_back(static_cast<uint16_t>(*n));
+       }
+       return true;
+     }},
     {"policy-file", "FILE", "",
      "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {

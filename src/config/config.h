@@ -77,6 +77,9 @@ struct Config {
   // An HTTP request with no response head this long after its last byte
   // is answered 504 (a service's registry entry may set its own); 0: never.
   uint64_t request_timeout_ms = 0;
+  // Outbound HTTP/1 responses with these statuses to an idempotent request
+  // are retried once more (within the service's retry budget); empty: none.
+  std::vector<uint16_t> retry_statuses{503};
   // Inbound authorization: the policy file, and the default for ports no
   // policy names (all-unauthenticated, all-authenticated or deny).
   std::string policy_file;

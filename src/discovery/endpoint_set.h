@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "base/addr.h"
+#include "http/retry.h"
 #include "metrics/histogram.h"
 #include "metrics/tcp_stats.h"
 #include "proto/registry.pb.h"
@@ -58,6 +59,11 @@ struct ServiceStats {
   const std::string name;
   metrics::TcpCounters<metrics::SharedCounter> tcp;
   metrics::TcpCounters<metrics::SharedCounter> tcp_mtls;  // those sent over the mesh's mutual TLS
+  // HTTP retries (outbound): the budget they draw on, those made, and those
+  // the budget refused (the failed response went to the client).
+  http::RetryBudget retry_budget;
+  metrics::SharedCounter retries;
+  metrics::SharedCounter retries_refused;
   // Monotonic ms of the last connection that looked this destination up;
   // the client evicts destinations nobody used for a while.
   std::atomic<uint64_t> last_used_ms{0};

@@ -152,6 +152,13 @@ class H1Tap {
   void answered(uint16_t status, uint64_t now_us) noexcept;
   // Still following the connection (not finished, rejected or opaque).
   bool active() const noexcept;
+  // For the proxy's retries: the requests waiting for responses, whether
+  // the client side is between requests (nothing of a next head read),
+  // and the oldest pending request's method.
+  uint32_t pending() const noexcept { return pending_count_; }
+  bool between_requests() const noexcept { return !stopped_ && req_state_ == State::kHead && req_head_.held == 0; }
+  Method front_method() const noexcept { return pending_[pending_first_].method; }
+  const Limits& limits() const noexcept { return limits_; }
   // Bytes held in head buffers right now (a memory gauge).
   uint32_t held_bytes() const noexcept;
   // While the client's first bytes are undecided (and during

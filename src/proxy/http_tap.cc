@@ -103,6 +103,7 @@ void HttpTap::on_tls(std::span<const char> first) noexcept {
 }
 
 void* HttpTap::on_request(const http::RequestHead& head) noexcept {
+  if (labels_.budget != nullptr) labels_.budget->deposit(monotonic_ms());
   Request& r = *take_request();
   r.series = stats_->series(labels_.direction, head.authority, labels_.dst_service, labels_.tls);
   stats_->request(r.series);

@@ -46,6 +46,7 @@ class HttpTap final : public http::TapSink {
     std::string_view dst_service;
     bool tls = false;
     discovery::EndpointHealth* endpoint = nullptr;  // the balanced endpoint; null: none
+    http::RetryBudget* budget = nullptr;            // the service's, which each request feeds; null: none
   };
   // A new connection. worker: its golden metrics and live tap; random: the
   // worker's, for the balancer's jitter.
@@ -59,8 +60,9 @@ class HttpTap final : public http::TapSink {
   // The request-timeout clock (H1Tap::awaited_since_us). HTTP/2 has none:
   // a tap cannot answer one stream of a connection it only reads.
   uint64_t awaited_since_us() const noexcept { return h2_on_ ? 0 : tap_.awaited_since_us(); }
-  // HTTP/1 only: refusals and request timeouts act on it.
+  // HTTP/1 only: refusals, request timeouts and retries act on it.
   http::H1Tap& tap() noexcept { return tap_; }
+  bool http2() const noexcept { return h2_on_; }
 
   void on_detected(http::Protocol p) noexcept override;
   void on_tls(std::span<const char> first) noexcept override;

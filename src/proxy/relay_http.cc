@@ -17,8 +17,13 @@
 //   release     -> end_tap: requests still pending are counted as failed
 #include <sys/socket.h>
 
+#include <algorithm>
+#include <cstring>
+
 #include "base/log.h"
 #include "http/error_response.h"
+#include "http/h1_parse.h"
+#include "http/retry.h"
 #include "proxy/http_tap.h"
 #include "proxy/tcp_forward.h"
 #include "proxy/worker.h"
@@ -36,10 +41,11 @@ void TcpForward::start_tap() noexcept {
   }
   tap_ = worker_->take_tap();
   if (tap_ == nullptr) return;  // out of memory: relayed untapped
-  HttpTap::Labels labels{direction_, {}, tls_, nullptr};
+  HttpTap::Labels labels{direction_, {}, tls_, nullptr, nullptr};
   if (set_) {
     labels.dst_service = set_->service;
     if (endpoint_ >= 0) labels.endpoint = set_->endpoints[static_cast<size_t>(endpoint_)].health.get();
+    labels.budget = &set_->stats->retry_budget;
   }
   tap_->start(&worker_->stats(), &worker_->random(), labels);
   // The service's own timeout (outbound: the registry's), else the proxy's.
@@ -49,6 +55,7 @@ void TcpForward::start_tap() noexcept {
 }
 
 void TcpForward::end_tap() noexcept {
+  drop_replay();
   if (tap_ == nullptr) return;
   tap_->finish(error_ == TcpError::kNone ? std::string_view("closed") : metrics::tcp_error_name(error_),
                worker_->now_us());
@@ -61,13 +68,27 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
   if (tap_ != nullptr) {
     http::TapSide side = h == kFromClient ? http::TapSide::kRequests : http::TapSide::kResponses;
     if (res > 0) {
+      // A retryable response, whole in this read: dropped, the request
+      // sent again, and the read goes on for the new response.
+      if (h == kFromUpstream && discard_ > 0 && discard_body(chunk, &res)) return kNothing;
+      if (h == kFromUpstream && replay_ != nullptr && retry_response(chunk, res)) return kNothing;
+      const bool keep = h == kFromClient && may_keep_request();
       http::TapVerdict v = tap_->feed(side, {chunk_data(chunk), static_cast<size_t>(res)}, worker_->now_us());
       if (v.kind == http::TapVerdict::kReject) {
         release_chunk(chunk);
         refuse_request(v);
         return kNothing;
       }
-      if (v.kind == http::TapVerdict::kOpaque) end_tap();  // not HTTP (any more): plain TCP from here
+      if (v.kind == http::TapVerdict::kOpaque) {
+        end_tap();  // not HTTP (any more): plain TCP from here
+      } else if (h == kFromClient) {
+        if (keep)
+          keep_request(chunk, res);
+        else
+          drop_replay();  // more from the client: what was kept is no longer the only request
+      } else {
+        drop_replay();  // the response began: the request will not be sent again
+      }
     } else if (res == 0) {
       tap_->end(side, worker_->now_us());
     }
@@ -143,6 +164,149 @@ void TcpForward::request_timed_out() noexcept {
       tap.awaited_answerable() && answer_client(504, "request_timeout", "the mesh timed out waiting for the response");
   if (answered) tap.answered(504, worker_->now_us());
   close(TcpError::kRequestTimeout, !answered, true);
+}
+
+}  // namespace meshd::proxy
+
+// --- Retries -------------------------------------------------------------------
+//
+// Outbound to a service, HTTP/1: a request the client wrote whole in one
+// read (a head and a small body, as nearly every client writes one) to an
+// idle keep-alive connection, with an idempotent method, is kept until its
+// response begins. When that response has a --retry-statuses status, its
+// head came whole in one read, its length is known (Content-Length) and the
+// server keeps the connection open, it is
+// dropped (neither the client nor the tap ever sees it; a body that follows
+// in later reads is dropped as it comes) and the request is written again
+// on the same connection, at most kMaxRetries times and
+// within the service's retry budget. The tap then pairs the request with
+// the response that finally comes: response_total shows what the client
+// got, outbound_http_retries_total the retries, and the server's inbound
+// metrics every attempt. Anything else (a response head straddling reads,
+// a close-delimited or chunked body, a request pipelined behind) is
+// passed on as it is.
+
+namespace meshd::proxy {
+
+namespace {
+constexpr uint8_t kMaxRetries = 2;
+constexpr int kMaxReplay = 16 * 1024;
+}  // namespace
+
+bool TcpForward::discard_body(int chunk, int* res) noexcept {
+  if (static_cast<uint64_t>(*res) <= discard_) {
+    discard_ -= static_cast<uint64_t>(*res);
+    release_chunk(chunk);
+    submit_recv(kFromUpstream);  // the half's read stays armed: read on
+    return true;
+  }
+  // The dropped body ends inside this read: what follows is the new
+  // response, moved to the chunk's start (the relay sends chunks whole).
+  char* p = chunk_data(chunk);
+  std::memmove(p, p + discard_, static_cast<size_t>(*res) - discard_);
+  *res -= static_cast<int>(discard_);
+  discard_ = 0;
+  return false;
+}
+
+bool TcpForward::may_keep_request() noexcept {
+  if (direction_ != metrics::Direction::kOutbound || !set_ || tap_ == nullptr || tap_->http2()) return false;
+  if (worker_->config().retry_statuses.empty()) return false;
+  const http::H1Tap& tap = tap_->tap();
+  return tap.pending() == 0 && tap.between_requests();
+}
+
+void TcpForward::keep_request(int chunk, int res) noexcept {
+  drop_replay();
+  const http::H1Tap& tap = tap_->tap();
+  // Exactly one request, read whole (its last byte went: the clock of its
+  // response runs), and nothing after it.
+  if (tap.pending() != 1 || !tap.between_requests() || tap.awaited_since_us() == 0) return;
+  if (!http::retry_safe(tap.front_method()) || res > kMaxReplay || static_cast<uint32_t>(res) > worker_->spill_size())
+    return;
+  replay_ = worker_->take_spill();
+  if (replay_ == nullptr) return;
+  std::memcpy(replay_, chunk_data(chunk), static_cast<size_t>(res));
+  replay_len_ = static_cast<uint32_t>(res);
+  retried_ = 0;
+}
+
+void TcpForward::drop_replay() noexcept {
+  if (replay_ == nullptr) return;
+  worker_->give_spill(replay_);
+  replay_ = nullptr;
+  replay_len_ = 0;
+}
+
+bool TcpForward::retry_response(int chunk, int res) noexcept {
+  http::H1Tap& tap = tap_->tap();
+  if (tap.pending() != 1 || !tap.awaited_answerable()) return false;
+  // Most responses are not retryable: their status line says so before
+  // any parsing ("HTTP/1.1 200 ...").
+  const char* p = chunk_data(chunk);
+  const auto& statuses = worker_->config().retry_statuses;
+  if (res < 12 || p[9] != '5') return false;
+  const auto quick = static_cast<uint16_t>(500 + (p[10] - '0') * 10 + (p[11] - '0'));
+  if (std::find(statuses.begin(), statuses.end(), quick) == statuses.end()) return false;
+  http::Limits limits = tap.limits();
+  http::Header storage[128];
+  limits.max_headers = std::min<uint16_t>(limits.max_headers, 128);
+  http::ResponseHead head;
+  const std::span<const char> bytes(chunk_data(chunk), static_cast<size_t>(res));
+  http::HeadResult r = http::parse_response_head(bytes, tap.front_method(), limits, &head, storage);
+  if (r.status != http::HeadStatus::kDone || head.interim || head.status != quick) return false;
+  // The whole response is here and the connection stays open after it:
+  // dropping it leaves the connection where a new response can follow.
+  const uint64_t body = head.framing.kind == http::FramingKind::kContentLength ? head.framing.length
+                        : head.framing.kind == http::FramingKind::kNone        ? 0
+                                                                               : UINT64_MAX;
+  const uint64_t here = static_cast<uint64_t>(res) - r.consumed;  // of its body, in this read
+  if (!head.keep_alive || body == UINT64_MAX || here > body) return false;
+  // Nothing else on its way to the server, so the request goes alone.
+  const RelayHalf& out = half_[kFromClient];
+  if (out.spilled() || out.chunks() > 0 || out.shutting_down() || send_op_[kFromClient].in_flight ||
+      notify_op_.in_flight || retried_ >= kMaxRetries)
+    return false;
+  discovery::ServiceStats& stats = *set_->stats;
+  if (!stats.retry_budget.withdraw(worker_->now_ms())) {
+    stats.retries_refused.inc();
+    return false;
+  }
+  stats.retries.inc();
+  ++retried_;
+  // The endpoint failed this attempt (failure accrual): the tap, which
+  // never sees it, cannot say so.
+  if (endpoint_ >= 0)
+    set_->endpoints[static_cast<size_t>(endpoint_)].health->record_response(
+        false, 0, worker_->now_ms(), static_cast<uint32_t>(worker_->random().next() >> 32));
+  LOG_DEBUG("proxy", "%s answered %u: sending the request again (%u)", target_.str().c_str(), head.status, retried_);
+  release_chunk(chunk);
+  discard_ = body - here;  // the rest of its body, still to come: dropped too
+  if (!send_again()) {
+    close(TcpError::kUpstreamReset, true, true);
+    return true;
+  }
+  // The half's read stays armed (the tap did not see this one): read on.
+  if (!closing_) submit_recv(kFromUpstream);
+  return true;
+}
+
+// The kept request goes to the server as the client half's spill, as
+// bytes the session queues do (relay.h): sent before anything the client
+// writes next, which waits behind it.
+bool TcpForward::send_again() noexcept {
+  RelayHalf& out = half_[kFromClient];
+  if (is_tls_dest(kFromClient)) {
+    const size_t before = tls_session_.out_total();
+    if (tls_session_.write(replay_, replay_len_) != transport::TlsStatus::kOk) return false;
+    run(kFromClient, out.on_spilled(static_cast<uint32_t>(tls_session_.out_total() - before)));
+    return true;
+  }
+  spill_[kFromClient] = worker_->take_spill();
+  if (spill_[kFromClient] == nullptr) return false;
+  std::memcpy(spill_[kFromClient], replay_, replay_len_);
+  run(kFromClient, out.on_spilled(replay_len_));
+  return true;
 }
 
 }  // namespace meshd::proxy

@@ -52,6 +52,10 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   early_res_ = 0;
   http_mode_ = HttpMode::kOff;
   tap_ = nullptr;
+  replay_ = nullptr;
+  replay_len_ = 0;
+  retried_ = 0;
+  discard_ = 0;
 }
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }

@@ -166,6 +166,17 @@ class TcpForward final : public io::OpOwner {
   // Puts the connection in (or out of) the worker's request-timeout list
   // after the tap saw bytes: the deadline follows the request now awaited.
   void watch_request_timeout() noexcept;
+  // Retries (relay_http.cc): an idempotent request read whole in one span
+  // is kept (replay_) until its response begins; a retryable response
+  // that came whole is dropped and the request sent again.
+  bool may_keep_request() noexcept;
+  void keep_request(int chunk, int res) noexcept;
+  bool retry_response(int chunk, int res) noexcept;
+  bool send_again() noexcept;
+  // Drops what is left of a retried response's body; true when the whole
+  // read was (else *res is what follows it, moved to the chunk's start).
+  bool discard_body(int chunk, int* res) noexcept;
+  void drop_replay() noexcept;
 
   Worker* worker_ = nullptr;
   int client_fd_ = -1;
@@ -215,7 +226,11 @@ class TcpForward final : public io::OpOwner {
   int early_res_ = 0;
 
   HttpMode http_mode_ = HttpMode::kOff;
-  HttpTap* tap_ = nullptr;           // while the connection is followed as HTTP/1
+  HttpTap* tap_ = nullptr;  // while the connection is followed as HTTP
+  char* replay_ = nullptr;  // the request awaiting its response, kept to send again (a spill buffer)
+  uint32_t replay_len_ = 0;
+  uint8_t retried_ = 0;              // times it was sent again
+  uint64_t discard_ = 0;             // body bytes of a retried response still to drop
   uint32_t request_timeout_ms_ = 0;  // for tap_'s requests; 0: none
 };
 

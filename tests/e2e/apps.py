@@ -333,13 +333,23 @@ def http_get(url):
 # apps.py greet PORT: a server that speaks first ("HELLO <port>\r\n" as soon
 # as a client connects), then echoes.
 
-def http_serve(port, log_path, fail_status=0):
+def http_serve(port, log_path, fail_status=0, fail_every=1):
+    """The HTTP/1.1 backend. With fail_status, every fail_every-th request
+    it serves (all of them by default) is answered fail_status instead."""
     # Imported here: the other apps need none of it, and start faster.
     import http.client
     import http.server
     import threading
 
     log, log_lock = open(log_path, "a"), threading.Lock()
+    served = [0]
+
+    def failing():
+        if not fail_status:
+            return False
+        with log_lock:
+            served[0] += 1
+            return served[0] % fail_every == 0
 
     class HttpBackend(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -397,7 +407,7 @@ def http_serve(port, log_path, fail_status=0):
             # Every request's body is read whole, whatever the route: what
             # is left of it would be taken for the next request.
             body = b"" if upgrade else self.read_body()
-            if fail_status:
+            if failing():
                 self.answer(fail_status, f"status {fail_status}\n".encode(), send_body=not head)
             elif path.startswith("/ok"):
                 self.answer(200, f"ok {path}\n".encode(), send_body=not head)
@@ -813,7 +823,7 @@ def main():
         agent()
         return
     if mode == "http-serve":
-        http_serve(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 0)
+        http_serve(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 0, int(args[3]) if len(args) > 3 else 1)
         return
     if mode == "grpc-serve":
         grpc_serve(int(args[0]), int(args[1]) if len(args) > 1 else 0)

@@ -405,6 +405,7 @@ FLAKY_VIP = "10.96.0.22"  # flaky.prod: the HTTP backend, and one that answers 5
 NGINX_VIP = "10.96.0.23"  # nginx.prod: Debian's nginx, HTTP/1.1
 H2C_VIP = "10.96.0.24"    # h2c.prod: the same nginx, HTTP/2 with prior knowledge (h2c)
 GRPC_VIP = "10.96.0.25"   # grpc.prod: apps.py grpc-serve, gRPC over h2c, every third call UNAVAILABLE
+RETRY_VIP = "10.96.0.26"  # retry.prod: an HTTP backend answering 503 to every third request
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -440,6 +441,11 @@ virtual_addresses = ["{H2C_VIP}:80"]
 name = "grpc.prod"
 ports = [8086]
 virtual_addresses = ["{GRPC_VIP}:80"]
+
+[[service]]
+name = "retry.prod"
+ports = [8087]
+virtual_addresses = ["{RETRY_VIP}:80"]
 """
 
 # Debian's nginx as a real server: one process (no master, no workers to
@@ -550,7 +556,9 @@ class HttpMesh(Cluster):
     serves self.www (index.html, big.bin) as nginx.prod (NGINX_VIP:80,
     HTTP/1.1 on 8084) and h2c.prod (H2C_VIP:80, HTTP/2 on 8085). A gRPC-shaped
     h2c server (apps.py grpc-serve) on 8086 is grpc.prod (GRPC_VIP:80): every
-    third call of a connection ends UNAVAILABLE. meshd_flags go to both meshds,
+    third call of a connection ends UNAVAILABLE. Another HTTP backend on 8087,
+    retry.prod (RETRY_VIP:80), answers 503 to every third request it gets
+    (the client's proxy retries them). meshd_flags go to both meshds,
     client_flags to the client's only. Built from Cluster's parts; Cluster itself is
     unchanged."""
 
@@ -581,7 +589,7 @@ class HttpMesh(Cluster):
                                     "--register", "greet.prod=9500", "--register", "timed.prod=8080",
                                     "--register", "flaky.prod=8080", "--register", "flaky.prod=8083",
                                     "--register", "nginx.prod=8084", "--register", "h2c.prod=8085",
-                                    "--register", "grpc.prod=8086",
+                                    "--register", "grpc.prod=8086", "--register", "retry.prod=8087",
                                     *self.identity_flags(self.server))
             self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
                                     *client_flags)
@@ -601,7 +609,8 @@ class HttpMesh(Cluster):
     def start_backends(self):
         errors = os.path.join(self.workdir.name, "backends.err")
         for argv in (["http-serve", "8080", self.backend_log], ["http-serve", "8083", self.backend_log, "503"],
-                     ["greet", "9500"], ["greet", "3306"], ["grpc-serve", "8086", "3"]):
+                     ["greet", "9500"], ["greet", "3306"], ["grpc-serve", "8086", "3"],
+                     ["http-serve", "8087", os.path.join(self.workdir.name, "retry.log"), "503", "3"]):
             with open(errors, "a") as f:  # stderr to a file: a pipe nobody reads could fill and block
                 p = self.server.ns.spawn([PYTHON, APPS] + argv, stderr=f)
             if p.stdout.readline().strip() != "ready":
@@ -638,7 +647,7 @@ class HttpMesh(Cluster):
         for h in (self.client, self.server):
             wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
         want = {"http.prod": 1, "greet.prod": 1, "timed.prod": 1, "flaky.prod": 2, "nginx.prod": 1, "h2c.prod": 1,
-                "grpc.prod": 1}
+                "grpc.prod": 1, "retry.prod": 1}
         wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == k for n, k in want.items()), 15,
                  "the server's registrations")
 

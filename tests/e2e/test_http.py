@@ -18,7 +18,7 @@ import pytest
 import hashlib
 import os
 
-from mesh import FLAKY_VIP, GRPC_VIP, H2C_VIP, HTTP_VIP, NGINX_VIP, TIMED_VIP, HttpMesh, binary, wait_for
+from mesh import FLAKY_VIP, GRPC_VIP, H2C_VIP, HTTP_VIP, RETRY_VIP, NGINX_VIP, TIMED_VIP, HttpMesh, binary, wait_for
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -119,11 +119,14 @@ class Delta:
         return out_labels(authority, service) if direction == "outbound" else in_labels(authority)
 
 
-def golden(d, authority, requests, responses):
+def golden(d, authority, requests, responses, inbound=None):
     """Asserts that request_total, response_total (responses: {(status,
     classification): count}) and the latency histogram's count went up as
-    expected on both proxies for `authority`."""
+    expected on both proxies for `authority`; inbound: (requests, responses)
+    for the server's proxy when they differ (it counts every retry)."""
     for direction in ("outbound", "inbound"):
+        if direction == "inbound" and inbound is not None:
+            requests, responses = inbound
         labels = d.labels(direction, authority)
         got = {"requests": d.value(direction, "request_total", labels),
                "latency": d.value(direction, "response_latency_ms_count", labels),
@@ -213,8 +216,13 @@ def test_http_client_uploads_head_204_304_expect_and_503_on_one_connection(mesh)
     d.take()
     # HEAD's Content-Length, 204 and 304 frame no body: were they read as
     # having one, the responses after them would not pair up.
-    golden(d, "suite.test", 7, {(200, "success"): 4, (204, "success"): 1, (304, "success"): 1,
-                                (503, "failure"): 1, (100, "success"): 0, (100, "failure"): 0})
+    # The GET answered 503 was sent twice more by the client's proxy (the
+    # default --retry-statuses), answered 503 each time: the server's proxy
+    # counts all three, the client's the one the client got.
+    want = {(200, "success"): 4, (204, "success"): 1, (304, "success"): 1, (503, "failure"): 1,
+            (100, "success"): 0, (100, "failure"): 0}
+    golden(d, "suite.test", 7, want, inbound=(9, {**want, (503, "failure"): 3}))
+    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
 
 
 @pytest.mark.timeout(60)
@@ -538,6 +546,41 @@ def test_grpc_status_in_trailers_decides_success(mesh):
                          grpc_status="14", classification="failure")
         assert (ok, failed) == (6, 3), side
     assert d.total("outbound", "response_total", dst_service="grpc.prod", classification="failure") == 3
+
+
+def test_a_503_to_every_third_request_is_retried_within_budget(mesh):
+    """retry.prod answers 503 to every third request it gets. 30 GETs on one
+    keep-alive connection all succeed for the client: its proxy drops each
+    503 and sends the request again (the same connection, the same server).
+    The server's proxy counts every attempt, so the two proxies show the
+    success rate before retries (inbound) and after (outbound); the retries
+    are counted apart. POST is not idempotent: its 503s reach the client."""
+    d = Delta(mesh)
+    out = curl(mesh.client, *[a for i in range(30) for a in ("-o", "/dev/null", f"http://{RETRY_VIP}/ok/{i}")])
+    codes = re.findall(r"<<(\d+) (\d+)>>", out)
+    assert [c for _, c in codes] == ["200"] * 30, out
+    assert sum(int(n) for n, _ in codes) == 1, out  # one connection, kept alive
+    d.until(lambda d: d.total("inbound", "response_total", direction="inbound", authority=RETRY_VIP) >= 30)
+    retries = d.total("outbound", "outbound_http_retries_total", dst="retry.prod")
+    # Every third of the 30 + retries requests the server got was a 503.
+    assert retries == (30 + retries) // 3 and retries >= 14, retries
+    assert d.total("outbound", "request_total", direction="outbound", authority=RETRY_VIP) == 30
+    assert d.total("outbound", "response_total", direction="outbound", authority=RETRY_VIP, status_code="200",
+                   classification="success") == 30
+    assert d.total("outbound", "response_total", direction="outbound", authority=RETRY_VIP, status_code="503") == 0
+    assert d.total("inbound", "request_total", direction="inbound", authority=RETRY_VIP) == 30 + retries
+    assert d.total("inbound", "response_total", direction="inbound", authority=RETRY_VIP, status_code="503",
+                   classification="failure") == retries
+    assert d.total("outbound", "outbound_http_retries_refused_total", dst="retry.prod") == 0
+
+    d = Delta(mesh)
+    out = curl(mesh.client, *[a for i in range(6) for a in ("-o", "/dev/null", "-X", "POST", "-d", "x",
+                                                             f"http://{RETRY_VIP}/ok/post{i}")])
+    codes = [c for _, c in re.findall(r"<<(\d+) (\d+)>>", out)]
+    assert codes.count("503") == 2 and codes.count("200") == 4, out
+    d.until(lambda d: d.total("outbound", "response_total", direction="outbound", authority=RETRY_VIP) >= 6)
+    assert d.total("outbound", "outbound_http_retries_total", dst="retry.prod") == 0
+    assert d.total("outbound", "response_total", direction="outbound", authority=RETRY_VIP, status_code="503") == 2
 
 
 # Last of the tests on the shared mesh: it fills the proxies' authority

@@ -140,6 +140,16 @@ TEST_CASE("config: errors name the setting, the source and the value") {
   REQUIRE(load_args({"--request-timeout", "1500ms"})->config.request_timeout_ms == 1500);
   REQUIRE(load_args({})->config.request_timeout_ms == 0);  // no timeout unless asked: long polls and streams work
 
+  e = load_args({"--retry-statuses", "503,404"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("--retry-statuses") != std::string::npos);
+  REQUIRE(e.error().find("'404' is not a 5xx status") != std::string::npos);
+  REQUIRE_FALSE(load_args({"--retry-statuses", "5o3"}));
+  REQUIRE(load_args({})->config.retry_statuses == std::vector<uint16_t>{503});
+  REQUIRE(load_args({"--retry-statuses", "502, 503,504"})->config.retry_statuses ==
+          std::vector<uint16_t>{502, 503, 504});
+  REQUIRE(load_args({"--retry-statuses", "none"})->config.retry_statuses.empty());
+
   e = load_args({"--forward", "127.0.0.1:9000=127.0.0.1:9000", "--outbound-listen", "off"});
   REQUIRE_FALSE(e);
   REQUIRE(e.error().find("loop") != std::string::npos);
