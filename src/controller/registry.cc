@@ -83,6 +83,11 @@ Parsed<bool> validate(const proto::Entry& e) {
     if (e.definition().request_timeout_ms() > 3'600'000)
       return invalid("service '" + e.service() + "': request timeout " +
                      std::to_string(e.definition().request_timeout_ms()) + " ms is over an hour");
+    if (e.definition().retry_statuses_size() > 16)
+      return invalid("service '" + e.service() + "': more than 16 retry statuses");
+    for (uint32_t status : e.definition().retry_statuses())
+      if (status < 500 || status > 599)
+        return invalid("service '" + e.service() + "': retry status " + std::to_string(status) + " is not 500-599");
     return true;
   }
   if (policy::is_policy_key(e.endpoint())) return validate_policy_entry(e);

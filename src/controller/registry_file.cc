@@ -40,6 +40,19 @@ Parsed<uint32_t> request_timeout_of(const std::string& path, const toml::node& n
   return static_cast<uint32_t>(*ms);
 }
 
+// A service's own retryable statuses: [502, 503]; [] for no retries.
+Parsed<bool> retry_statuses_of(const std::string& path, const toml::node& n, proto::Service* def) {
+  const toml::array* a = n.as_array();
+  if (a == nullptr) return invalid(at(path, n) + "retry_statuses must be an array of 5xx statuses, such as [503]");
+  for (const toml::node& s : *a) {
+    auto v = s.value<int64_t>();
+    if (!v || *v < 500 || *v > 599) return invalid(at(path, s) + "a retry status must be 500-599");
+    def->add_retry_statuses(static_cast<uint32_t>(*v));
+  }
+  def->set_retry_statuses_set(true);
+  return true;
+}
+
 Parsed<proto::Entry> endpoint_of(const std::string& path, const std::string& service, const toml::node& node) {
   const toml::table* t = node.as_table();
   if (t == nullptr) return invalid(at(path, node) + "an endpoint must be a table");
@@ -109,7 +122,8 @@ Parsed<std::vector<proto::Entry>> parse_registry_file(std::string_view text, con
     const toml::table* t = node.as_table();
     if (t == nullptr) return invalid(at(path, node) + "each service must be a table ([[service]])");
     if (auto r = known_keys(path, *t,
-                            {"name", "ports", "virtual_addresses", "protocol", "request_timeout", "endpoint", "policy"},
+                            {"name", "ports", "virtual_addresses", "protocol", "request_timeout", "retry_statuses",
+                             "endpoint", "policy"},
                             "a service");
         !r)
       return invalid(r.error());
@@ -153,6 +167,9 @@ Parsed<std::vector<proto::Entry>> parse_registry_file(std::string_view text, con
       auto ms = request_timeout_of(path, *rt);
       if (!ms) return invalid(ms.error());
       def->set_request_timeout_ms(*ms);
+    }
+    if (const toml::node* rs = t->get("retry_statuses")) {
+      if (auto r = retry_statuses_of(path, *rs, def); !r) return invalid(r.error());
     }
     if (auto r = validate(svc); !r) return invalid(at(path, node) + r.error());
     if (!seen.insert(key_of(svc)).second) return invalid(at(path, node) + "service '" + *name + "' is defined twice");

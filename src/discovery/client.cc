@@ -527,6 +527,8 @@ std::shared_ptr<const EndpointSet> DiscoveryClient::build_set(const std::string&
   set->stale = !s.fresh;
   set->opaque = s.definition.protocol() == proto::PROTOCOL_OPAQUE;
   set->request_timeout_ms = s.definition.request_timeout_ms();
+  set->retry_statuses_set = s.definition.retry_statuses_set();
+  for (uint32_t status : s.definition.retry_statuses()) set->retry_statuses.push_back(static_cast<uint16_t>(status));
   set->stats = s.stats;
   for (const auto& [port, p] : s.policies) set->policies.push_back(p);
   for (const auto& [addr, e] : s.endpoints) {

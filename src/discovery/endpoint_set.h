@@ -90,6 +90,8 @@ struct EndpointSet {
   bool stale = false;               // learned on a stream that has since ended; not yet confirmed
   bool opaque = false;              // the registry's protocol hint: never look at its bytes (server speaks first)
   uint32_t request_timeout_ms = 0;  // the registry's HTTP request timeout; 0: the proxy's own
+  bool retry_statuses_set = false;  // the registry's retryable statuses (else the proxy's --retry-statuses)
+  std::vector<uint16_t> retry_statuses;
   std::vector<Endpoint> endpoints;
   std::shared_ptr<ServiceStats> stats;         // never null
   std::vector<proto::InboundPolicy> policies;  // for the service's endpoints, by port

@@ -267,7 +267,7 @@ TapVerdict H1Tap::request_head(std::span<const char>* bytes, uint64_t now_us) no
   void* tag = sink_->on_request(head);
   release(req_head_);
   const bool tunnel = head.upgrade || head.method == Method::kConnect;
-  pending_[(pending_first_ + pending_count_) % kMaxPending] = {tag, head.method, tunnel, now_us, 0, 0};
+  pending_[(pending_first_ + pending_count_) % kMaxPending] = {tag, head.method, tunnel, head.keep_alive, now_us, 0, 0};
   ++pending_count_;
   tunnel_pending_ = tunnel;
   req_body_ = BodyFramer(head.framing, limits_.max_head);

@@ -153,11 +153,14 @@ class H1Tap {
   // Still following the connection (not finished, rejected or opaque).
   bool active() const noexcept;
   // For the proxy's retries: the requests waiting for responses, whether
-  // the client side is between requests (nothing of a next head read),
-  // and the oldest pending request's method.
+  // the client side is between requests (nothing of a next head read; or
+  // nothing read at all yet), and the oldest pending request's method.
   uint32_t pending() const noexcept { return pending_count_; }
-  bool between_requests() const noexcept { return !stopped_ && req_state_ == State::kHead && req_head_.held == 0; }
+  bool between_requests() const noexcept {
+    return !stopped_ && (req_state_ == State::kHead || req_state_ == State::kDetect) && req_head_.held == 0;
+  }
   Method front_method() const noexcept { return pending_[pending_first_].method; }
+  bool front_keeps_alive() const noexcept { return pending_[pending_first_].keep_alive; }
   const Limits& limits() const noexcept { return limits_; }
   // Bytes held in head buffers right now (a memory gauge).
   uint32_t held_bytes() const noexcept;
@@ -179,7 +182,8 @@ class H1Tap {
   struct Pending {
     void* tag = nullptr;
     Method method = Method::kOther;
-    bool upgrade = false;  // the request asked to switch protocols
+    bool upgrade = false;     // the request asked to switch protocols
+    bool keep_alive = false;  // the request lets the connection go on after its response
     uint64_t start_us = 0;
     uint64_t ttfb_us = 0;  // set when the final response head came
     uint64_t end_us = 0;   // set when the request's last byte went

@@ -26,7 +26,9 @@ uint64_t RetryBudget::sum(uint64_t now_ms, std::atomic<uint32_t> Slot::*field) c
   return total;
 }
 
-void RetryBudget::deposit(uint64_t now_ms) noexcept { current(now_ms).requests.fetch_add(1, std::memory_order_relaxed); }
+void RetryBudget::deposit(uint64_t now_ms) noexcept {
+  current(now_ms).requests.fetch_add(1, std::memory_order_relaxed);
+}
 
 bool RetryBudget::withdraw(uint64_t now_ms) noexcept {
   const uint64_t allowed = uint64_t{kMinPerSecond} * kWindowSeconds + requests(now_ms) * kRatioPercent / 100;

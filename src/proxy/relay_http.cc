@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "base/log.h"
@@ -89,6 +90,9 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
       } else {
         drop_replay();  // the response began: the request will not be sent again
       }
+    } else if (h == kFromUpstream && replay_ != nullptr && retried_ > 0 && res != -ENOBUFS && res != -EINTR &&
+               res != -EAGAIN && retry_lost()) {
+      return kNothing;  // the server went away (end of stream or reset) before answering the retried request
     } else if (res == 0) {
       tap_->end(side, worker_->now_us());
     }
@@ -209,9 +213,14 @@ bool TcpForward::discard_body(int chunk, int* res) noexcept {
   return false;
 }
 
+// The service's retryable statuses (the registry's), else the proxy's.
+const std::vector<uint16_t>& TcpForward::retry_statuses() const noexcept {
+  return set_ && set_->retry_statuses_set ? set_->retry_statuses : worker_->config().retry_statuses;
+}
+
 bool TcpForward::may_keep_request() noexcept {
   if (direction_ != metrics::Direction::kOutbound || !set_ || tap_ == nullptr || tap_->http2()) return false;
-  if (worker_->config().retry_statuses.empty()) return false;
+  if (retry_statuses().empty()) return false;
   const http::H1Tap& tap = tap_->tap();
   return tap.pending() == 0 && tap.between_requests();
 }
@@ -244,7 +253,7 @@ bool TcpForward::retry_response(int chunk, int res) noexcept {
   // Most responses are not retryable: their status line says so before
   // any parsing ("HTTP/1.1 200 ...").
   const char* p = chunk_data(chunk);
-  const auto& statuses = worker_->config().retry_statuses;
+  const auto& statuses = retry_statuses();
   if (res < 12 || p[9] != '5') return false;
   const auto quick = static_cast<uint16_t>(500 + (p[10] - '0') * 10 + (p[11] - '0'));
   if (std::find(statuses.begin(), statuses.end(), quick) == statuses.end()) return false;
@@ -261,7 +270,8 @@ bool TcpForward::retry_response(int chunk, int res) noexcept {
                         : head.framing.kind == http::FramingKind::kNone        ? 0
                                                                                : UINT64_MAX;
   const uint64_t here = static_cast<uint64_t>(res) - r.consumed;  // of its body, in this read
-  if (!head.keep_alive || body == UINT64_MAX || here > body) return false;
+  // (Both sides must keep it: a request's "Connection: close" ends it too.)
+  if (!head.keep_alive || !tap.front_keeps_alive() || body == UINT64_MAX || here > body) return false;
   // Nothing else on its way to the server, so the request goes alone.
   const RelayHalf& out = half_[kFromClient];
   if (out.spilled() || out.chunks() > 0 || out.shutting_down() || send_op_[kFromClient].in_flight ||
@@ -288,6 +298,20 @@ bool TcpForward::retry_response(int chunk, int res) noexcept {
   }
   // The half's read stays armed (the tap did not see this one): read on.
   if (!closing_) submit_recv(kFromUpstream);
+  return true;
+}
+
+// The server closed or reset the connection before answering a request
+// sent again: the client is answered 502 rather than left with nothing
+// (the dropped response was a failure too). False when an answer cannot
+// go cleanly now; the connection then ends as any other would.
+bool TcpForward::retry_lost() noexcept {
+  http::H1Tap& tap = tap_->tap();
+  if (tap.pending() != 1 || !tap.awaited_answerable()) return false;
+  if (!answer_client(502, "retry_failed", "the server closed the connection before answering the retried request"))
+    return false;
+  tap.answered(502, worker_->now_us());
+  close(TcpError::kUpstreamReset, false, true);
   return true;
 }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <memory>
 #include <string_view>
+#include <vector>
 
 #include "base/addr.h"
 #include "base/intrusive_list.h"
@@ -169,10 +170,12 @@ class TcpForward final : public io::OpOwner {
   // Retries (relay_http.cc): an idempotent request read whole in one span
   // is kept (replay_) until its response begins; a retryable response
   // that came whole is dropped and the request sent again.
+  const std::vector<uint16_t>& retry_statuses() const noexcept;
   bool may_keep_request() noexcept;
   void keep_request(int chunk, int res) noexcept;
   bool retry_response(int chunk, int res) noexcept;
   bool send_again() noexcept;
+  bool retry_lost() noexcept;
   // Drops what is left of a retried response's body; true when the whole
   // read was (else *res is what follows it, moved to the chunk's start).
   bool discard_body(int chunk, int* res) noexcept;

@@ -329,6 +329,7 @@ def http_get(url):
 #   /upload           200 {"length": n, "sha256": hex} of the request body (CL or chunked)
 #   /upgrade          101 Switching Protocols (Upgrade: websocket), then echoes raw bytes
 #   /hangup           closes without answering
+#   /503-then-hangup  503 (the connection kept) the first time on a connection; closes without answering after
 #   /reset            resets without answering
 # apps.py greet PORT: a server that speaks first ("HELLO <port>\r\n" as soon
 # as a client connects), then echoes.
@@ -444,6 +445,12 @@ def http_serve(port, log_path, fail_status=0, fail_every=1):
                 self.close_connection = True
             elif path == "/hangup":
                 self.close_connection = True
+            elif path == "/503-then-hangup":
+                if getattr(self, "answered_503", False):
+                    self.close_connection = True
+                else:
+                    self.answered_503 = True
+                    self.answer(503, b"status 503\n", send_body=not head)
             elif path == "/reset":
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.server.resets.add(self.connection)  # closed without the FIN of a shutdown first

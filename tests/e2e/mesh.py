@@ -431,6 +431,7 @@ virtual_addresses = ["{FLAKY_VIP}:80"]
 name = "nginx.prod"
 ports = [8084]
 virtual_addresses = ["{NGINX_VIP}:80"]
+retry_statuses = []
 
 [[service]]
 name = "h2c.prod"

@@ -582,6 +582,42 @@ def test_a_503_to_every_third_request_is_retried_within_budget(mesh):
     assert d.total("outbound", "outbound_http_retries_total", dst="retry.prod") == 0
     assert d.total("outbound", "response_total", direction="outbound", authority=RETRY_VIP, status_code="503") == 2
 
+    # The first request of a connection too; a 503 every time is sent twice
+    # more, then the client gets it.
+    d = Delta(mesh)
+    out = curl(mesh.client, "-H", "Host: first.test", f"http://{HTTP_VIP}/status/503")
+    assert "<<1 503>>" in out, out
+    d.until(lambda d: d.value("inbound", "request_total", in_labels("first.test")) >= 3)
+    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
+    assert d.value("outbound", "request_total", out_labels("first.test")) == 1
+    assert d.value("inbound", "request_total", in_labels("first.test")) == 3
+
+
+def test_a_retry_the_server_hangs_up_on_is_answered_502(mesh):
+    """The server answers 503 (keeping the connection), then closes it when
+    the request comes again: the client gets a 502 saying so rather than a
+    connection that ends with no answer."""
+    d = Delta(mesh)
+    out = curl(mesh.client, "-i", "-H", "Host: hangup.test", f"http://{HTTP_VIP}/503-then-hangup")
+    assert "<<1 502>>" in out and "meshd-proxy-error: retry_failed" in out, out
+    d.until(lambda d: d.value("outbound", "response_total", {**out_labels("hangup.test"), "status_code": "502",
+                                                             "classification": "failure"}) == 1)
+    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 1
+    assert d.value("outbound", "request_total", out_labels("hangup.test")) == 1
+    assert d.value("outbound", "response_total", {**out_labels("hangup.test"), "status_code": "502",
+                                                  "classification": "failure"}) == 1
+
+
+def test_a_service_whose_registry_entry_says_no_retries_is_not_retried(mesh):
+    """nginx.prod's registry entry has retry_statuses = []: its 503 goes to
+    the client at once, whatever the proxy's --retry-statuses."""
+    d = Delta(mesh)
+    out = curl(mesh.client, "-H", "Host: noretry.test", f"http://{NGINX_VIP}/status/503")
+    assert "<<1 503>>" in out, out
+    d.until(lambda d: d.value("inbound", "request_total", in_labels("noretry.test")) >= 1)
+    assert d.total("outbound", "outbound_http_retries_total", dst="nginx.prod") == 0
+    assert d.value("inbound", "request_total", in_labels("noretry.test")) == 1
+
 
 # Last of the tests on the shared mesh: it fills the proxies' authority
 # tables (requests with authorities new after it are counted under "").

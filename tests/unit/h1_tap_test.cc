@@ -764,3 +764,19 @@ TEST_CASE("h1tap: the error response cuts its message to fit, or writes nothing"
     if (cl - 1 < message.size()) CHECK(n + 1 >= size);
   }
 }
+
+TEST_CASE("h1tap: what the proxy's retries ask of it", "[h1tap]") {
+  Conn c;
+  CHECK(c.tap.between_requests());  // nothing read yet: the first request may be kept
+  CHECK(c.req("GE").kind == TapVerdict::kPass);
+  CHECK_FALSE(c.tap.between_requests());
+  CHECK(c.req("T /a HTTP/1.1\r\nHost: x\r\n\r\n").kind == TapVerdict::kPass);
+  CHECK(c.tap.pending() == 1);
+  CHECK(c.tap.between_requests());
+  CHECK(c.tap.front_method() == Method::kGet);
+  CHECK(c.tap.awaited_since_us() != 0);  // sent whole
+  CHECK(c.req("POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nab").kind == TapVerdict::kPass);
+  CHECK(c.tap.pending() == 2);
+  CHECK_FALSE(c.tap.between_requests());  // in the POST's body
+  CHECK(c.tap.front_method() == Method::kGet);
+}

@@ -16,6 +16,7 @@ ports = [80]
 virtual_addresses = ["10.96.0.10:80"]
 protocol = "http1"
 request_timeout = "2500ms"
+retry_statuses = [502, 503]
 
   [[service.endpoint]]
   address = "10.0.0.7:8080"
@@ -50,6 +51,10 @@ TEST_CASE("registry file: services and endpoints become entries") {
   REQUIRE(web.definition().protocol() == proto::PROTOCOL_HTTP1);
   REQUIRE(web.definition().request_timeout_ms() == 2500);
   REQUIRE((*r)[3].definition().request_timeout_ms() == 0);  // unset: the proxy's own
+  REQUIRE(web.definition().retry_statuses_set());
+  REQUIRE(web.definition().retry_statuses_size() == 2);
+  REQUIRE(web.definition().retry_statuses(1) == 503);
+  REQUIRE_FALSE((*r)[3].definition().retry_statuses_set());  // unset: the proxy's --retry-statuses
   REQUIRE(web.definition().virtual_addresses(0) == "10.96.0.10:80");
   const auto& ep = (*r)[1].address_of();
   REQUIRE(ep.address() == "10.0.0.7:8080");
@@ -76,6 +81,10 @@ TEST_CASE("registry file: every error names the line") {
   REQUIRE(error_of("[[service]]\nname = \"web\"\nrequest_timeout = \"2h\"\n").find("between 1ms and 1h") !=
           std::string::npos);
   REQUIRE(error_of("[[service]]\nname = \"web\"\nrequest_timeout = 2000\n").rfind("reg.toml:3:", 0) == 0);
+  REQUIRE(error_of("[[service]]\nname = \"web\"\nretry_statuses = [503, 404]\n") ==
+          "reg.toml:3: a retry status must be 500-599");
+  REQUIRE(error_of("[[service]]\nname = \"web\"\nretry_statuses = 503\n").find("must be an array") !=
+          std::string::npos);
   REQUIRE(error_of("[[service]]\nname = \"a\"\n[[service]]\nname = \"a\"\n").find("defined twice") !=
           std::string::npos);
   REQUIRE(error_of("servce = 1\n").rfind("reg.toml:1: unknown key 'servce'", 0) == 0);

@@ -119,6 +119,15 @@ TEST_CASE("registry: validation names the field and the value") {
   svc.mutable_definition()->add_ports(80);
   svc.mutable_definition()->add_virtual_addresses("10.96.0.10:80");
   REQUIRE(controller::validate(svc));
+  // Retry statuses come from the API too: 5xx only, and a few.
+  proto::Entry retry = svc;
+  retry.mutable_definition()->add_retry_statuses(503);
+  REQUIRE(controller::validate(retry));
+  retry.mutable_definition()->add_retry_statuses(200);
+  REQUIRE(controller::validate(retry).error().find("retry status 200") != std::string::npos);
+  retry = svc;
+  for (int i = 0; i < 17; ++i) retry.mutable_definition()->add_retry_statuses(503);
+  REQUIRE(controller::validate(retry).error().find("more than 16") != std::string::npos);
   svc.mutable_definition()->add_ports(70000);
   REQUIRE(controller::validate(svc).error().find("70000") != std::string::npos);
 }
