@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 
 #include "base/log.h"
 #include "http/error_response.h"
@@ -233,7 +234,9 @@ void TcpForward::keep_request(int chunk, int res) noexcept {
   if (tap.pending() != 1 || !tap.between_requests() || tap.awaited_since_us() == 0) return;
   if (!http::retry_safe(tap.front_method()) || res > kMaxReplay || static_cast<uint32_t>(res) > worker_->spill_size())
     return;
-  replay_ = worker_->take_spill();
+  // Its own size (most requests are a few hundred bytes): a connection
+  // keeps it only while the request awaits its response.
+  replay_ = new (std::nothrow) char[static_cast<size_t>(res)];
   if (replay_ == nullptr) return;
   std::memcpy(replay_, chunk_data(chunk), static_cast<size_t>(res));
   replay_len_ = static_cast<uint32_t>(res);
@@ -242,7 +245,7 @@ void TcpForward::keep_request(int chunk, int res) noexcept {
 
 void TcpForward::drop_replay() noexcept {
   if (replay_ == nullptr) return;
-  worker_->give_spill(replay_);
+  delete[] replay_;
   replay_ = nullptr;
   replay_len_ = 0;
 }

@@ -230,7 +230,7 @@ class TcpForward final : public io::OpOwner {
 
   HttpMode http_mode_ = HttpMode::kOff;
   HttpTap* tap_ = nullptr;  // while the connection is followed as HTTP
-  char* replay_ = nullptr;  // the request awaiting its response, kept to send again (a spill buffer)
+  char* replay_ = nullptr;  // the request awaiting its response, kept to send again (replay_len_ bytes)
   uint32_t replay_len_ = 0;
   uint8_t retried_ = 0;              // times it was sent again
   uint64_t discard_ = 0;             // body bytes of a retried response still to drop
