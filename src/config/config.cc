@@ -73,6 +73,20 @@ Parsed<bool> set_size(uint32_t* field, const Raw& r, std::string_view range) {
   return true;
 }
 
+// A comma-separated list, or 'none' for an empty one; each item is read
+// by parse_item (a Parsed<T> whose error names what is wrong with it).
+template <typename T, typename F>
+Parsed<bool> set_list(std::vector<T>* field, const Raw& r, F parse_item) {
+  field->clear();
+  if (r.text == "none") return true;
+  for (const auto& item : split_list(r.text)) {
+    Parsed<T> v = parse_item(item);
+    if (!v) return error(r, v.error());
+    field->push_back(*v);
+  }
+  return true;
+}
+
 constexpr uint64_t kMaxDurationMs = 30ull * 24 * 3600 * 1000;
 
 Parsed<bool> set_duration(uint64_t* field, const Raw& r, bool zero_ok) {
@@ -251,15 +265,8 @@ const Setting kSettings[] = {
     {"opaque-ports", "PORT[,PORT]", "25,587,3306,4444,5432,6379,9300,11211",
      "inbound ports never waited on for detection (protocols where the server speaks first); 'none' for no port",
      false,
-     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
-       c.opaque_ports.clear();
-       if (v.back().text == "none") return true;
-       for (const auto& item : split_list(v.back().text)) {
-         auto port = parse_port(item);
-         if (!port) return error(v.back(), port.error());
-         c.opaque_ports.push_back(*port);
-       }
-       return true;
+     [](Config& c, const std::vector<Raw>& v) {
+       return set_list<uint16_t>(&c.opaque_ports, v.back(), [](const std::string& item) { return parse_port(item); });
      }},
     {"http", "on|off", "on",
      "HTTP awareness on intercepted connections: HTTP/1 requests and responses and HTTP/2 streams are parsed as "
@@ -289,15 +296,12 @@ const Setting kSettings[] = {
      "and small, on the same connection, within each service's retry budget (10 per second plus 20% of its "
      "requests); 'none' for no retries",
      false,
-     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
-       c.retry_statuses.clear();
-       if (v.back().text == "none") return true;
-       for (const auto& item : split_list(v.back().text)) {
+     [](Config& c, const std::vector<Raw>& v) {
+       return set_list<uint16_t>(&c.retry_statuses, v.back(), [](const std::string& item) -> Parsed<uint16_t> {
          auto n = parse_u64(item);
-         if (!n || *n < 500 || *n > 599) return error(v.back(), "'" + item + "' is not a 5xx status (500-599)");
-         c.retry_statuses.push_back(static_cast<uint16_t>(*n));
-       }
-       return true;
+         if (!n || *n < 500 || *n > 599) return invalid("'" + item + "' is not a 5xx status (500-599)");
+         return static_cast<uint16_t>(*n);
+       });
      }},
     {"policy-file", "FILE", "",
      "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
