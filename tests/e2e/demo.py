@@ -130,7 +130,9 @@ virtual_addresses = ["{GRPC_VIP}:80"]
 
         step(f"HTTP: each server also runs an HTTP/1.1 app on 8081, registered as api.prod (virtual address "
              f"{API_VIP}:80, meshed); the client app makes 60 requests with curl (a fifth answered 503) while "
-             "`meshd-ctl stat` watches: the proxies read HTTP as it passes and count the golden metrics")
+             "`meshd-ctl stat` watches: the proxies read HTTP as it passes and count the golden metrics. The "
+             "client's proxy sends each 503'd GET twice more (idempotent, within the retry budget) before the "
+             "client gets the 503: the servers' proxies count every attempt")
         ca = os.path.join(mesh.ca_dir, "ca.crt")
         for s_ in mesh.servers:
             http_app = s_.ns.spawn([PYTHON, APPS, "http-serve", "8081", os.path.join(mesh.workdir.name, "http.log")])
@@ -149,7 +151,8 @@ virtual_addresses = ["{GRPC_VIP}:80"]
             m = h.metrics()
             print(f"  {h.role}'s proxy:")
             for k, v in sorted(m.items()):
-                if k.split("{")[0] in ("request_total", "response_total") and v:
+                if (k.split("{")[0] in ("request_total", "response_total") or
+                        k.startswith('outbound_http_retries_total{dst="api.prod"')) and v:
                     print(f"    {k} {int(v)}")
 
         step(f"gRPC over HTTP/2 (h2c): each server also runs a gRPC-shaped app on 8082, registered as grpc.prod "
