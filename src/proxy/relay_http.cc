@@ -70,8 +70,9 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
   if (tap_ != nullptr) {
     http::TapSide side = h == kFromClient ? http::TapSide::kRequests : http::TapSide::kResponses;
     if (res > 0) {
-      // A retryable response, whole in this read: dropped, the request
-      // sent again, and the read goes on for the new response.
+      // Retries (below): what is left of a dropped response's body goes
+      // too; a retryable response's head drops it and sends the request
+      // again. Either way the read goes on for the next response.
       if (h == kFromUpstream && discard_ > 0 && discard_body(chunk, &res)) return kNothing;
       if (h == kFromUpstream && replay_ != nullptr && retry_response(chunk, res)) return kNothing;
       const bool keep = h == kFromClient && may_keep_request();
@@ -176,20 +177,20 @@ void TcpForward::request_timed_out() noexcept {
 // --- Retries -------------------------------------------------------------------
 //
 // Outbound to a service, HTTP/1: a request the client wrote whole in one
-// read (a head and a small body, as nearly every client writes one) to an
-// idle keep-alive connection, with an idempotent method, is kept until its
-// response begins. When that response has a --retry-statuses status, its
-// head came whole in one read, its length is known (Content-Length) and the
-// server keeps the connection open, it is
-// dropped (neither the client nor the tap ever sees it; a body that follows
-// in later reads is dropped as it comes) and the request is written again
-// on the same connection, at most kMaxRetries times and
-// within the service's retry budget. The tap then pairs the request with
-// the response that finally comes: response_total shows what the client
-// got, outbound_http_retries_total the retries, and the server's inbound
-// metrics every attempt. Anything else (a response head straddling reads,
-// a close-delimited or chunked body, a request pipelined behind) is
-// passed on as it is.
+// read (a head and a small body, as nearly every client writes one) on a
+// connection with nothing else pending, with an idempotent method, is kept
+// until its response begins. When that response has a retryable status
+// (the service's registry entry, else --retry-statuses), its head came
+// whole in one read, its length is known (Content-Length) and both sides
+// keep the connection open, it is dropped (neither the client nor the tap
+// ever sees it; a body that follows in later reads is dropped as it comes)
+// and the request is written again on the same connection, at most
+// kMaxRetries times and within the service's retry budget. The tap then
+// pairs the request with the response that finally comes: response_total
+// shows what the client got, outbound_http_retries_total the retries, and
+// the server's inbound metrics every attempt. Anything else (a response
+// head straddling reads, a close-delimited or chunked body, a request
+// pipelined behind) is passed on as it is.
 
 namespace meshd::proxy {
 
