@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/bytes.h"
 #include "base/log.h"
 #include "proto/frame.h"
 
@@ -29,23 +30,11 @@ const std::array<uint32_t, 256>& crc_table() {
   return table;
 }
 
-void put_u32(char* p, uint32_t v) {
-  p[0] = static_cast<char>(v >> 24);
-  p[1] = static_cast<char>(v >> 16);
-  p[2] = static_cast<char>(v >> 8);
-  p[3] = static_cast<char>(v);
-}
-
-uint32_t get_u32(const char* p) {
-  const auto* u = reinterpret_cast<const unsigned char*>(p);
-  return (uint32_t{u[0]} << 24) | (uint32_t{u[1]} << 16) | (uint32_t{u[2]} << 8) | uint32_t{u[3]};
-}
-
 std::string record(const proto::Entry& e) {
   std::string body = proto::serialize_deterministic(e);
   std::string out(kHeader, '\0');
-  put_u32(out.data(), static_cast<uint32_t>(body.size()));
-  put_u32(out.data() + 4, crc32c(body.data(), body.size()));
+  store_be32(out.data(), static_cast<uint32_t>(body.size()));
+  store_be32(out.data() + 4, crc32c(body.data(), body.size()));
   return out + body;
 }
 
@@ -101,8 +90,8 @@ Parsed<Store::Opened> Store::open(const std::string& dir, Registry* registry) {
   size_t pos = 0;
   while (pos < data.size()) {
     if (data.size() - pos < kHeader) break;  // torn header at the end
-    uint32_t len = get_u32(data.data() + pos);
-    uint32_t crc = get_u32(data.data() + pos + 4);
+    uint32_t len = load_be32(data.data() + pos);
+    uint32_t crc = load_be32(data.data() + pos + 4);
     if (len > kMaxRecordBytes)
       return invalid(path_ + ": corrupt record at offset " + std::to_string(pos) + " (length " + std::to_string(len) +
                      ")");

@@ -15,6 +15,7 @@
 #include <queue>
 
 #include "base/ascii.h"
+#include "base/bytes.h"
 #include "base/log.h"
 #include "base/parse.h"
 
@@ -54,11 +55,6 @@ uint64_t clamp_ms(uint64_t seconds, uint64_t lo, uint64_t hi) {
   return std::clamp<uint64_t>(std::min<uint64_t>(seconds, hi / 1000) * 1000, lo, hi);
 }
 
-uint32_t read_u32(const unsigned char* p) {
-  return (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | uint32_t(p[3]);
-}
-uint16_t read_u16(const unsigned char* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-
 // Moves pos past a (possibly compressed) name; false when it runs off the end.
 bool skip_name(const unsigned char* buf, int len, int* pos) {
   while (*pos < len) {
@@ -82,7 +78,7 @@ bool skip_name(const unsigned char* buf, int len, int* pos) {
 // c-ares has no parser for the authority section, hence this one.
 int64_t soa_negative_ttl_s(const unsigned char* buf, int len) {
   if (buf == nullptr || len < 12) return -1;
-  int counts[3] = {read_u16(buf + 4), read_u16(buf + 6), read_u16(buf + 8)};  // question, answer, authority
+  int counts[3] = {load_be16(buf + 4), load_be16(buf + 6), load_be16(buf + 8)};  // question, answer, authority
   int pos = 12;
   for (int i = 0; i < counts[0]; ++i) {
     if (!skip_name(buf, len, &pos)) return -1;
@@ -91,13 +87,13 @@ int64_t soa_negative_ttl_s(const unsigned char* buf, int len) {
   for (int section = 1; section <= 2; ++section) {
     for (int i = 0; i < counts[section]; ++i) {
       if (!skip_name(buf, len, &pos) || pos + 10 > len) return -1;
-      uint16_t type = read_u16(buf + pos);
-      uint32_t ttl = read_u32(buf + pos + 4);
-      uint16_t rdlen = read_u16(buf + pos + 8);
+      uint16_t type = load_be16(buf + pos);
+      uint32_t ttl = load_be32(buf + pos + 4);
+      uint16_t rdlen = load_be16(buf + pos + 8);
       pos += 10;
       if (pos + rdlen > len) return -1;
       // The SOA's MINIMUM is the last of its five 32-bit fields.
-      if (section == 2 && type == kTypeSoa && rdlen >= 22) return std::min(ttl, read_u32(buf + pos + rdlen - 4));
+      if (section == 2 && type == kTypeSoa && rdlen >= 22) return std::min(ttl, load_be32(buf + pos + rdlen - 4));
       pos += rdlen;
     }
   }

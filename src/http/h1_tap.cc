@@ -4,6 +4,8 @@
 #include <cstring>
 #include <new>
 
+#include "base/bytes.h"
+
 namespace meshd::http {
 
 namespace {
@@ -221,7 +223,7 @@ bool H1Tap::hold_early_settings(std::span<const char> bytes) noexcept {
     const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
     const size_t n = bytes.size();
     if (n >= 3) {
-      const uint32_t length = (uint32_t{p[0]} << 16) | (uint32_t{p[1]} << 8) | p[2];
+      const uint32_t length = load_be24(p);
       if (length % 6 != 0 || length > 6 * 16) return false;
     }
     for (size_t i = 3; i < std::min<size_t>(n, 9); ++i)

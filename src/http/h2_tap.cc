@@ -6,6 +6,7 @@
 #include <cstring>
 #include <new>
 
+#include "base/bytes.h"
 #include "http/h1_parse.h"
 
 namespace meshd::http {
@@ -32,10 +33,6 @@ enum FrameFlag : uint8_t {
 constexpr uint16_t kSettingsHeaderTableSize = 0x1;
 constexpr uint32_t kRefusedStream = 0x7;
 constexpr uint32_t kPrefaceSize = 24;  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-uint32_t be32(const uint8_t* p) noexcept {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
 
 // A decimal status of at most `digits` digits, or -1.
 int32_t parse_number(std::string_view v, size_t digits) noexcept {
@@ -116,10 +113,10 @@ TapVerdict H2Tap::feed_reader(TapSide side, std::span<const char> bytes, uint64_
       r.header_have = static_cast<uint8_t>(r.header_have + n);
       in = in.subspan(n);
       if (r.header_have < sizeof r.header) break;
-      r.length = (uint32_t{r.header[0]} << 16) | (uint32_t{r.header[1]} << 8) | r.header[2];
+      r.length = load_be24(r.header);
       r.type = r.header[3];
       r.flags = r.header[4];
-      r.stream = be32(r.header + 5) & 0x7fffffffu;
+      r.stream = load_be32(r.header + 5) & 0x7fffffffu;
       r.pos = 0;
       if (!frame_start(side)) return opaque(failed_);
       if (r.length == 0) {
@@ -231,11 +228,11 @@ bool H2Tap::payload(TapSide side, std::span<const uint8_t> chunk) noexcept {
       while (!chunk.empty()) {
         if (!fixed(r, &chunk, 6)) break;
         r.fixed_have = 0;
-        uint16_t id = static_cast<uint16_t>((r.fixed[0] << 8) | r.fixed[1]);
+        const uint16_t id = load_be16(r.fixed);
         // This side's decoder allows the other side's encoder a table this
         // large: the tap's inflater for the other side must allow it too.
         if (id == kSettingsHeaderTableSize &&
-            !allow_table_size(side == TapSide::kRequests ? server_ : client_, be32(r.fixed + 2)))
+            !allow_table_size(side == TapSide::kRequests ? server_ : client_, load_be32(r.fixed + 2)))
           return false;
       }
       return true;
@@ -334,10 +331,10 @@ bool H2Tap::frame_end(TapSide side, uint64_t now_us) noexcept {
       if ((r.flags & kEndStream) != 0 && side == TapSide::kResponses)
         if (Stream* s = find(r.stream)) complete(s);
       return true;
-    case kRstStream: reset_stream(side, r.stream, be32(r.fixed)); return true;
+    case kRstStream: reset_stream(side, r.stream, load_be32(r.fixed)); return true;
     case kGoaway:
       // The server will not process streams above the last it names.
-      if (side == TapSide::kResponses) goaway(be32(r.fixed) & 0x7fffffffu);
+      if (side == TapSide::kResponses) goaway(load_be32(r.fixed) & 0x7fffffffu);
       return true;
     default: return true;
   }

@@ -3,6 +3,8 @@
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
+#include "base/bytes.h"
+
 namespace meshd::proto {
 
 std::string serialize_deterministic(const google::protobuf::MessageLite& m) {
@@ -19,8 +21,8 @@ std::string serialize_deterministic(const google::protobuf::MessageLite& m) {
 void append_frame(const google::protobuf::MessageLite& m, std::string* out) {
   std::string body = serialize_deterministic(m);
   auto n = static_cast<uint32_t>(body.size());
-  const char header[kFrameHeaderBytes] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16),
-                                          static_cast<char>(n >> 8), static_cast<char>(n)};
+  char header[kFrameHeaderBytes];
+  store_be32(header, n);
   out->append(header, kFrameHeaderBytes);
   out->append(body);
 }
@@ -38,8 +40,7 @@ void FrameDecoder::feed(std::string_view bytes) {
 
 std::optional<std::string> FrameDecoder::next() {
   if (failed() || buffered() < kFrameHeaderBytes) return std::nullopt;
-  const auto* p = reinterpret_cast<const unsigned char*>(buffer_.data() + start_);
-  uint32_t n = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+  uint32_t n = load_be32(buffer_.data() + start_);
   if (n > max_) {
     error_ = "frame of " + std::to_string(n) + " bytes announced; at most " + std::to_string(max_) + " allowed";
     return std::nullopt;

@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "base/bytes.h"
 #include "base/parse.h"
 #include "base/secret.h"
 
@@ -9,31 +10,6 @@ namespace meshd::controller::gossip {
 namespace {
 
 constexpr char kMagic[4] = {'M', 'G', 'S', '1'};
-
-void put_u64(char* p, uint64_t v) {
-  for (int i = 7; i >= 0; --i) {
-    p[i] = static_cast<char>(v & 0xff);
-    v >>= 8;
-  }
-}
-
-uint64_t get_u64(const char* p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[i]);
-  return v;
-}
-
-uint32_t get_u32(const char* p) {
-  return (uint32_t{static_cast<unsigned char>(p[0])} << 24) | (uint32_t{static_cast<unsigned char>(p[1])} << 16) |
-         (uint32_t{static_cast<unsigned char>(p[2])} << 8) | uint32_t{static_cast<unsigned char>(p[3])};
-}
-
-void put_u32(char* p, uint32_t v) {
-  p[0] = static_cast<char>(v >> 24);
-  p[1] = static_cast<char>(v >> 16);
-  p[2] = static_cast<char>(v >> 8);
-  p[3] = static_cast<char>(v);
-}
 
 // Over the header without its MAC, then the payload: one HMAC, no copy.
 Mac mac_of(std::string_view key, std::string_view head, std::string_view payload) noexcept {
@@ -66,7 +42,7 @@ ClusterKey ClusterKey::from_bytes(std::string bytes) {
   ClusterKey k;
   k.bytes_ = std::move(bytes);
   Mac id = hmac_sha256(k.bytes_, "meshd gossip key id");
-  k.id_ = get_u32(reinterpret_cast<const char*>(id.data()));
+  k.id_ = load_be32(reinterpret_cast<const char*>(id.data()));
   return k;
 }
 
@@ -79,9 +55,9 @@ Parsed<ClusterKey> ClusterKey::load(const std::string& path) {
 std::string Sealer::seal(std::string_view payload, uint64_t now_unix_ms) {
   std::string out(kHeaderBytes, '\0');
   std::memcpy(out.data(), kMagic, 4);
-  put_u32(out.data() + 4, key_.id());
-  put_u64(out.data() + 8, now_unix_ms);
-  put_u64(out.data() + 16, rng_());
+  store_be32(out.data() + 4, key_.id());
+  store_be64(out.data() + 8, now_unix_ms);
+  store_be64(out.data() + 16, rng_());
   Mac mac = mac_of(key_.bytes(), std::string_view(out.data(), 24), payload);
   std::memcpy(out.data() + 24, mac.data(), mac.size());
   out.append(payload);
@@ -91,19 +67,19 @@ std::string Sealer::seal(std::string_view payload, uint64_t now_unix_ms) {
 std::expected<std::string_view, Drop> Sealer::open(std::string_view sealed, uint64_t now_unix_ms) {
   if (sealed.size() < kHeaderBytes || std::memcmp(sealed.data(), kMagic, 4) != 0)
     return std::unexpected(Drop::kMalformed);
-  if (get_u32(sealed.data() + 4) != key_.id()) return std::unexpected(Drop::kWrongCluster);
+  if (load_be32(sealed.data() + 4) != key_.id()) return std::unexpected(Drop::kWrongCluster);
   std::string_view payload = sealed.substr(kHeaderBytes);
   Mac want = mac_of(key_.bytes(), sealed.substr(0, 24), payload);
   if (!equal_in_constant_time(want.data(), reinterpret_cast<const uint8_t*>(sealed.data() + 24), want.size()))
     return std::unexpected(Drop::kBadMac);
-  uint64_t sent = get_u64(sealed.data() + 8);
+  uint64_t sent = load_be64(sealed.data() + 8);
   uint64_t skew = sent > now_unix_ms ? sent - now_unix_ms : now_unix_ms - sent;
   if (skew > kMaxClockSkewMs) return std::unexpected(Drop::kStale);
   while (!nonce_order_.empty() && nonce_order_.front().first < now_unix_ms) {
     nonces_.erase(nonce_order_.front().second);
     nonce_order_.pop_front();
   }
-  uint64_t nonce = get_u64(sealed.data() + 16);
+  uint64_t nonce = load_be64(sealed.data() + 16);
   if (nonces_.contains(nonce)) return std::unexpected(Drop::kReplay);
   if (nonces_.size() >= kMaxRememberedNonces) return std::unexpected(Drop::kOverload);
   nonces_.insert(nonce);
