@@ -71,6 +71,14 @@ void render_discovery_metrics(metrics::PrometheusWriter& w, const discovery::Dis
            "Retryable responses passed to the client because the service's retry budget was spent.");
   for (const auto& set : sets)
     w.sample("outbound_http_retries_refused_total", {{"dst", set->service}}, set->stats->retries_refused.get());
+  w.family("outbound_http_endpoint_switches_total", "counter",
+           "HTTP/1 requests balanced to another endpoint than the one their client connection used before.");
+  for (const auto& set : sets)
+    w.sample("outbound_http_endpoint_switches_total", {{"dst", set->service}}, set->stats->switches.get());
+  w.family("outbound_upstream_reused_total", "counter",
+           "HTTP/1 requests sent over an idle pooled connection to the endpoint (no connect, no handshake).");
+  for (const auto& set : sets)
+    w.sample("outbound_upstream_reused_total", {{"dst", set->service}}, set->stats->reused.get());
   auto st = client.status();
   w.family("discovery_connected", "gauge", "1 while a stream to a controller is up.");
   w.sample("discovery_connected", {{"controller", st.controller}}, static_cast<uint64_t>(st.connected ? 1 : 0));

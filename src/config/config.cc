@@ -303,6 +303,12 @@ const Setting kSettings[] = {
          return static_cast<uint16_t>(*n);
        });
      }},
+    {"upstream-idle-timeout", "DURATION", "4s",
+     "how long an idle outbound HTTP/1 connection to a service endpoint is kept for a later request (each request "
+     "is balanced over the service's endpoints and reuses these); 0 keeps none, and a client connection's requests "
+     "then all go to the endpoint it was balanced to",
+     false,
+     [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.upstream_idle_timeout_ms, v.back(), true); }},
     {"policy-file", "FILE", "",
      "inbound authorization policies in TOML (per port: a default and rules allowing identities or networks)", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {

@@ -80,6 +80,11 @@ struct Config {
   // Outbound HTTP/1 responses with these statuses to an idempotent request
   // are retried once more (within the service's retry budget); empty: none.
   std::vector<uint16_t> retry_statuses{503};
+  // Idle outbound HTTP/1 connections to service endpoints are kept this
+  // long for the next request (proxy/upstream_pool.h); 0: not kept, and
+  // each client connection's requests stay on the endpoint it was
+  // balanced to.
+  uint64_t upstream_idle_timeout_ms = 0;
   // Inbound authorization: the policy file, and the default for ports no
   // policy names (all-unauthenticated, all-authenticated or deny).
   std::string policy_file;

@@ -64,6 +64,11 @@ struct ServiceStats {
   http::RetryBudget retry_budget;
   metrics::SharedCounter retries;
   metrics::SharedCounter retries_refused;
+  // Per-request balancing (outbound HTTP/1): requests sent to another
+  // endpoint than their connection's previous one, and requests sent over
+  // an idle pooled connection rather than a new one.
+  metrics::SharedCounter switches;
+  metrics::SharedCounter reused;
   // Monotonic ms of the last connection that looked this destination up;
   // the client evicts destinations nobody used for a while.
   std::atomic<uint64_t> last_used_ms{0};

@@ -124,6 +124,8 @@ void H1Tap::reset(TapSink* sink) noexcept {
   pending_count_ = 0;
   resp_status_ = 0;
   resp_until_close_ = false;
+  resp_keep_alive_ = false;
+  last_keep_alive_ = false;
   tunnel_pending_ = false;
   stopped_ = false;
   finished_ = false;
@@ -377,6 +379,7 @@ TapVerdict H1Tap::response_head(std::span<const char>* bytes, uint64_t now_us) n
   }
   resp_status_ = head.status;
   resp_until_close_ = head.framing.kind == FramingKind::kUntilClose;
+  resp_keep_alive_ = head.keep_alive && !resp_until_close_;
   resp_body_ = BodyFramer(head.framing, limits_.max_head);
   resp_state_ = State::kBody;
   if (resp_body_.done()) response_ended(true);
@@ -385,6 +388,7 @@ TapVerdict H1Tap::response_head(std::span<const char>* bytes, uint64_t now_us) n
 
 void H1Tap::response_ended(bool complete) noexcept {
   Pending& p = front();
+  last_keep_alive_ = complete && p.keep_alive && resp_keep_alive_;
   sink_->on_response(p.tag, resp_status_, p.ttfb_us, complete, -1);
   pop();
   resp_state_ = State::kHead;

@@ -161,6 +161,15 @@ class H1Tap {
   }
   Method front_method() const noexcept { return pending_[pending_first_].method; }
   bool front_keeps_alive() const noexcept { return pending_[pending_first_].keep_alive; }
+  // Every request so far has had its whole response, the last exchange
+  // left the connection open on both sides (keep-alive), and nothing of a
+  // next request has been read: the server's side of the connection is
+  // idle and may serve another client, and this client's next request
+  // may go to another server (the proxy's upstream pool).
+  bool idle_between_exchanges() const noexcept {
+    return !stopped_ && req_state_ == State::kHead && req_head_.held == 0 && pending_count_ == 0 &&
+           resp_state_ == State::kHead && resp_head_.held == 0 && last_keep_alive_;
+  }
   const Limits& limits() const noexcept { return limits_; }
   // Bytes held in head buffers right now (a memory gauge).
   uint32_t held_bytes() const noexcept;
@@ -232,6 +241,8 @@ class H1Tap {
   uint32_t pending_count_ = 0;
   uint16_t resp_status_ = 0;       // the final response in its body
   bool resp_until_close_ = false;  // ... and that body ends when the server closes
+  bool resp_keep_alive_ = false;   // ... and the server lets the connection go on after it
+  bool last_keep_alive_ = false;   // the last response ended with both sides keeping the connection
   bool tunnel_pending_ = false;    // the last request pending asked for a tunnel (Upgrade, CONNECT)
   bool stopped_ = false;           // rejected or opaque: feeds do nothing
   bool finished_ = false;          // finish() ran

@@ -18,6 +18,7 @@ void HttpTap::start(metrics::WorkerStats* worker, FastRandom* random, const Labe
   labels_ = labels;
   next_request_ = 0;
   h2_on_ = false;
+  endpoint_wait_us_ = 0;
   tap_.reset(this);
 }
 
@@ -123,9 +124,12 @@ TapEvents::Record* HttpTap::capture(const http::RequestHead& head) noexcept {
 void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t grpc_status) noexcept {
   auto* r = static_cast<Request*>(tag);
   stats_->response(r->series, status, ttfb_us, complete, grpc_status);
-  if (labels_.endpoint != nullptr)
-    labels_.endpoint->record_response(http::response_succeeded(status, complete, grpc_status), ttfb_us, monotonic_ms(),
+  if (labels_.endpoint != nullptr) {
+    const uint64_t own = ttfb_us > endpoint_wait_us_ ? ttfb_us - endpoint_wait_us_ : 0;
+    endpoint_wait_us_ = 0;
+    labels_.endpoint->record_response(http::response_succeeded(status, complete, grpc_status), own, monotonic_ms(),
                                       jitter());
+  }
   // Tunnels (101, CONNECT) and gRPC calls (whose status is in the
   // trailers) end here without a head callback.
   if (r->capture != nullptr) [[unlikely]]
@@ -150,6 +154,7 @@ void HttpTap::end_capture(Request* r, uint16_t status, uint64_t ttfb_us, int32_t
 void HttpTap::on_failure(void* tag, std::string_view error) noexcept {
   auto* r = static_cast<Request*>(tag);
   stats_->failure(r->series, error);
+  endpoint_wait_us_ = 0;
   uint64_t now_us = monotonic_us();
   if (labels_.endpoint != nullptr && http::blames_endpoint(error))
     labels_.endpoint->record_response(false, 0, now_us / 1000, jitter());

@@ -51,6 +51,12 @@ class HttpTap final : public http::TapSink {
   // A new connection. worker: its golden metrics and live tap; random: the
   // worker's, for the balancer's jitter.
   void start(metrics::WorkerStats* worker, FastRandom* random, const Labels& labels) noexcept;
+  // Requests from now on go to this endpoint (per-request balancing).
+  void set_endpoint(discovery::EndpointHealth* endpoint) noexcept { labels_.endpoint = endpoint; }
+  // The request pending (HTTP/1) waited wait_us for its connection to the
+  // endpoint (a connect, the mesh's handshake): the endpoint's latency
+  // estimate leaves that out, as its connects are measured apart.
+  void endpoint_waited(uint64_t wait_us) noexcept { endpoint_wait_us_ = wait_us; }
   // The bytes of one side, before they are forwarded (TcpForward::deliver).
   http::TapVerdict feed(http::TapSide side, std::span<const char> bytes, uint64_t now_us) noexcept;
   // A side reached end of stream (H1Tap::end; HTTP/2 streams end by frames).
@@ -108,8 +114,9 @@ class HttpTap final : public http::TapSink {
   Labels labels_;
   Request requests_[http::H1Tap::kMaxPending];
   uint32_t next_request_ = 0;
-  std::unique_ptr<H2> h2_;  // while the connection is HTTP/2
-  bool h2_on_ = false;      // this connection is followed as HTTP/2
+  std::unique_ptr<H2> h2_;         // while the connection is HTTP/2
+  bool h2_on_ = false;             // this connection is followed as HTTP/2
+  uint64_t endpoint_wait_us_ = 0;  // see endpoint_waited()
 };
 
 }  // namespace meshd::proxy

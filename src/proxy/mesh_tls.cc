@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 #include "base/log.h"
 #include "io/socket.h"
@@ -70,7 +71,7 @@ bool TcpForward::wants_mtls() const noexcept {
 
 void TcpForward::tls_failed() noexcept {
   worker_->stats().tls[static_cast<int>(direction_)].failed.inc();
-  LOG_DEBUG("proxy", "mesh TLS with %s failed: %s", target_.str().c_str(), tls_session_.error_text().c_str());
+  LOG_DEBUG("proxy", "mesh TLS with %s failed: %s", target_.str().c_str(), tls_session_->error_text().c_str());
   // The fatal alert wolfSSL queued tells the peer why (both ends then count
   // the same reason). Best effort, without waiting, and only when no send
   // of ours is on that socket; the TLS socket then ends with a FIN, as an
@@ -78,16 +79,23 @@ void TcpForward::tls_failed() noexcept {
   Half out = tls_in_ == kFromClient ? kFromUpstream : kFromClient;
   int fd = dest_fd(out);
   bool alerted = false;
-  if (fd >= 0 && tls_session_.out_size() > 0 && !send_op_[out].in_flight && !notify_op_.in_flight)
-    alerted = ::send(fd, tls_session_.out_data(), tls_session_.out_size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0;
+  if (fd >= 0 && tls_session_->out_size() > 0 && !send_op_[out].in_flight && !notify_op_.in_flight)
+    alerted = ::send(fd, tls_session_->out_data(), tls_session_->out_size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0;
   bool tls_is_client = tls_in_ == kFromClient;
   close(TcpError::kTlsFailed, !(alerted && tls_is_client), !(alerted && !tls_is_client));
 }
 
+// The session object outlives its connection in this TcpForward (reset,
+// not freed) unless the upstream pool took it with its socket.
+bool TcpForward::make_tls_session() noexcept {
+  if (!tls_session_) tls_session_.reset(new (std::nothrow) transport::TlsSession());
+  return tls_session_ != nullptr;
+}
+
 void TcpForward::end_tls() noexcept {
-  if (!tls_session_.active()) return;
+  if (!tls_session_ || !tls_session_->active()) return;
   remember_ticket();
-  tls_session_.reset();
+  tls_session_->reset();
   tls_ctx_ = nullptr;
 }
 
@@ -97,7 +105,7 @@ void TcpForward::remember_ticket() noexcept {
   // the ticket it had). TLS 1.3 sends it after the handshake: until it has
   // come, keep asking (before close_notify, and at the end).
   if (!keep_ticket_ || tls_ctx_ == nullptr) return;
-  if (WOLFSSL_SESSION* s = tls_session_.get1_session()) {
+  if (WOLFSSL_SESSION* s = tls_session_->get1_session()) {
     worker_->sessions().store(target_.str(), tls_ctx_, s);
     keep_ticket_ = false;
   }
@@ -113,9 +121,13 @@ void TcpForward::start_client_tls() noexcept {
     close(TcpError::kNoIdentity, true, true);
     return;
   }
+  if (!make_tls_session()) {
+    close(TcpError::kTlsFailed, true, true);
+    return;
+  }
   tls_ctx_ = cred->client.get();
   WOLFSSL_SESSION* resume = worker_->sessions().find(target_.str(), tls_ctx_);
-  if (auto ok = tls_session_.start(cred->client, resume); !ok) {
+  if (auto ok = tls_session_->start(cred->client, resume); !ok) {
     LOG_WARN("proxy", "mesh TLS to %s: %s", target_.str().c_str(), ok.error().c_str());
     tls_ctx_ = nullptr;
     close(TcpError::kTlsFailed, true, true);
@@ -125,7 +137,7 @@ void TcpForward::start_client_tls() noexcept {
   tls_in_ = kFromUpstream;
   phase_ = Phase::kHandshake;
   worker_->track_connecting(this);  // the handshake gets connect-timeout too
-  after_handshake_step(tls_session_.handshake());
+  after_handshake_step(tls_session_->handshake());
 }
 
 // --- inbound: detect, then terminate ----------------------------------------
@@ -203,7 +215,11 @@ void TcpForward::after_detect(bool mesh_tls) noexcept {
     close(TcpError::kNoIdentity, true, false);
     return;
   }
-  if (auto ok = tls_session_.start(cred->server); !ok) {
+  if (!make_tls_session()) {
+    close(TcpError::kTlsFailed, true, false);
+    return;
+  }
+  if (auto ok = tls_session_->start(cred->server); !ok) {
     LOG_WARN("proxy", "mesh TLS from a client: %s", ok.error().c_str());
     close(TcpError::kTlsFailed, true, false);
     return;
@@ -218,7 +234,7 @@ void TcpForward::after_detect(bool mesh_tls) noexcept {
   first_slot_ = -1;
   first_len_ = 0;
   // The ClientHello was read already: it is the first ciphertext in hand.
-  tls_session_.feed(plain_[slot], len);
+  tls_session_->feed(plain_[slot], len);
   TlsStatus st = step_handshake(len);
   release_chunk(kPlainId + slot);
   after_handshake_step(st);
@@ -229,7 +245,7 @@ void TcpForward::admit(const SocketAddr& target) noexcept {
   phase_ = Phase::kConnect;
   if (const policy::PolicyTable* table = worker_->policy()) {
     policy::Client client;
-    if (tls_) client.identity = tls_session_.peer_identity();
+    if (tls_) client.identity = tls_session_->peer_identity();
     if (auto peer = io::peer_addr(client_fd_)) client.address = *peer;
     const policy::PortPolicy& p = table->for_port(target.port());
     policy::Decision d = p.authorize(client);
@@ -255,11 +271,11 @@ void TcpForward::on_handshake_recv(const io_uring_cqe& cqe, int buffer) noexcept
   }
   if (cqe.res <= 0) {
     if (buffer >= 0) worker_->give_back(buffer);
-    tls_session_.feed_eof();
+    tls_session_->feed_eof();
     tls_failed();
     return;
   }
-  tls_session_.feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
+  tls_session_->feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
   TlsStatus st = step_handshake(static_cast<size_t>(cqe.res));
   // Everything fed is consumed now (the handshake wants more, or what
   // followed it was decrypted): the ring buffer can go back.
@@ -268,14 +284,14 @@ void TcpForward::on_handshake_recv(const io_uring_cqe& cqe, int buffer) noexcept
 }
 
 TlsStatus TcpForward::step_handshake(size_t fed) noexcept {
-  TlsStatus st = tls_session_.handshake();
-  if (st != TlsStatus::kOk || tls_session_.unconsumed() == 0) return st;
+  TlsStatus st = tls_session_->handshake();
+  if (st != TlsStatus::kOk || tls_session_->unconsumed() == 0) return st;
   // Bytes after the handshake in the same segment: the client's first
   // request, or the server's ticket. Decrypt them now, relay them first
   // (a slot sized by read_capacity of the whole segment fed).
   int slot = take_plain(fed);
   if (slot < 0) return TlsStatus::kError;
-  auto r = tls_session_.read(plain_[slot], plain_cap_[slot]);
+  auto r = tls_session_->read(plain_[slot], plain_cap_[slot]);
   if (r.bytes > 0)
     hold_first(slot, static_cast<uint32_t>(r.bytes));
   else
@@ -292,9 +308,9 @@ void TcpForward::after_handshake_step(TlsStatus st) noexcept {
     return;
   }
   Half out = tls_in_ == kFromClient ? kFromUpstream : kFromClient;  // whose sends go to the TLS socket
-  if (tls_session_.out_size() > 0 && !send_op_[out].in_flight) {
+  if (tls_session_->out_size() > 0 && !send_op_[out].in_flight) {
     io_uring_sqe* s = worker_->ring().sqe();
-    io_uring_prep_send(s, dest_fd(out), tls_session_.out_data(), tls_session_.out_size(), MSG_NOSIGNAL);
+    io_uring_prep_send(s, dest_fd(out), tls_session_->out_data(), tls_session_->out_size(), MSG_NOSIGNAL);
     io::Ring::bind(s, send_op_[out]);
   }
   if (st == TlsStatus::kWantRead) {
@@ -310,33 +326,33 @@ void TcpForward::on_handshake_sent(int res) noexcept {
     tls_failed();
     return;
   }
-  tls_session_.consume_out(static_cast<size_t>(res));
-  after_handshake_step(tls_session_.handshake_done() ? TlsStatus::kOk : TlsStatus::kWantRead);
+  tls_session_->consume_out(static_cast<size_t>(res));
+  after_handshake_step(tls_session_->handshake_done() ? TlsStatus::kOk : TlsStatus::kWantRead);
 }
 
 void TcpForward::handshake_done() noexcept {
   timer_link.unlink();
   auto& tls = worker_->stats().tls[static_cast<int>(direction_)];
-  (tls_session_.resumed() ? tls.resumed : tls.full).inc();
+  (tls_session_->resumed() ? tls.resumed : tls.full).inc();
   if (tls_in_ == kFromUpstream) {
     const auto& ep = set_->endpoints[static_cast<size_t>(endpoint_)];
-    if (tls_session_.peer_identity() != ep.identity) {
+    if (tls_session_->peer_identity() != ep.identity) {
       LOG_WARN("proxy", "%s presented %s, but discovery says %s is %s: refused", target_.str().c_str(),
-               std::string(tls_session_.peer_identity()).c_str(), target_.str().c_str(), ep.identity.c_str());
+               std::string(tls_session_->peer_identity()).c_str(), target_.str().c_str(), ep.identity.c_str());
       // Never resume with that peer's ticket either.
       worker_->sessions().store(target_.str(), tls_ctx_, nullptr);
       close(TcpError::kIdentityMismatch, true, true);
       return;
     }
-    keep_ticket_ = !tls_session_.resumed();
+    keep_ticket_ = !tls_session_->resumed();
     start_relay();
     return;
   }
   // Inbound: counted by the client's identity from now on (interned, a
   // lookup among a bounded few; see metrics::ClientIdStats). Nothing is
   // counted before this, so opens and closes stay in one series.
-  if (!opened_ && !tls_session_.peer_identity().empty())
-    client_series_ = &worker_->stats().inbound_clients.intern(tls_session_.peer_identity());
+  if (!opened_ && !tls_session_->peer_identity().empty())
+    client_series_ = &worker_->stats().inbound_clients.intern(tls_session_->peer_identity());
   admit(target_);
 }
 
@@ -348,7 +364,7 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
     // A FIN without close_notify: the stream may be cut short (a record
     // half received, a peer that died), so it is not passed on as a
     // clean end: both sides are reset.
-    tls_session_.feed_eof();
+    tls_session_->feed_eof();
     tls_failed();
     return;
   }
@@ -364,16 +380,16 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
     close(TcpError::kClientReset, true, true);
     return;
   }
-  tls_session_.feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
-  size_t out_before = tls_session_.out_total();
-  auto r = tls_session_.read(plain_[slot], plain_cap_[slot]);
+  tls_session_->feed(worker_->buffer_data(buffer), static_cast<size_t>(cqe.res));
+  size_t out_before = tls_session_->out_total();
+  auto r = tls_session_->read(plain_[slot], plain_cap_[slot]);
   worker_->give_back(buffer);
   if (r.status == TlsStatus::kError) {
     release_chunk(kPlainId + slot);
     tls_failed();
     return;
   }
-  if (size_t added = tls_session_.out_total() - out_before; added > 0) {
+  if (size_t added = tls_session_->out_total() - out_before; added > 0) {
     queue_tls_output(added);
     if (closing_) {
       release_chunk(kPlainId + slot);
@@ -410,28 +426,28 @@ void TcpForward::queue_tls_output(size_t added) noexcept {
 
 Actions TcpForward::encrypt_queued(Half h) noexcept {
   RelayHalf& half = half_[h];
-  size_t before = tls_session_.out_total();
+  size_t before = tls_session_->out_total();
   for (auto u = half.take_unsent(); u.buffer != RelayHalf::kNoBuffer; u = half.take_unsent()) {
     // Inbound, what the client is sent is the plaintext (metrics/tcp_stats.h).
     if (h == kFromUpstream) count_bytes(false, u.length);
-    TlsStatus st = tls_session_.write(chunk_data(u.buffer) + u.offset, u.length);
+    TlsStatus st = tls_session_->write(chunk_data(u.buffer) + u.offset, u.length);
     release_chunk(u.buffer);
     if (st != TlsStatus::kOk) {
       close(h == kFromClient ? TcpError::kUpstreamReset : TcpError::kClientReset, true, true);
       return kNothing;
     }
   }
-  size_t added = tls_session_.out_total() - before;
+  size_t added = tls_session_->out_total() - before;
   return half.on_spilled(static_cast<uint32_t>(added));
 }
 
 bool TcpForward::send_close_notify(Half h) noexcept {
   remember_ticket();  // shutdown() is the last wolfSSL call on the session that may read
-  size_t before = tls_session_.out_total();
-  if (tls_session_.shutdown() != TlsStatus::kOk || tls_session_.out_total() == before) return false;
-  if (tls_session_.out_size() != tls_session_.out_total()) return false;  // unsent data ahead of it: cannot happen
+  size_t before = tls_session_->out_total();
+  if (tls_session_->shutdown() != TlsStatus::kOk || tls_session_->out_total() == before) return false;
+  if (tls_session_->out_size() != tls_session_->out_total()) return false;  // unsent data ahead of it: cannot happen
   io_uring_sqe* s = worker_->ring().sqe();
-  io_uring_prep_send(s, dest_fd(h), tls_session_.out_data(), tls_session_.out_size(), MSG_NOSIGNAL);
+  io_uring_prep_send(s, dest_fd(h), tls_session_->out_data(), tls_session_->out_size(), MSG_NOSIGNAL);
   notify_op_.index = h;
   io::Ring::bind(s, notify_op_);
   return true;

@@ -23,6 +23,7 @@
 #include <new>
 
 #include "base/log.h"
+#include "discovery/balancer.h"
 #include "http/error_response.h"
 #include "http/h1_parse.h"
 #include "http/retry.h"
@@ -76,6 +77,9 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
       if (h == kFromUpstream && discard_ > 0 && discard_body(chunk, &res)) return kNothing;
       if (h == kFromUpstream && replay_ != nullptr && retry_response(chunk, res)) return kNothing;
       const bool keep = h == kFromClient && may_keep_request();
+      // Seen before the tap reads a new request's first bytes: whether the
+      // request may go to another endpoint (upstream_reuse.cc).
+      const bool idle = h == kFromClient && upstream_idle();
       http::TapVerdict v = tap_->feed(side, {chunk_data(chunk), static_cast<size_t>(res)}, worker_->now_us());
       if (v.kind == http::TapVerdict::kReject) {
         release_chunk(chunk);
@@ -89,12 +93,22 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
           keep_request(chunk, res);
         else
           drop_replay();  // more from the client: what was kept is no longer the only request
+        if (idle && rebalance(chunk, res)) {
+          if (request_timeout_ms_ != 0) watch_request_timeout();  // (its clock runs while the upstream changes)
+          return kNothing;
+        }
       } else {
         drop_replay();  // the response began: the request will not be sent again
       }
     } else if (h == kFromUpstream && replay_ != nullptr && retried_ > 0 && res != -ENOBUFS && res != -EINTR &&
                res != -EAGAIN && retry_lost()) {
       return kNothing;  // the server went away (end of stream or reset) before answering the retried request
+    } else if (res == 0 && h == kFromClient && upstream_idle()) {
+      // The client has gone after its last response: the upstream goes to
+      // the pool rather than being closed (upstream_reuse.cc).
+      tap_->end(side, worker_->now_us());
+      detach_upstream(discovery::kNoEndpoint);
+      return kNothing;
     } else if (res == 0) {
       tap_->end(side, worker_->now_us());
     }
@@ -125,14 +139,15 @@ bool TcpForward::answer_client(uint16_t status, std::string_view reason, std::st
   size_t n = http::write_error_response(response, status, reason, message);
   if (n == 0) return false;
   if (tls_ && tls_in_ == kFromClient) {
-    if (tls_session_.out_size() > 0) return false;
+    if (tls_session_->out_size() > 0) return false;
     // The response and close_notify, so that the client reads a clean end.
-    if (tls_session_.write(response, n) != transport::TlsStatus::kOk) return false;
-    tls_session_.shutdown();
-    while (tls_session_.out_size() > 0) {
-      ssize_t sent = ::send(client_fd_, tls_session_.out_data(), tls_session_.out_size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (tls_session_->write(response, n) != transport::TlsStatus::kOk) return false;
+    tls_session_->shutdown();
+    while (tls_session_->out_size() > 0) {
+      ssize_t sent =
+          ::send(client_fd_, tls_session_->out_data(), tls_session_->out_size(), MSG_DONTWAIT | MSG_NOSIGNAL);
       if (sent <= 0) return false;
-      tls_session_.consume_out(static_cast<size_t>(sent));
+      tls_session_->consume_out(static_cast<size_t>(sent));
     }
   } else if (::send(client_fd_, response, n, MSG_DONTWAIT | MSG_NOSIGNAL) != static_cast<ssize_t>(n)) {
     return false;
@@ -325,9 +340,9 @@ bool TcpForward::retry_lost() noexcept {
 bool TcpForward::send_again() noexcept {
   RelayHalf& out = half_[kFromClient];
   if (is_tls_dest(kFromClient)) {
-    const size_t before = tls_session_.out_total();
-    if (tls_session_.write(replay_, replay_len_) != transport::TlsStatus::kOk) return false;
-    run(kFromClient, out.on_spilled(static_cast<uint32_t>(tls_session_.out_total() - before)));
+    const size_t before = tls_session_->out_total();
+    if (tls_session_->write(replay_, replay_len_) != transport::TlsStatus::kOk) return false;
+    run(kFromClient, out.on_spilled(static_cast<uint32_t>(tls_session_->out_total() - before)));
     return true;
   }
   spill_[kFromClient] = worker_->take_spill();

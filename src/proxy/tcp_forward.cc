@@ -56,6 +56,11 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   replay_len_ = 0;
   retried_ = 0;
   discard_ = 0;
+  detaching_ = false;
+  switching_ = false;
+  switch_to_ = -1;
+  held_chunk_ = -1;
+  held_res_ = 0;
 }
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
@@ -166,7 +171,9 @@ void TcpForward::on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept {
     case kConnect: on_connect(cqe.res); break;
     case kRecvOp: on_recv(h, cqe); break;
     case kSendOp:
-      if (phase_ == Phase::kHandshake)
+      // (Handshake flights go towards the TLS socket; the other half may be
+      // relaying still when an upstream changes between requests.)
+      if (phase_ == Phase::kHandshake && is_tls_dest(h))
         on_handshake_sent(cqe.res);
       else
         on_send(h, cqe.res);
@@ -176,7 +183,7 @@ void TcpForward::on_complete(io::Op& op, const io_uring_cqe& cqe) noexcept {
       break;
     case kNotifyOp:
       if (cqe.res > 0)
-        tls_session_.consume_out(std::min<size_t>(static_cast<size_t>(cqe.res), tls_session_.out_size()));
+        tls_session_->consume_out(std::min<size_t>(static_cast<size_t>(cqe.res), tls_session_->out_size()));
       if (!closing_) submit_shutdown(h);
       break;
   }
@@ -240,6 +247,10 @@ void TcpForward::on_connect(int res) noexcept {
 }
 
 void TcpForward::start_relay() noexcept {
+  if (switching_) {
+    resume_relay();  // a new upstream for a connection already relaying (upstream_reuse.cc)
+    return;
+  }
   phase_ = Phase::kRelay;
   worker_->track_active(this);
   // Bytes read before the relay began (while detecting, or decrypted with
@@ -307,6 +318,10 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     if (buffer != RelayHalf::kNoBuffer) worker_->give_back(buffer);
     return;
   }
+  if (detaching_ && h == kFromUpstream) {
+    on_detached(cqe.res, buffer);  // the cancelled read of an upstream on its way to the pool
+    return;
+  }
   switch (phase_) {
     case Phase::kDetect: on_detect_recv(cqe, buffer); return;
     case Phase::kHandshake: on_handshake_recv(cqe, buffer); return;
@@ -340,7 +355,7 @@ void TcpForward::on_send(Half h, int res) noexcept {
   if (res > 0 && h == kFromUpstream && !is_tls_dest(h)) count_bytes(false, static_cast<uint64_t>(res));
   int released = RelayHalf::kNoBuffer;
   bool was_spilled = half_[h].spilled();
-  if (is_tls_dest(h) && res > 0) tls_session_.consume_out(static_cast<size_t>(res));
+  if (is_tls_dest(h) && res > 0) tls_session_->consume_out(static_cast<size_t>(res));
   Actions actions = half_[h].on_send(res, &released);
   if (released != RelayHalf::kNoBuffer) release_chunk(released);
   if (was_spilled && !half_[h].spilled() && spill_[h] != nullptr) {
@@ -380,7 +395,7 @@ void TcpForward::run(Half h, Actions actions) noexcept {
     io_uring_sqe* s = ring.sqe();
     const RelayHalf& half = half_[h];
     if (is_tls_dest(h)) {
-      io_uring_prep_send(s, dest_fd(h), tls_session_.out_data(), tls_session_.out_size(), MSG_NOSIGNAL);
+      io_uring_prep_send(s, dest_fd(h), tls_session_->out_data(), tls_session_->out_size(), MSG_NOSIGNAL);
     } else if (half.spilled()) {
       io_uring_prep_send(s, dest_fd(h), spill_[h] + half.spill_offset(), half.spill_length() - half.spill_offset(),
                          MSG_NOSIGNAL);
@@ -478,6 +493,8 @@ void TcpForward::maybe_release() noexcept {
   }
   if (early_buffer_ >= 0) worker_->give_back(early_buffer_);
   early_buffer_ = -1;
+  if (held_chunk_ >= 0) release_chunk(held_chunk_);
+  held_chunk_ = -1;
   end_tap();  // before set_ goes: the tap's labels point into it
   end_tls();
   for (int i = 0; i < 2; ++i)

@@ -143,6 +143,7 @@ class TcpForward final : public io::OpOwner {
   void queue_tls_output(size_t added) noexcept;
   // Queues close_notify towards the TLS socket; false when there is none to send.
   bool send_close_notify(Half h) noexcept;
+  bool make_tls_session() noexcept;
   void end_tls() noexcept;
   void remember_ticket() noexcept;
   void tls_failed() noexcept;
@@ -181,6 +182,17 @@ class TcpForward final : public io::OpOwner {
   bool discard_body(int chunk, int* res) noexcept;
   void drop_replay() noexcept;
 
+  // Per-request balancing and upstream reuse (upstream_reuse.cc): between
+  // HTTP/1 exchanges the upstream connection can be parked in the worker's
+  // pool, and the next request sent to another endpoint.
+  bool upstream_idle() const noexcept;
+  bool rebalance(int chunk, int res) noexcept;
+  void detach_upstream(int next) noexcept;
+  void on_detached(int res, int buffer) noexcept;
+  void park_upstream(bool reusable) noexcept;
+  void attach_upstream(int e) noexcept;
+  void resume_relay() noexcept;
+
   Worker* worker_ = nullptr;
   int client_fd_ = -1;
   int upstream_fd_ = -1;
@@ -216,14 +228,14 @@ class TcpForward final : public io::OpOwner {
   Phase phase_ = Phase::kConnect;
   bool tls_ = false;  // the relay goes through tls_session_
   Half tls_in_ = kFromClient;
-  bool tls_closed_ = false;   // the peer's close_notify: its direction has ended
-  bool keep_ticket_ = false;  // outbound: store the session's ticket once it has come
-  transport::TlsSession tls_session_;
-  const transport::TlsContext* tls_ctx_ = nullptr;  // the session's context: the key of its resumption ticket
-  char* plain_[2] = {nullptr, nullptr};             // decrypted chunks, or the bytes read while detecting
-  uint32_t plain_cap_[2] = {0, 0};                  // their sizes (Worker::take_plain)
-  uint8_t plain_busy_ = 0;                          // bit per slot: held by a RelayHalf or as first_
-  int first_slot_ = -1;                             // bytes to relay before the first read of the client half
+  bool tls_closed_ = false;                             // the peer's close_notify: its direction has ended
+  bool keep_ticket_ = false;                            // outbound: store the session's ticket once it has come
+  std::unique_ptr<transport::TlsSession> tls_session_;  // (heap: a pooled upstream takes it along)
+  const transport::TlsContext* tls_ctx_ = nullptr;      // the session's context: the key of its resumption ticket
+  char* plain_[2] = {nullptr, nullptr};                 // decrypted chunks, or the bytes read while detecting
+  uint32_t plain_cap_[2] = {0, 0};                      // their sizes (Worker::take_plain)
+  uint8_t plain_busy_ = 0;                              // bit per slot: held by a RelayHalf or as first_
+  int first_slot_ = -1;                                 // bytes to relay before the first read of the client half
   uint32_t first_len_ = 0;
   int early_buffer_ = -1;  // a client read that completed before the relay started
   int early_res_ = 0;
@@ -235,6 +247,12 @@ class TcpForward final : public io::OpOwner {
   uint8_t retried_ = 0;              // times it was sent again
   uint64_t discard_ = 0;             // body bytes of a retried response still to drop
   uint32_t request_timeout_ms_ = 0;  // for tap_'s requests; 0: none
+  bool detaching_ = false;           // the upstream's read is being cancelled, to park it
+  bool switching_ = false;           // a client read waits for the upstream it goes to
+  int switch_to_ = -1;               // ...that endpoint (kNoEndpoint: none, the client has gone)
+  int held_chunk_ = -1;              // ...that read
+  int held_res_ = 0;
+  uint64_t switch_start_us_ = 0;
 };
 
 }  // namespace meshd::proxy

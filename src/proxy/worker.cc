@@ -29,6 +29,8 @@ Worker::Worker(unsigned index, int cpu, Shared* shared, metrics::WorkerStats* st
       shared_(shared),
       stats_(stats),
       random_(monotonic_ms() * 0x9e3779b97f4a7c15ull + index),
+      pool_(shared->config->upstream_idle_timeout_ms),
+      pool_enabled_(shared->config->upstream_idle_timeout_ms != 0),
       wake_op_(this, 0) {
   // Made here, before any thread runs, so that a command sent while this
   // worker is still starting (another failed to) is never lost.
@@ -120,6 +122,7 @@ void Worker::handle_command() noexcept {
     draining_ = true;
     drain_deadline_ms_ = now_ms_ + shared_->config->drain_timeout_ms;
     for (auto& l : listeners_) l->stop();
+    pool_.clear();  // idle: nothing more will be asked of them
   }
   if (c == Command::kStopNow) drain_deadline_ms_ = now_ms_;
 }
@@ -147,6 +150,7 @@ bool Worker::finished() const noexcept {
 }
 
 void Worker::sweep() noexcept {
+  pool_.expire(now_ms_);
   while (TcpForward* c = waiting_.front()) {
     if (c->deadline_ms > now_ms_) break;
     waiting_.pop_front();

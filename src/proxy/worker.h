@@ -21,6 +21,7 @@
 #include "proxy/buffer_sizes.h"
 #include "proxy/listener.h"
 #include "proxy/tcp_forward.h"
+#include "proxy/upstream_pool.h"
 #include "transport/session_cache.h"
 
 namespace meshd::proxy {
@@ -84,6 +85,9 @@ class Worker final : public io::OpOwner {
   // pooled. Null when out of memory (the connection goes untapped).
   HttpTap* take_tap() noexcept;
   void give_tap(HttpTap* tap) noexcept;
+  // Idle outbound HTTP/1 connections (upstream_pool.h); null while the
+  // worker drains or when pooling is off.
+  UpstreamPool* upstream_pool() noexcept { return draining_ || !pool_enabled_ ? nullptr : &pool_; }
   void accepted(Listener& listener, int fd) noexcept;
   void track_connecting(TcpForward* c) noexcept;
   // c's request_deadline_ms is set: (re)placed in the request-timeout list.
@@ -173,6 +177,8 @@ class Worker final : public io::OpOwner {
   std::shared_ptr<const policy::PolicyTable> policy_;
   uint64_t policy_version_ = 0;
   transport::ClientSessionCache sessions_;
+  UpstreamPool pool_;
+  bool pool_enabled_ = false;
   uint64_t drain_deadline_ms_ = 0;
   bool draining_ = false;
 

@@ -406,6 +406,8 @@ NGINX_VIP = "10.96.0.23"  # nginx.prod: Debian's nginx, HTTP/1.1
 H2C_VIP = "10.96.0.24"    # h2c.prod: the same nginx, HTTP/2 with prior knowledge (h2c)
 GRPC_VIP = "10.96.0.25"   # grpc.prod: apps.py grpc-serve, gRPC over h2c, every third call UNAVAILABLE
 RETRY_VIP = "10.96.0.26"  # retry.prod: an HTTP backend answering 503 to every third request
+SPREAD_VIP = "10.96.0.27"  # spread.prod: two HTTP backends (8088, 8089), each logging what it serves
+MIXED_VIP = "10.96.0.28"   # mixed.prod: the backend on 8088, and the one answering 503 to everything
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -447,6 +449,16 @@ virtual_addresses = ["{GRPC_VIP}:80"]
 name = "retry.prod"
 ports = [8087]
 virtual_addresses = ["{RETRY_VIP}:80"]
+
+[[service]]
+name = "spread.prod"
+ports = [8088, 8089]
+virtual_addresses = ["{SPREAD_VIP}:80"]
+
+[[service]]
+name = "mixed.prod"
+ports = [8088, 8083]
+virtual_addresses = ["{MIXED_VIP}:80"]
 """
 
 # Debian's nginx as a real server: one process (no master, no workers to
@@ -559,7 +571,9 @@ class HttpMesh(Cluster):
     h2c server (apps.py grpc-serve) on 8086 is grpc.prod (GRPC_VIP:80): every
     third call of a connection ends UNAVAILABLE. Another HTTP backend on 8087,
     retry.prod (RETRY_VIP:80), answers 503 to every third request it gets
-    (the client's proxy retries them). meshd_flags go to both meshds,
+    (the client's proxy retries them). Two more, on 8088 and 8089, logging to
+    self.spread_logs, are spread.prod (SPREAD_VIP:80); mixed.prod (MIXED_VIP:80) is
+    the one on 8088 and the one answering 503. meshd_flags go to both meshds,
     client_flags to the client's only. Built from Cluster's parts; Cluster itself is
     unchanged."""
 
@@ -571,6 +585,7 @@ class HttpMesh(Cluster):
         self.identity, self.cert_ttl, self.meshd_flags, self.gossip = True, "1h", list(meshd_flags), False
         self.ca_dir = os.path.join(self.workdir.name, "ca")
         self.backend_log = os.path.join(self.workdir.name, "backend.log")
+        self.spread_logs = [os.path.join(self.workdir.name, f"spread-{p}.log") for p in (8088, 8089)]
         self.lan = Lan()
         try:
             run([binary("meshd-ctl"), "identity", "init", "--trust-domain", TRUST_DOMAIN, "--dir", self.ca_dir])
@@ -591,6 +606,8 @@ class HttpMesh(Cluster):
                                     "--register", "flaky.prod=8080", "--register", "flaky.prod=8083",
                                     "--register", "nginx.prod=8084", "--register", "h2c.prod=8085",
                                     "--register", "grpc.prod=8086", "--register", "retry.prod=8087",
+                                    "--register", "spread.prod=8088", "--register", "spread.prod=8089",
+                                    "--register", "mixed.prod=8088", "--register", "mixed.prod=8083",
                                     *self.identity_flags(self.server))
             self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
                                     *client_flags)
@@ -611,7 +628,8 @@ class HttpMesh(Cluster):
         errors = os.path.join(self.workdir.name, "backends.err")
         for argv in (["http-serve", "8080", self.backend_log], ["http-serve", "8083", self.backend_log, "503"],
                      ["greet", "9500"], ["greet", "3306"], ["grpc-serve", "8086", "3"],
-                     ["http-serve", "8087", os.path.join(self.workdir.name, "retry.log"), "503", "3"]):
+                     ["http-serve", "8087", os.path.join(self.workdir.name, "retry.log"), "503", "3"],
+                     ["http-serve", "8088", self.spread_logs[0]], ["http-serve", "8089", self.spread_logs[1]]):
             with open(errors, "a") as f:  # stderr to a file: a pipe nobody reads could fill and block
                 p = self.server.ns.spawn([PYTHON, APPS] + argv, stderr=f)
             if p.stdout.readline().strip() != "ready":
@@ -648,7 +666,8 @@ class HttpMesh(Cluster):
         for h in (self.client, self.server):
             wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
         want = {"http.prod": 1, "greet.prod": 1, "timed.prod": 1, "flaky.prod": 2, "nginx.prod": 1, "h2c.prod": 1,
-                "grpc.prod": 1, "retry.prod": 1}
+                "grpc.prod": 1, "retry.prod": 1, "spread.prod": 2,
+                "mixed.prod": 2}
         wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == k for n, k in want.items()), 15,
                  "the server's registrations")
 

@@ -18,7 +18,8 @@ import pytest
 import hashlib
 import os
 
-from mesh import FLAKY_VIP, GRPC_VIP, H2C_VIP, HTTP_VIP, RETRY_VIP, NGINX_VIP, TIMED_VIP, HttpMesh, binary, wait_for
+from mesh import (FLAKY_VIP, GRPC_VIP, H2C_VIP, HTTP_VIP, MIXED_VIP, NGINX_VIP, RETRY_VIP, SPREAD_VIP, TIMED_VIP, HttpMesh, binary,
+                  wait_for)
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -483,6 +484,74 @@ def test_an_endpoint_failing_every_request_is_ejected_and_probed(mesh):
                    {"dst": "flaky.prod", "endpoint": "10.78.0.2:8083"}) == broken["ejections"]
     labels = out_labels("flaky.test", "flaky.prod")
     assert d.value("outbound", "response_total", {**labels, "status_code": "503", "classification": "failure"}) == failed
+
+
+def spread_requests(mesh):
+    """The request lines each of spread.prod's two backends served."""
+    out = []
+    for path in mesh.spread_logs:
+        with open(path) as f:
+            out.append(f.read().splitlines())
+    return out
+
+
+def curl_on_one_connection(mesh, vip, authority, count):
+    """curl's GET /ok/1 .. /ok/count on one keep-alive connection: per
+    response, its status and X-Peer-Port (the backend's view of the
+    connection it came on)."""
+    r = mesh.client.ns.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "20", "--resolve", f"{authority}:80:{vip}",
+                             "-w", "<<%{num_connects} %{http_code} %header{x-peer-port}>>\n",
+                             f"http://{authority}/ok/[1-{count}]"], check=False)
+    assert r.returncode == 0, r.stderr
+    answers = re.findall(r"<<(\d) (\d+) (\d*)>>", r.stdout)
+    assert [a[0] for a in answers] == ["1"] + ["0"] * (count - 1), r.stdout  # curl's one connection
+    return [(int(a[1]), a[2]) for a in answers]
+
+
+@pytest.mark.timeout(60)
+def test_requests_on_one_keep_alive_connection_are_balanced_one_by_one(mesh):
+    """curl sends 40 requests on one connection to spread.prod, which has two
+    endpoints. The client's proxy balances each request, so both backends
+    serve some, and moving between them reuses one pooled connection per
+    endpoint (the backends see two connections in all, by their peer
+    ports): after the first move, every move is a reuse."""
+    d = Delta(mesh)
+    before = [len(x) for x in spread_requests(mesh)]
+    answers = curl_on_one_connection(mesh, SPREAD_VIP, "spread.test", 40)
+    assert {status for status, _ in answers} == {200}, answers
+    served = [x[n:] for x, n in zip(spread_requests(mesh), before)]
+    assert sorted(served[0] + served[1]) == sorted(f"GET /ok/{i} HTTP/1.1" for i in range(1, 41)), served
+    assert served[0] and served[1], served
+    ports = {port for _, port in answers}
+    assert len(ports) == 2, answers  # one upstream connection per endpoint, reused
+    d.take()
+    switches = d.value("outbound", "outbound_http_endpoint_switches_total", {"dst": "spread.prod"})
+    reused = d.value("outbound", "outbound_upstream_reused_total", {"dst": "spread.prod"})
+    assert switches >= 1 and reused == switches - 1, (switches, reused)
+    for direction in ("outbound", "inbound"):
+        labels = d.labels(direction, "spread.test", "spread.prod")
+        assert d.value(direction, "response_total", {**labels, "status_code": "200", "classification": "success"}) == 40
+
+
+@pytest.mark.timeout(60)
+def test_a_keep_alive_connection_moves_off_an_endpoint_that_fails_every_request(mesh):
+    """mixed.prod: one endpoint answers 503 to everything. Whichever endpoint
+    curl's one connection starts on, its requests are balanced one by one:
+    failure accrual ejects the broken endpoint (5 failures: two requests and
+    their retries) and the same connection's later requests all go to the
+    good one. Balanced per connection, a connection on the broken endpoint
+    would get 503 for every request."""
+    d = Delta(mesh)
+    answers = curl_on_one_connection(mesh, MIXED_VIP, "mixed.test", 30)
+    statuses = [status for status, _ in answers]
+    assert statuses.count(503) <= 3 and statuses.count(200) + statuses.count(503) == 30, statuses
+    assert set(statuses[-15:]) == {200}, statuses
+    d.take()
+    labels = d.labels("inbound", "mixed.test")
+    failed_attempts = d.value("inbound", "response_total", {**labels, "status_code": "503", "classification": "failure"})
+    assert failed_attempts >= 5, failed_attempts  # enough for the ejection, each attempt seen by the server's proxy
+    assert d.value("outbound", "outbound_balancer_ejections_total", {"dst": "mixed.prod", "endpoint": "10.78.0.2:8083"}) >= 1
+    assert d.value("outbound", "outbound_http_endpoint_switches_total", {"dst": "mixed.prod"}) >= 1
 
 
 @pytest.mark.timeout(60)

@@ -149,6 +149,12 @@ TEST_CASE("config: errors name the setting, the source and the value") {
   REQUIRE(load_args({"--retry-statuses", "502, 503,504"})->config.retry_statuses ==
           std::vector<uint16_t>{502, 503, 504});
   REQUIRE(load_args({"--retry-statuses", "none"})->config.retry_statuses.empty());
+  REQUIRE(load_args({})->config.upstream_idle_timeout_ms == 4000);
+  REQUIRE(load_args({"--upstream-idle-timeout", "0"})->config.upstream_idle_timeout_ms == 0);
+  REQUIRE(load_args({"--upstream-idle-timeout", "1500ms"})->config.upstream_idle_timeout_ms == 1500);
+  e = load_args({"--upstream-idle-timeout", "soon"});
+  REQUIRE_FALSE(e);
+  REQUIRE(e.error().find("--upstream-idle-timeout") != std::string::npos);
 
   e = load_args({"--forward", "127.0.0.1:9000=127.0.0.1:9000", "--outbound-listen", "off"});
   REQUIRE_FALSE(e);

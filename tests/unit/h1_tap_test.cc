@@ -780,3 +780,45 @@ TEST_CASE("h1tap: what the proxy's retries ask of it", "[h1tap]") {
   CHECK_FALSE(c.tap.between_requests());  // in the POST's body
   CHECK(c.tap.front_method() == Method::kGet);
 }
+
+TEST_CASE("h1tap: the server's side is idle between exchanges only when both sides keep the connection", "[h1tap]") {
+  Conn c;
+  REQUIRE_FALSE(c.tap.idle_between_exchanges());  // nothing yet: no exchange has shown keep-alive
+  REQUIRE(c.req(get("/a")).kind == TapVerdict::kPass);
+  REQUIRE_FALSE(c.tap.idle_between_exchanges());  // awaiting its response
+  REQUIRE(c.resp("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab").kind == TapVerdict::kPass);
+  REQUIRE_FALSE(c.tap.idle_between_exchanges());  // in its body
+  REQUIRE(c.resp("cd").kind == TapVerdict::kPass);
+  REQUIRE(c.tap.idle_between_exchanges());
+  // Part of the next head read: not between exchanges any more.
+  REQUIRE(c.req("GET /b HT").kind == TapVerdict::kPass);
+  REQUIRE_FALSE(c.tap.idle_between_exchanges());
+  REQUIRE(c.req("TP/1.1\r\nHost: svc\r\n\r\n").kind == TapVerdict::kPass);
+  REQUIRE(c.resp(ok("x")).kind == TapVerdict::kPass);
+  REQUIRE(c.tap.idle_between_exchanges());
+
+  SECTION("the server closes after its response") {
+    REQUIRE(c.req(get("/c")).kind == TapVerdict::kPass);
+    REQUIRE(c.resp("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nx").kind == TapVerdict::kPass);
+    REQUIRE_FALSE(c.tap.idle_between_exchanges());
+  }
+  SECTION("the client asked to close") {
+    REQUIRE(c.req(get("/c", "Connection: close\r\n")).kind == TapVerdict::kPass);
+    REQUIRE(c.resp(ok("x")).kind == TapVerdict::kPass);
+    REQUIRE_FALSE(c.tap.idle_between_exchanges());
+  }
+  SECTION("a body delimited by the server's close") {
+    REQUIRE(c.req(get("/c")).kind == TapVerdict::kPass);
+    REQUIRE(c.resp("HTTP/1.1 200 OK\r\n\r\nuntil close").kind == TapVerdict::kPass);
+    REQUIRE_FALSE(c.tap.idle_between_exchanges());
+  }
+  SECTION("HTTP/1.0 without keep-alive") {
+    REQUIRE(c.req("GET /c HTTP/1.0\r\n\r\n").kind == TapVerdict::kPass);
+    REQUIRE(c.resp("HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\nx").kind == TapVerdict::kPass);
+    REQUIRE_FALSE(c.tap.idle_between_exchanges());
+  }
+  SECTION("a new connection starts over") {
+    c.tap.reset(&c.rec);
+    REQUIRE_FALSE(c.tap.idle_between_exchanges());
+  }
+}

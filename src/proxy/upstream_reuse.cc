@@ -1,0 +1,160 @@
+// Per-request balancing and upstream reuse, outbound HTTP/1 to a service.
+//
+// The relay follows one client connection and one upstream connection.
+// Between HTTP/1 exchanges (the tap saw every response end, both sides
+// kept the connection, nothing of a next request read) the upstream side
+// is idle, and that is when it can change:
+//
+//   a request's first read -> the tap sees it -> pick_endpoint (P2C):
+//     the current endpoint: relayed as before
+//     another: the read waits (held_chunk_) -> detach_upstream: the
+//       upstream's armed read is cancelled -> on_detached: its socket (and
+//       TLS session) go to the worker's UpstreamPool -> attach_upstream:
+//       the new endpoint's pooled connection, or a connect (+ mesh TLS)
+//       -> resume_relay: the upstream half starts afresh, the held read
+//       is relayed, and the tap's outcomes feed the new endpoint
+//   the client's end of stream -> detach_upstream(none) -> pooled -> the
+//     connection closes
+//
+// Every op on the upstream socket completes before it changes hands (its
+// read was the only one: both halves are idle), so the pool never holds a
+// socket the ring still uses.
+#include <atomic>
+#include <cerrno>
+
+#include "base/log.h"
+#include "discovery/balancer.h"
+#include "io/socket.h"
+#include "proxy/http_tap.h"
+#include "proxy/tcp_forward.h"
+#include "proxy/worker.h"
+
+namespace meshd::proxy {
+
+using metrics::TcpError;
+
+bool TcpForward::upstream_idle() const noexcept {
+  if (direction_ != metrics::Direction::kOutbound || !set_ || endpoint_ < 0 || closing_ || phase_ != Phase::kRelay)
+    return false;
+  if (tap_ == nullptr || tap_->http2() || !tap_->tap().idle_between_exchanges()) return false;
+  if (worker_->upstream_pool() == nullptr || upstream_fd_ < 0 || discard_ > 0 || replay_ != nullptr) return false;
+  // The upstream's read is the only op on its socket, nothing is queued
+  // either way, and TLS has nothing of ours waiting to go out.
+  if (!recv_op_[kFromUpstream].in_flight || send_op_[kFromClient].in_flight || send_op_[kFromUpstream].in_flight ||
+      shutdown_op_[kFromClient].in_flight || notify_op_.in_flight)
+    return false;
+  for (const RelayHalf& half : half_)
+    if (half.chunks() > 0 || half.spilled() || half.shutting_down()) return false;
+  if (tls_ && (tls_in_ != kFromUpstream || tls_closed_ || tls_session_->out_total() > 0)) return false;
+  return first_slot_ < 0 && early_buffer_ < 0;
+}
+
+bool TcpForward::rebalance(int chunk, int res) noexcept {
+  if (set_->endpoints.size() < 2) return false;
+  // The balancer weighs endpoints by what is open to them; this
+  // connection's own upstream, idle now, must not count against its
+  // endpoint (every request would then move away from where it was).
+  std::atomic<uint32_t>& own = set_->endpoints[static_cast<size_t>(endpoint_)].health->active;
+  if (endpoint_active_) own.fetch_sub(1, std::memory_order_relaxed);
+  int e = discovery::pick_endpoint(*set_, worker_->now_ms(), 0, worker_->random());
+  if (endpoint_active_) own.fetch_add(1, std::memory_order_relaxed);
+  if (e == discovery::kNoEndpoint || e == endpoint_) return false;
+  set_->stats->switches.inc();
+  held_chunk_ = chunk;
+  held_res_ = res;
+  switching_ = true;
+  switch_start_us_ = worker_->now_us();
+  // The request's outcome is the new endpoint's (the tap has it already,
+  // its response is still to come).
+  tap_->set_endpoint(set_->endpoints[static_cast<size_t>(e)].health.get());
+  detach_upstream(e);
+  return true;
+}
+
+void TcpForward::detach_upstream(int next) noexcept {
+  switch_to_ = next;
+  detaching_ = true;
+  worker_->ring().cancel_op(recv_op_[kFromUpstream]);
+}
+
+void TcpForward::on_detached(int res, int buffer) noexcept {
+  detaching_ = false;
+  if (buffer != RelayHalf::kNoBuffer) worker_->give_back(buffer);
+  // Cancelled: nothing came. Anything else (the server closed, or spoke
+  // unasked) makes the connection unfit to carry another request.
+  park_upstream(res == -ECANCELED);
+  half_[kFromUpstream] = RelayHalf();
+  if (switch_to_ == discovery::kNoEndpoint) {
+    close(TcpError::kNone, false, false);  // the client has gone; everything it asked was answered
+    return;
+  }
+  attach_upstream(switch_to_);
+}
+
+void TcpForward::park_upstream(bool reusable) noexcept {
+  if (endpoint_active_) {
+    set_->endpoints[static_cast<size_t>(endpoint_)].health->active.fetch_sub(1, std::memory_order_relaxed);
+    endpoint_active_ = false;
+  }
+  IdleUpstream idle;
+  idle.fd = upstream_fd_;
+  idle.address = target_;
+  if (tls_) {
+    remember_ticket();  // TLS 1.3 sends it after the handshake: it has come by now
+    idle.tls = std::move(tls_session_);
+    tls_ctx_ = nullptr;
+    tls_ = false;
+  }
+  upstream_fd_ = -1;
+  keep_ticket_ = false;
+  UpstreamPool* pool = worker_->upstream_pool();
+  if (reusable && pool != nullptr) {
+    pool->give(std::move(idle), worker_->now_ms());
+    return;
+  }
+  idle.tls.reset();
+  io::close_fd(idle.fd);
+}
+
+void TcpForward::attach_upstream(int e) noexcept {
+  endpoint_ = e;
+  attempts_ = 1;
+  tried_ = 0;
+  phase_ = Phase::kConnect;
+  const auto& ep = set_->endpoints[static_cast<size_t>(e)];
+  UpstreamPool* pool = worker_->upstream_pool();
+  IdleUpstream idle = pool != nullptr ? pool->take(ep.address, wants_mtls() ? std::string_view(ep.identity) : "")
+                                      : IdleUpstream{};
+  if (idle.fd < 0) {
+    connect(ep.address);  // then, as at the start: mesh TLS when the endpoint wants it, start_relay()
+    return;
+  }
+  set_->stats->reused.inc();
+  upstream_fd_ = idle.fd;
+  target_ = ep.address;
+  if (idle.tls) {
+    tls_session_ = std::move(idle.tls);
+    tls_ = true;
+    tls_in_ = kFromUpstream;
+  }
+  ep.health->active.fetch_add(1, std::memory_order_relaxed);
+  endpoint_active_ = true;
+  resume_relay();
+}
+
+void TcpForward::resume_relay() noexcept {
+  phase_ = Phase::kRelay;
+  worker_->track_active(this);
+  run(kFromUpstream, half_[kFromUpstream].start());
+  if (closing_) return;
+  if (!switching_) return;
+  switching_ = false;
+  if (tap_ != nullptr) tap_->endpoint_waited(worker_->now_us() - switch_start_us_);
+  int chunk = held_chunk_;
+  held_chunk_ = -1;
+  // The held read now goes to the new upstream; the client's next read is
+  // armed as it would have been.
+  run(kFromClient, half_[kFromClient].on_recv(held_res_, chunk));
+}
+
+}  // namespace meshd::proxy
