@@ -69,6 +69,9 @@ struct ServiceStats {
   // an idle pooled connection rather than a new one.
   metrics::SharedCounter switches;
   metrics::SharedCounter reused;
+  // The last connection the HTTP tap decided on had the server speak
+  // first: outbound connections do not wait for the client's first bytes.
+  std::atomic<bool> server_speaks_first{false};
   // Monotonic ms of the last connection that looked this destination up;
   // the client evicts destinations nobody used for a while.
   std::atomic<uint64_t> last_used_ms{0};

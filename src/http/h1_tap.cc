@@ -86,6 +86,12 @@ Protocol sniff(std::span<const char> bytes, uint32_t decide_at, bool* need_more)
 
 }  // namespace
 
+bool opens_http1_request(std::span<const char> bytes) noexcept {
+  bool need_more = false;
+  // No length at which to decide: only the line's end does.
+  return sniff(bytes, UINT32_MAX, &need_more) == Protocol::kHttp1 && !need_more;
+}
+
 // Room for the header lines of one head, on the stack and left
 // uninitialized: the parser writes each entry before anything reads it, and
 // zeroing 4 KiB per head would cost more than the parse.

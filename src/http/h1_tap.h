@@ -49,6 +49,10 @@ enum class Protocol : uint8_t {
   kSilent,       // the connection ended before either side sent a byte (a TCP health check, a port scan)
 };
 const char* protocol_name(Protocol p) noexcept;
+// Whether a client's first bytes open with a whole HTTP/1.x request line:
+// enough for the proxy to send them over an idle connection that carried
+// HTTP/1 before (proxy/upstream_pool.h).
+bool opens_http1_request(std::span<const char> bytes) noexcept;
 
 // Told what the tap saw; implemented by the proxy's recorder. Every request
 // handed to on_request() gets exactly one on_response() or on_failure()

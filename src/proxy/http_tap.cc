@@ -95,6 +95,10 @@ void HttpTap::on_detected(http::Protocol p) noexcept {
     case http::Protocol::kSilent: o = DetectOutcome::kSilent; break;
   }
   stats_->detected(labels_.direction, o);
+  // Who spoke first decides whether the service's next connections wait
+  // for their client's first bytes (a silent one says nothing).
+  if (labels_.server_first != nullptr && p != http::Protocol::kSilent)
+    labels_.server_first->store(p == http::Protocol::kServerFirst, std::memory_order_relaxed);
 }
 
 void HttpTap::on_tls(std::span<const char> first) noexcept {

@@ -19,6 +19,7 @@
 // allocated for an h2 connection and freed when it ends.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <span>
 #include <string_view>
@@ -47,6 +48,7 @@ class HttpTap final : public http::TapSink {
     bool tls = false;
     discovery::EndpointHealth* endpoint = nullptr;  // the balanced endpoint; null: none
     http::RetryBudget* budget = nullptr;            // the service's, which each request feeds; null: none
+    std::atomic<bool>* server_first = nullptr;      // the service's: who spoke first (see ServiceStats)
   };
   // A new connection. worker: its golden metrics and live tap; random: the
   // worker's, for the balancer's jitter.

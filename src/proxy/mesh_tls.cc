@@ -150,6 +150,10 @@ void TcpForward::detect(const SocketAddr& target) noexcept {
 }
 
 void TcpForward::detect_timed_out() noexcept {
+  if (direction_ == metrics::Direction::kOutbound) {
+    first_bytes_timed_out();  // upstream_reuse.cc
+    return;
+  }
   // The client has not spoken (or not finished a ClientHello): not mesh
   // TLS. Its read stays in flight and will be relayed when it completes.
   after_detect(false);

@@ -49,6 +49,7 @@ void TcpForward::start_tap() noexcept {
     labels.dst_service = set_->service;
     if (endpoint_ >= 0) labels.endpoint = set_->endpoints[static_cast<size_t>(endpoint_)].health.get();
     labels.budget = &set_->stats->retry_budget;
+    if (direction_ == metrics::Direction::kOutbound) labels.server_first = &set_->stats->server_speaks_first;
   }
   tap_->start(&worker_->stats(), &worker_->random(), labels);
   // The service's own timeout (outbound: the registry's), else the proxy's.

@@ -61,6 +61,7 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   switch_to_ = -1;
   held_chunk_ = -1;
   held_res_ = 0;
+  may_reuse_ = false;
 }
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }
@@ -112,6 +113,14 @@ void TcpForward::connect_direct(const SocketAddr& target) noexcept {
 
 void TcpForward::connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept {
   set_ = std::move(set);
+  if (waits_for_first_bytes()) {
+    await_first_bytes();  // then connect_endpoint() (upstream_reuse.cc)
+    return;
+  }
+  connect_endpoint(false);
+}
+
+void TcpForward::connect_endpoint(bool http1) noexcept {
   int e = discovery::pick_endpoint(*set_, worker_->now_ms(), tried_, worker_->random());
   if (e == discovery::kNoEndpoint) {
     close(TcpError::kNoEndpoints, true, false);
@@ -120,6 +129,11 @@ void TcpForward::connect_balanced(std::shared_ptr<const discovery::EndpointSet> 
   endpoint_ = e;
   count_open();  // after the pick: whether it goes over mTLS depends on the endpoint
   ++attempts_;
+  may_reuse_ = http1;
+  if (http1 && take_pooled(e)) {
+    start_relay();
+    return;
+  }
   connect(set_->endpoints[static_cast<size_t>(e)].address);
 }
 
@@ -150,7 +164,7 @@ void TcpForward::connect_timed_out() noexcept {
     return;
   }
   if (!set_ || attempts_ >= discovery::kMaxConnectAttempts) {
-    close(TcpError::kConnectTimeout, true, false);
+    connect_failed(TcpError::kConnectTimeout);
     return;
   }
   // Another endpoint may answer: cancel this attempt, and let its
@@ -216,8 +230,19 @@ bool TcpForward::retry_elsewhere(int res) noexcept {
   upstream_fd_ = -1;
   endpoint_ = next;
   ++attempts_;
+  if (may_reuse_ && take_pooled(next)) {
+    start_relay();
+    return true;
+  }
   connect(set_->endpoints[static_cast<size_t>(next)].address);
   return true;
+}
+
+void TcpForward::connect_failed(TcpError error) noexcept {
+  if (answer_unreachable(error)) return;
+  // The client sees a reset, as it would have seen a refusal without the
+  // proxy: a clean FIN would read as an empty but successful exchange.
+  close(error, true, false);
 }
 
 void TcpForward::on_connect(int res) noexcept {
@@ -234,9 +259,7 @@ void TcpForward::on_connect(int res) noexcept {
     endpoint_active_ = true;
   }
   if (res < 0) {
-    // The client sees a reset, as it would have seen a refusal without the
-    // proxy: a clean FIN would read as an empty but successful exchange.
-    close(connect_error(res), true, false);
+    connect_failed(connect_error(res));
     return;
   }
   if (wants_mtls()) {
@@ -253,26 +276,33 @@ void TcpForward::start_relay() noexcept {
   }
   phase_ = Phase::kRelay;
   worker_->track_active(this);
-  // Bytes read before the relay began (while detecting, or decrypted with
-  // the handshake) go first, then a read that completed meanwhile; each
-  // delivery answers the read the half has just armed.
-  Half first = tls_ ? tls_in_ : kFromClient;
-  Half other = first == kFromClient ? kFromUpstream : kFromClient;
   start_tap();
-  run(other, half_[other].start());
+  // The TLS socket's half (else the client's) may hold bytes from before
+  // the relay: it starts second, so that the other is reading by then.
+  const Half second = tls_ ? tls_in_ : kFromClient;
+  const Half first = second == kFromClient ? kFromUpstream : kFromClient;
+  run(first, start_half(first));
   if (closing_) return;
-  Actions a = half_[first].start();
-  if (first_slot_ >= 0) {
-    // What detection read from the client, or what it sent with the end of
-    // its handshake (decrypted), counted now that the series is known.
-    if (first == kFromClient) count_bytes(true, first_len_);
+  run(second, start_half(second));
+}
+
+// Bytes read before the relay began go first: those detection read, or
+// that came decrypted with the end of a handshake (the TLS socket's half),
+// then a client read that completed meanwhile (detection gave up on it,
+// or outbound, the first bytes awaited before connecting). Each delivery
+// answers the read the half has just armed.
+Actions TcpForward::start_half(Half h) noexcept {
+  Actions a = half_[h].start();
+  if (first_slot_ >= 0 && h == (tls_ ? tls_in_ : kFromClient)) {
+    // Counted now that the series is known (the client's plaintext only).
+    if (h == kFromClient) count_bytes(true, first_len_);
     int id = kPlainId + first_slot_;
     first_slot_ = -1;
-    a = (a & ~kRecv) | deliver(first, static_cast<int>(first_len_), id);
+    a = (a & ~kRecv) | deliver(h, static_cast<int>(first_len_), id);
     first_len_ = 0;
-    if (closing_) return;
+    if (closing_) return kNothing;
   }
-  if (early_buffer_ >= 0 || early_res_ != 0) {
+  if (h == kFromClient && (early_buffer_ >= 0 || early_res_ != 0)) {
     int buffer = early_buffer_, res = early_res_;
     early_buffer_ = -1;
     early_res_ = 0;
@@ -281,12 +311,12 @@ void TcpForward::start_relay() noexcept {
       // buffer must never leak.
       if (buffer >= 0) worker_->give_back(buffer);
       close(TcpError::kClientReset, true, true);
-      return;
+      return kNothing;
     }
-    if (res > 0) count_bytes(true, static_cast<uint64_t>(res));  // (only ever the client's, in clear)
-    a = (a & ~kRecv) | deliver(first, res, buffer);
+    if (res > 0) count_bytes(true, static_cast<uint64_t>(res));  // (the client's, in clear)
+    a = (a & ~kRecv) | deliver(h, res, buffer);
   }
-  run(first, a);
+  return a;
 }
 
 void TcpForward::submit_shutdown(Half h) noexcept {
@@ -323,8 +353,18 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     return;
   }
   switch (phase_) {
-    case Phase::kDetect: on_detect_recv(cqe, buffer); return;
-    case Phase::kHandshake: on_handshake_recv(cqe, buffer); return;
+    case Phase::kDetect:
+      if (direction_ == metrics::Direction::kOutbound)
+        on_first_bytes(cqe, buffer);
+      else
+        on_detect_recv(cqe, buffer);
+      return;
+    case Phase::kHandshake:
+      if (h == tls_in_) {
+        on_handshake_recv(cqe, buffer);
+        return;
+      }
+      [[fallthrough]];  // (outbound: the client's read, left in flight when the wait for it ran out)
     case Phase::kConnect:
       // Detection gave up waiting, and its read completed while the
       // upstream connect is in flight: relayed first once it is up.

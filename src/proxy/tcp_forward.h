@@ -120,6 +120,7 @@ class TcpForward final : public io::OpOwner {
   Actions spill(Half h) noexcept;
   void maybe_release() noexcept;
   void start_relay() noexcept;
+  Actions start_half(Half h) noexcept;
   void submit_recv(Half h) noexcept;
   void submit_shutdown(Half h) noexcept;
 
@@ -191,6 +192,21 @@ class TcpForward final : public io::OpOwner {
   void on_detached(int res, int buffer) noexcept;
   void park_upstream(bool reusable) noexcept;
   void attach_upstream(int e) noexcept;
+  bool take_pooled(int e) noexcept;
+  // Outbound HTTP to a service: the client's first bytes are awaited
+  // (detect-timeout) before an upstream is chosen, so that an HTTP/1
+  // request can take an idle pooled connection.
+  bool waits_for_first_bytes() const noexcept;
+  void await_first_bytes() noexcept;
+  void on_first_bytes(const io_uring_cqe& cqe, int buffer) noexcept;
+  void first_bytes_timed_out() noexcept;
+  // Picks the endpoint (P2C) and connects, or takes a pooled connection
+  // to it when the first bytes are an HTTP/1 request.
+  void connect_endpoint(bool http1) noexcept;
+  // No endpoint could be reached: the client is reset, or answered 503
+  // when a request moved to another endpoint waits whole.
+  void connect_failed(metrics::TcpError error) noexcept;
+  bool answer_unreachable(metrics::TcpError error) noexcept;
   void resume_relay() noexcept;
 
   Worker* worker_ = nullptr;
@@ -253,6 +269,7 @@ class TcpForward final : public io::OpOwner {
   int held_chunk_ = -1;              // ...that read
   int held_res_ = 0;
   uint64_t switch_start_us_ = 0;
+  bool may_reuse_ = false;  // the upstream being chosen is for HTTP/1: a pooled connection may serve
 };
 
 }  // namespace meshd::proxy

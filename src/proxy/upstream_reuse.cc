@@ -24,6 +24,7 @@
 
 #include "base/log.h"
 #include "discovery/balancer.h"
+#include "http/h1_tap.h"
 #include "io/socket.h"
 #include "proxy/http_tap.h"
 #include "proxy/tcp_forward.h"
@@ -120,15 +121,36 @@ void TcpForward::attach_upstream(int e) noexcept {
   endpoint_ = e;
   attempts_ = 1;
   tried_ = 0;
+  may_reuse_ = true;
   phase_ = Phase::kConnect;
-  const auto& ep = set_->endpoints[static_cast<size_t>(e)];
-  UpstreamPool* pool = worker_->upstream_pool();
-  IdleUpstream idle = pool != nullptr ? pool->take(ep.address, wants_mtls() ? std::string_view(ep.identity) : "")
-                                      : IdleUpstream{};
-  if (idle.fd < 0) {
-    connect(ep.address);  // then, as at the start: mesh TLS when the endpoint wants it, start_relay()
+  if (take_pooled(e)) {
+    resume_relay();
     return;
   }
+  // Then, as at the start: mesh TLS when the endpoint wants it, and
+  // start_relay() resumes.
+  connect(set_->endpoints[static_cast<size_t>(e)].address);
+}
+
+// The request never left the proxy, so the client may send it again; an
+// HTTP answer says what happened where a reset would not.
+bool TcpForward::answer_unreachable(TcpError error) noexcept {
+  if (!switching_ || tap_ == nullptr) return false;
+  http::H1Tap& tap = tap_->tap();
+  if (!tap.awaited_answerable() ||
+      !answer_client(503, "connect_failed", "the mesh could not connect to an endpoint of the service"))
+    return false;
+  tap.answered(503, worker_->now_us());
+  close(error, false, false);
+  return true;
+}
+
+bool TcpForward::take_pooled(int e) noexcept {
+  UpstreamPool* pool = worker_->upstream_pool();
+  if (pool == nullptr) return false;
+  const auto& ep = set_->endpoints[static_cast<size_t>(e)];
+  IdleUpstream idle = pool->take(ep.address, wants_mtls() ? std::string_view(ep.identity) : "");
+  if (idle.fd < 0) return false;
   set_->stats->reused.inc();
   upstream_fd_ = idle.fd;
   target_ = ep.address;
@@ -139,7 +161,58 @@ void TcpForward::attach_upstream(int e) noexcept {
   }
   ep.health->active.fetch_add(1, std::memory_order_relaxed);
   endpoint_active_ = true;
-  resume_relay();
+  return true;
+}
+
+// --- the first request of a client connection ----------------------------------
+//
+// Outbound to a service, the upstream is chosen when the client's first
+// bytes come rather than at accept: a whole HTTP/1 request line takes a
+// pooled connection when the chosen endpoint has one (no connect, no
+// handshake, and the server's proxy sees no new connection). Anything else
+// (HTTP/2, TLS, other bytes, the client's end) connects as before, with
+// those bytes relayed first. A client that stays silent for detect-timeout
+// is connected anyway, its read left in flight; a service whose server was
+// seen to speak first is not waited for at all (the tap says so, and says
+// so again when a client speaks first there).
+
+bool TcpForward::waits_for_first_bytes() const noexcept {
+  return direction_ == metrics::Direction::kOutbound && http_mode_ == HttpMode::kTap && !set_->opaque &&
+         worker_->upstream_pool() != nullptr && !set_->stats->server_speaks_first.load(std::memory_order_relaxed);
+}
+
+void TcpForward::await_first_bytes() noexcept {
+  phase_ = Phase::kDetect;
+  worker_->track_detecting(this);
+  submit_recv(kFromClient);
+}
+
+void TcpForward::on_first_bytes(const io_uring_cqe& cqe, int buffer) noexcept {
+  if (cqe.res == -ENOBUFS) {
+    waiting_buffer_ |= 1u << kFromClient;
+    worker_->wait_for_buffer(this);
+    return;
+  }
+  timer_link.unlink();
+  if (cqe.res < 0) {
+    if (buffer != RelayHalf::kNoBuffer) worker_->give_back(buffer);
+    close(TcpError::kClientReset, false, false);  // reset before it said anything: no upstream to tell
+    return;
+  }
+  phase_ = Phase::kConnect;
+  // Relayed first once the upstream is there (start_relay), whatever it is
+  // (an end of stream too: the server sees the client come and go).
+  early_buffer_ = buffer;
+  early_res_ = cqe.res;
+  const bool http1 = cqe.res > 0 && buffer != RelayHalf::kNoBuffer &&
+                     http::opens_http1_request({worker_->buffer_data(buffer), static_cast<size_t>(cqe.res)});
+  connect_endpoint(http1);
+}
+
+void TcpForward::first_bytes_timed_out() noexcept {
+  timer_link.unlink();
+  phase_ = Phase::kConnect;
+  connect_endpoint(false);  // the read stays in flight: its bytes go first when they come
 }
 
 void TcpForward::resume_relay() noexcept {

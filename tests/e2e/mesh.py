@@ -408,6 +408,7 @@ GRPC_VIP = "10.96.0.25"   # grpc.prod: apps.py grpc-serve, gRPC over h2c, every 
 RETRY_VIP = "10.96.0.26"  # retry.prod: an HTTP backend answering 503 to every third request
 SPREAD_VIP = "10.96.0.27"  # spread.prod: two HTTP backends (8088, 8089), each logging what it serves
 MIXED_VIP = "10.96.0.28"   # mixed.prod: the backend on 8088, and the one answering 503 to everything
+HALFDEAD_VIP = "10.96.0.29"  # halfdead.prod: the backend on 8089, and an address where nothing listens
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -459,6 +460,13 @@ virtual_addresses = ["{SPREAD_VIP}:80"]
 name = "mixed.prod"
 ports = [8088, 8083]
 virtual_addresses = ["{MIXED_VIP}:80"]
+
+[[service]]
+name = "halfdead.prod"
+ports = [8089]
+virtual_addresses = ["{HALFDEAD_VIP}:80"]
+[[service.endpoint]]
+address = "{CTRL_IP}:8099"
 """
 
 # Debian's nginx as a real server: one process (no master, no workers to
@@ -573,7 +581,9 @@ class HttpMesh(Cluster):
     retry.prod (RETRY_VIP:80), answers 503 to every third request it gets
     (the client's proxy retries them). Two more, on 8088 and 8089, logging to
     self.spread_logs, are spread.prod (SPREAD_VIP:80); mixed.prod (MIXED_VIP:80) is
-    the one on 8088 and the one answering 503. meshd_flags go to both meshds,
+    the one on 8088 and the one answering 503; halfdead.prod (HALFDEAD_VIP:80) is
+    the one on 8089 and a port of the controller's host where nothing listens
+    (refused). meshd_flags go to both meshds,
     client_flags to the client's only. Built from Cluster's parts; Cluster itself is
     unchanged."""
 
@@ -608,6 +618,7 @@ class HttpMesh(Cluster):
                                     "--register", "grpc.prod=8086", "--register", "retry.prod=8087",
                                     "--register", "spread.prod=8088", "--register", "spread.prod=8089",
                                     "--register", "mixed.prod=8088", "--register", "mixed.prod=8083",
+                                    "--register", "halfdead.prod=8089",
                                     *self.identity_flags(self.server))
             self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
                                     *client_flags)
@@ -667,7 +678,7 @@ class HttpMesh(Cluster):
             wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
         want = {"http.prod": 1, "greet.prod": 1, "timed.prod": 1, "flaky.prod": 2, "nginx.prod": 1, "h2c.prod": 1,
                 "grpc.prod": 1, "retry.prod": 1, "spread.prod": 2,
-                "mixed.prod": 2}
+                "mixed.prod": 2, "halfdead.prod": 2}
         wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == k for n, k in want.items()), 15,
                  "the server's registrations")
 

@@ -18,8 +18,8 @@ import pytest
 import hashlib
 import os
 
-from mesh import (FLAKY_VIP, GRPC_VIP, H2C_VIP, HTTP_VIP, MIXED_VIP, NGINX_VIP, RETRY_VIP, SPREAD_VIP, TIMED_VIP, HttpMesh, binary,
-                  wait_for)
+from mesh import (CTRL_IP, FLAKY_VIP, GRPC_VIP, H2C_VIP, HALFDEAD_VIP, HTTP_VIP, MIXED_VIP, NGINX_VIP, RETRY_VIP,
+                  SPREAD_VIP, TIMED_VIP, HttpMesh, binary, wait_for)
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -531,6 +531,43 @@ def test_requests_on_one_keep_alive_connection_are_balanced_one_by_one(mesh):
     for direction in ("outbound", "inbound"):
         labels = d.labels(direction, "spread.test", "spread.prod")
         assert d.value(direction, "response_total", {**labels, "status_code": "200", "classification": "success"}) == 40
+
+
+@pytest.mark.timeout(60)
+def test_client_connections_one_after_another_reuse_one_upstream_connection(mesh):
+    """Five curls, one after another, each a connection of its own: the
+    client's proxy keeps the upstream connection (mTLS to the server's
+    proxy) when each client goes, and the next client's request takes it,
+    so the backend sees one connection (one peer port) for all five."""
+    d = Delta(mesh)
+    ports = []
+    for i in range(5):
+        r = mesh.client.ns.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "10", "-o", "/dev/null", "-w",
+                                 "%{http_code} %header{x-peer-port}", f"http://{HTTP_VIP}/ok/pooled{i}"], check=False)
+        assert r.returncode == 0, r.stderr
+        status, port = r.stdout.split()
+        assert status == "200", r.stdout
+        ports.append(port)
+    assert len(set(ports)) == 1, ports
+    d.take()
+    assert d.value("outbound", "outbound_upstream_reused_total", {"dst": "http.prod"}) >= 4
+    assert d.total("outbound", "tcp_open_total", dst="http.prod") == 5  # the clients' connections
+    assert d.total("inbound", "tcp_open_total", direction="inbound") <= 1  # at most the first came anew
+
+
+@pytest.mark.timeout(60)
+def test_an_endpoint_that_refuses_connections_costs_no_request(mesh):
+    """halfdead.prod: one endpoint refuses connections. Requests balanced to it
+    (on one client connection) go to the other endpoint instead, over the
+    idle connection already there: every request is answered, and the
+    backend sees one connection."""
+    d = Delta(mesh)
+    answers = curl_on_one_connection(mesh, HALFDEAD_VIP, "halfdead.test", 20)
+    assert [status for status, _ in answers] == [200] * 20, answers
+    assert len({port for _, port in answers}) == 1, answers
+    d.take()
+    assert d.value("outbound", "outbound_connect_failures_total",
+                   {"dst": "halfdead.prod", "endpoint": f"{CTRL_IP}:8099"}) >= 1
 
 
 @pytest.mark.timeout(60)

@@ -7,8 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <memory>
 #include <cerrno>
+#include <memory>
 #include <utility>
 #include <vector>
 
