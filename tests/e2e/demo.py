@@ -132,7 +132,9 @@ virtual_addresses = ["{GRPC_VIP}:80"]
              f"{API_VIP}:80, meshed); the client app makes 60 requests with curl (a fifth answered 503) while "
              "`meshd-ctl stat` watches: the proxies read HTTP as it passes and count the golden metrics. The "
              "client's proxy sends each 503'd GET twice more (idempotent, within the retry budget) before the "
-             "client gets the 503: the servers' proxies count every attempt")
+             "client gets the 503: the servers' proxies count every attempt. Each curl sends its 20 requests on "
+             "one connection, and the client's proxy balances each request over both servers, moving between "
+             "pooled connections")
         ca = os.path.join(mesh.ca_dir, "ca.crt")
         for s_ in mesh.servers:
             http_app = s_.ns.spawn([PYTHON, APPS, "http-serve", "8081", os.path.join(mesh.workdir.name, "http.log")])
@@ -152,8 +154,14 @@ virtual_addresses = ["{GRPC_VIP}:80"]
             print(f"  {h.role}'s proxy:")
             for k, v in sorted(m.items()):
                 if (k.split("{")[0] in ("request_total", "response_total") or
-                        k.startswith('outbound_http_retries_total{dst="api.prod"')) and v:
+                        k.startswith(('outbound_http_retries_total{dst="api.prod"',
+                                      'outbound_http_endpoint_switches_total{dst="api.prod"',
+                                      'outbound_upstream_reused_total{dst="api.prod"'))) and v:
                     print(f"    {k} {int(v)}")
+        seen = [sum(v for k, v in s_.metrics().items() if k.startswith("request_total{") and 'direction="inbound"' in k)
+                for s_ in mesh.servers]
+        print("  requests each server's proxy saw (the 503'd GETs three times): " +
+              ", ".join(f"{s_.role} {int(n)}" for s_, n in zip(mesh.servers, seen)))
 
         step(f"gRPC over HTTP/2 (h2c): each server also runs a gRPC-shaped app on 8082, registered as grpc.prod "
              f"({GRPC_VIP}:80); the client makes 30 calls with nghttp on one connection. Every third call fails "
