@@ -254,8 +254,9 @@ const Setting kSettings[] = {
        return r;
      }},
     {"detect-timeout", "DURATION", "500ms",
-     "with identity on, how long an inbound connection waits for the client's first bytes (to recognise mesh TLS) "
-     "before it is relayed as it is",
+     "how long a connection waits for the client's first bytes: inbound with identity on, to recognise mesh TLS; "
+     "outbound to a service, to choose its upstream (an HTTP/1 request may take a pooled connection); then it is "
+     "relayed as it is",
      false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        auto r = set_duration(&c.detect_timeout_ms, v.back(), false);
@@ -293,8 +294,9 @@ const Setting kSettings[] = {
      false, [](Config& c, const std::vector<Raw>& v) { return set_duration(&c.request_timeout_ms, v.back(), true); }},
     {"retry-statuses", "STATUS[,STATUS]", "503",
      "outbound HTTP/1 responses retried when the request is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) "
-     "and small, on the same connection, within each service's retry budget (10 per second plus 20% of its "
-     "requests); 'none' for no retries",
+     "and small, on another endpoint when there is one, within each service's retry budget (10 per second plus "
+     "20% of its requests); such requests are also retried when the server closes before answering; 'none' for "
+     "no retries",
      false,
      [](Config& c, const std::vector<Raw>& v) {
        return set_list<uint16_t>(&c.retry_statuses, v.back(), [](const std::string& item) -> Parsed<uint16_t> {

@@ -59,9 +59,10 @@ struct Config {
   // answered for yet waits for the controller before going as dialled.
   uint64_t discovery_timeout_ms = 0;
   uint64_t discovery_evict_ms = 0;  // unused destinations are forgotten after this
-  // Inbound connections (with identity on) wait this long for the client's
-  // first bytes to tell mesh TLS from anything else; ports in opaque_ports
-  // (server-speaks-first protocols) skip the wait.
+  // Connections wait this long for the client's first bytes: inbound (with
+  // identity on) to tell mesh TLS from anything else, outbound to a service
+  // to choose the upstream; ports in opaque_ports (server-speaks-first
+  // protocols) skip the wait.
   uint64_t detect_timeout_ms = 0;
   std::vector<uint16_t> opaque_ports;
   bool is_opaque_port(uint16_t port) const {
@@ -78,7 +79,7 @@ struct Config {
   // is answered 504 (a service's registry entry may set its own); 0: never.
   uint64_t request_timeout_ms = 0;
   // Outbound HTTP/1 responses with these statuses to an idempotent request
-  // are retried once more (within the service's retry budget); empty: none.
+  // are retried (within the service's retry budget); empty: none.
   std::vector<uint16_t> retry_statuses{503};
   // Idle outbound HTTP/1 connections to service endpoints are kept this
   // long for the next request (proxy/upstream_pool.h); 0: not kept, and

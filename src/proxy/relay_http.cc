@@ -101,9 +101,12 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
       } else {
         drop_replay();  // the response began: the request will not be sent again
       }
-    } else if (h == kFromUpstream && replay_ != nullptr && retried_ > 0 && res != -ENOBUFS && res != -EINTR &&
-               res != -EAGAIN && retry_lost()) {
-      return kNothing;  // the server went away (end of stream or reset) before answering the retried request
+    } else if (h == kFromUpstream && replay_ != nullptr && res != -ENOBUFS && res != -EINTR && res != -EAGAIN &&
+               (retry_on_close() || (retried_ > 0 && retry_lost()))) {
+      // The server went away (end of stream or reset) before answering:
+      // the request went again over another connection, or, sent again
+      // already, it is answered 502.
+      return kNothing;
     } else if (res == 0 && h == kFromClient && upstream_idle()) {
       // The client has gone after its last response: the upstream goes to
       // the pool rather than being closed (upstream_reuse.cc).
@@ -297,7 +300,26 @@ bool TcpForward::retry_response(int chunk, int res) noexcept {
   if (out.spilled() || out.chunks() > 0 || out.shutting_down() || send_op_[kFromClient].in_flight ||
       notify_op_.in_flight || retried_ >= kMaxRetries)
     return false;
+  if (!take_retry()) return false;
+  LOG_DEBUG("proxy", "%s answered %u: sending the request again (%u)", target_.str().c_str(), head.status, retried_);
+  release_chunk(chunk);
+  discard_ = body - here;  // the rest of its body, still to come: dropped too
+  // To another endpoint when there is one (the one that failed is likelier
+  // to fail again), over its pooled connection or a new one; else on this
+  // connection, left where a new response can follow.
+  if (resend_elsewhere(discard_ == 0, false)) return true;
+  if (!send_again()) {
+    close(TcpError::kUpstreamReset, true, true);
+    return true;
+  }
+  // The half's read stays armed (the tap did not see this one): read on.
+  if (!closing_) submit_recv(kFromUpstream);
+  return true;
+}
+
+bool TcpForward::take_retry() noexcept {
   discovery::ServiceStats& stats = *set_->stats;
+  if (retried_ >= kMaxRetries) return false;
   if (!stats.retry_budget.withdraw(worker_->now_ms())) {
     stats.retries_refused.inc();
     return false;
@@ -309,16 +331,19 @@ bool TcpForward::retry_response(int chunk, int res) noexcept {
   if (endpoint_ >= 0)
     set_->endpoints[static_cast<size_t>(endpoint_)].health->record_response(
         false, 0, worker_->now_ms(), static_cast<uint32_t>(worker_->random().next() >> 32));
-  LOG_DEBUG("proxy", "%s answered %u: sending the request again (%u)", target_.str().c_str(), head.status, retried_);
-  release_chunk(chunk);
-  discard_ = body - here;  // the rest of its body, still to come: dropped too
-  if (!send_again()) {
-    close(TcpError::kUpstreamReset, true, true);
-    return true;
-  }
-  // The half's read stays armed (the tap did not see this one): read on.
-  if (!closing_) submit_recv(kFromUpstream);
   return true;
+}
+
+// The server closed or reset the connection before any byte of the
+// response (a server that crashed, or closed an idle pooled connection
+// just as the request went): the kept request goes again over another
+// connection, another endpoint's when there is one, within the budget.
+bool TcpForward::retry_on_close() noexcept {
+  http::H1Tap& tap = tap_->tap();
+  if (tap.pending() != 1 || !tap.awaited_answerable() || retried_ >= kMaxRetries) return false;
+  if (!can_resend_elsewhere() || !take_retry()) return false;
+  LOG_DEBUG("proxy", "%s closed before answering: sending the request again (%u)", target_.str().c_str(), retried_);
+  return resend_elsewhere(false, true);
 }
 
 // The server closed or reset the connection before answering a request

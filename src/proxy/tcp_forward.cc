@@ -62,6 +62,7 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   held_chunk_ = -1;
   held_res_ = 0;
   may_reuse_ = false;
+  replaying_ = false;
 }
 
 metrics::DirectionStats& TcpForward::direction_stats() noexcept { return worker_->stats().of(direction_); }

@@ -178,6 +178,17 @@ class TcpForward final : public io::OpOwner {
   bool retry_response(int chunk, int res) noexcept;
   bool send_again() noexcept;
   bool retry_lost() noexcept;
+  // One more attempt, when kMaxRetries and the service's budget allow it
+  // (counted, and a failure of the endpoint that did not answer).
+  bool take_retry() noexcept;
+  bool retry_on_close() noexcept;
+  // The kept request goes to another connection (upstream_reuse.cc): the
+  // current one, with nothing in flight, is parked (reusable) or closed;
+  // another endpoint's (else, when same_endpoint_ok, this endpoint's) pooled
+  // or new connection takes the request. False, with nothing changed, when
+  // that cannot be done cleanly now.
+  bool can_resend_elsewhere() const noexcept;
+  bool resend_elsewhere(bool reusable, bool same_endpoint_ok) noexcept;
   // Drops what is left of a retried response's body; true when the whole
   // read was (else *res is what follows it, moved to the chunk's start).
   bool discard_body(int chunk, int* res) noexcept;
@@ -270,6 +281,7 @@ class TcpForward final : public io::OpOwner {
   int held_res_ = 0;
   uint64_t switch_start_us_ = 0;
   bool may_reuse_ = false;  // the upstream being chosen is for HTTP/1: a pooled connection may serve
+  bool replaying_ = false;  // ...and takes the kept request (replay_) once there
 };
 
 }  // namespace meshd::proxy

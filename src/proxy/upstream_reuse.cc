@@ -108,6 +108,7 @@ void TcpForward::park_upstream(bool reusable) noexcept {
   }
   upstream_fd_ = -1;
   keep_ticket_ = false;
+  tls_closed_ = false;
   UpstreamPool* pool = worker_->upstream_pool();
   if (reusable && pool != nullptr) {
     pool->give(std::move(idle), worker_->now_ms());
@@ -130,6 +131,49 @@ void TcpForward::attach_upstream(int e) noexcept {
   // Then, as at the start: mesh TLS when the endpoint wants it, and
   // start_relay() resumes.
   connect(set_->endpoints[static_cast<size_t>(e)].address);
+}
+
+// --- retries over another connection -------------------------------------------
+//
+// A retry (relay_http.cc) usually goes to another endpoint: the upstream
+// that failed the request is parked when the response it dropped ended
+// cleanly, else closed, and the kept request waits for the new upstream
+// as a moved request does. The client's half keeps its read armed: a read
+// that completes while the new upstream connects waits as early_buffer_.
+
+bool TcpForward::can_resend_elsewhere() const noexcept {
+  if (worker_->upstream_pool() == nullptr || switching_ || detaching_ || closing_ || phase_ != Phase::kRelay)
+    return false;
+  // Nothing in flight on the upstream socket (its read has just completed)
+  // and nothing of ours queued either way.
+  if (recv_op_[kFromUpstream].in_flight || send_op_[kFromClient].in_flight || send_op_[kFromUpstream].in_flight ||
+      shutdown_op_[kFromClient].in_flight || notify_op_.in_flight)
+    return false;
+  for (const RelayHalf& half : half_)
+    if (half.chunks() > 0 || half.spilled() || half.shutting_down()) return false;
+  return !tls_ || tls_in_ == kFromUpstream;
+}
+
+bool TcpForward::resend_elsewhere(bool reusable, bool same_endpoint_ok) noexcept {
+  if (!can_resend_elsewhere()) return false;
+  const uint64_t failed = endpoint_ >= 0 && endpoint_ < 64 ? uint64_t{1} << endpoint_ : 0;
+  int e = set_->endpoints.size() > 1 ? discovery::pick_endpoint(*set_, worker_->now_ms(), failed, worker_->random())
+                                     : discovery::kNoEndpoint;
+  if (e == discovery::kNoEndpoint) {
+    if (!same_endpoint_ok) return false;
+    e = endpoint_;
+  }
+  LOG_DEBUG("proxy", "%s: the request goes again to %s", set_->service.c_str(),
+            set_->endpoints[static_cast<size_t>(e)].address.str().c_str());
+  park_upstream(reusable && (!tls_ || tls_session_->out_total() == 0));
+  half_[kFromUpstream] = RelayHalf();
+  discard_ = 0;
+  switching_ = true;
+  replaying_ = true;
+  switch_start_us_ = worker_->now_us();
+  if (tap_ != nullptr) tap_->set_endpoint(set_->endpoints[static_cast<size_t>(e)].health.get());
+  attach_upstream(e);
+  return true;
 }
 
 // The request never left the proxy, so the client may send it again; an
@@ -223,6 +267,22 @@ void TcpForward::resume_relay() noexcept {
   if (!switching_) return;
   switching_ = false;
   if (tap_ != nullptr) tap_->endpoint_waited(worker_->now_us() - switch_start_us_);
+  if (replaying_) {
+    replaying_ = false;
+    if (!send_again()) {
+      close(TcpError::kUpstreamReset, true, true);
+      return;
+    }
+    if (closing_ || (early_buffer_ < 0 && early_res_ == 0)) return;
+    // The client's read in flight completed while the new upstream was
+    // connecting: it follows the request (behind it, in the spill).
+    int buffer = early_buffer_, res = early_res_;
+    early_buffer_ = -1;
+    early_res_ = 0;
+    if (res > 0) count_bytes(true, static_cast<uint64_t>(res));
+    run(kFromClient, deliver(kFromClient, res, buffer));
+    return;
+  }
   int chunk = held_chunk_;
   held_chunk_ = -1;
   // The held read now goes to the new upstream; the client's next read is
