@@ -203,8 +203,11 @@ void TcpForward::request_timed_out() noexcept {
 // whole in one read, its length is known (Content-Length) and both sides
 // keep the connection open, it is dropped (neither the client nor the tap
 // ever sees it; a body that follows in later reads is dropped as it comes)
-// and the request is written again on the same connection, at most
-// kMaxRetries times and within the service's retry budget. The tap then
+// and the request is sent again, at most kMaxRetries times and within the
+// service's retry budget: to another endpoint when the service has one
+// (upstream_reuse.cc: resend_elsewhere), else on the same connection. A
+// server that closes or resets before any byte of the response has the
+// request sent again over another connection the same way. The tap then
 // pairs the request with the response that finally comes: response_total
 // shows what the client got, outbound_http_retries_total the retries, and
 // the server's inbound metrics every attempt. Anything else (a response
