@@ -81,6 +81,8 @@ void TcpForward::tls_failed() noexcept {
   bool alerted = false;
   if (fd >= 0 && tls_session_->out_size() > 0 && !send_op_[out].in_flight && !notify_op_.in_flight)
     alerted = ::send(fd, tls_session_->out_data(), tls_session_->out_size(), MSG_DONTWAIT | MSG_NOSIGNAL) > 0;
+  // A request moved to this new upstream is answered 503 instead (it never left).
+  if (answer_unreachable(TcpError::kTlsFailed)) return;
   bool tls_is_client = tls_in_ == kFromClient;
   close(TcpError::kTlsFailed, !(alerted && tls_is_client), !(alerted && !tls_is_client));
 }
@@ -345,7 +347,7 @@ void TcpForward::handshake_done() noexcept {
                std::string(tls_session_->peer_identity()).c_str(), target_.str().c_str(), ep.identity.c_str());
       // Never resume with that peer's ticket either.
       worker_->sessions().store(target_.str(), tls_ctx_, nullptr);
-      close(TcpError::kIdentityMismatch, true, true);
+      if (!answer_unreachable(TcpError::kIdentityMismatch)) close(TcpError::kIdentityMismatch, true, true);
       return;
     }
     keep_ticket_ = !tls_session_->resumed();
@@ -367,7 +369,10 @@ void TcpForward::on_tls_recv(const io_uring_cqe& cqe, int buffer) noexcept {
   if (cqe.res == 0 && !tls_closed_) {
     // A FIN without close_notify: the stream may be cut short (a record
     // half received, a peer that died), so it is not passed on as a
-    // clean end: both sides are reset.
+    // clean end: both sides are reset. Unless it came before any byte of
+    // the response to a request kept to be sent again: that goes again,
+    // over another connection (relay_http.cc).
+    if (h == kFromUpstream && replay_ != nullptr && tap_ != nullptr && retry_on_close()) return;
     tls_session_->feed_eof();
     tls_failed();
     return;

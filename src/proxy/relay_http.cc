@@ -218,7 +218,6 @@ namespace meshd::proxy {
 
 namespace {
 constexpr uint8_t kMaxRetries = 2;
-constexpr int kMaxReplay = 16 * 1024;
 }  // namespace
 
 bool TcpForward::discard_body(int chunk, int* res) noexcept {
@@ -244,7 +243,9 @@ const std::vector<uint16_t>& TcpForward::retry_statuses() const noexcept {
 
 bool TcpForward::may_keep_request() noexcept {
   if (direction_ != metrics::Direction::kOutbound || !set_ || tap_ == nullptr || tap_->http2()) return false;
-  if (retry_statuses().empty()) return false;
+  // Kept for the retryable statuses, and for a server that closes before
+  // answering (which pooled connections need, whatever the statuses).
+  if (retry_statuses().empty() && worker_->upstream_pool() == nullptr) return false;
   const http::H1Tap& tap = tap_->tap();
   return tap.pending() == 0 && tap.between_requests();
 }
@@ -344,6 +345,9 @@ bool TcpForward::take_retry() noexcept {
 bool TcpForward::retry_on_close() noexcept {
   http::H1Tap& tap = tap_->tap();
   if (tap.pending() != 1 || !tap.awaited_answerable() || retried_ >= kMaxRetries) return false;
+  // With retries off (no retryable status) only the pool's own race is
+  // made good: a pooled connection that turned out closed.
+  if (retry_statuses().empty() && !upstream_reused_) return false;
   if (!can_resend_elsewhere() || !take_retry()) return false;
   LOG_DEBUG("proxy", "%s closed before answering: sending the request again (%u)", target_.str().c_str(), retried_);
   return resend_elsewhere(false, true);

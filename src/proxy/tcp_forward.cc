@@ -6,6 +6,7 @@
 #include "discovery/balancer.h"
 #include "io/ring.h"
 #include "io/socket.h"
+#include "proxy/http_tap.h"
 #include "proxy/worker.h"
 
 namespace meshd::proxy {
@@ -48,6 +49,7 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   keep_ticket_ = false;
   first_slot_ = -1;
   first_len_ = 0;
+  early_ = false;
   early_buffer_ = -1;
   early_res_ = 0;
   http_mode_ = HttpMode::kOff;
@@ -62,6 +64,7 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   held_chunk_ = -1;
   held_res_ = 0;
   may_reuse_ = false;
+  upstream_reused_ = false;
   replaying_ = false;
 }
 
@@ -140,6 +143,7 @@ void TcpForward::connect_endpoint(bool http1) noexcept {
 
 void TcpForward::connect(const SocketAddr& target) noexcept {
   target_ = target;
+  upstream_reused_ = false;
   auto fd = io::tcp_socket(target.family());
   if (!fd) {
     close(TcpError::kConnectError, true, false);
@@ -161,7 +165,7 @@ void TcpForward::connect_timed_out() noexcept {
   if (phase_ == Phase::kHandshake) {
     // The peer never finished the mesh handshake.
     worker_->stats().tls[static_cast<int>(direction_)].failed.inc();
-    close(TcpError::kTlsFailed, true, true);
+    if (!answer_unreachable(TcpError::kTlsFailed)) close(TcpError::kTlsFailed, true, true);
     return;
   }
   if (!set_ || attempts_ >= discovery::kMaxConnectAttempts) {
@@ -231,6 +235,7 @@ bool TcpForward::retry_elsewhere(int res) noexcept {
   upstream_fd_ = -1;
   endpoint_ = next;
   ++attempts_;
+  if (tap_ != nullptr) tap_->set_endpoint(set_->endpoints[static_cast<size_t>(next)].health.get());
   if (may_reuse_ && take_pooled(next)) {
     start_relay();
     return true;
@@ -303,10 +308,8 @@ Actions TcpForward::start_half(Half h) noexcept {
     first_len_ = 0;
     if (closing_) return kNothing;
   }
-  if (h == kFromClient && (early_buffer_ >= 0 || early_res_ != 0)) {
-    int buffer = early_buffer_, res = early_res_;
-    early_buffer_ = -1;
-    early_res_ = 0;
+  int buffer = RelayHalf::kNoBuffer, res = 0;
+  if (h == kFromClient && take_early(&buffer, &res)) {
     if ((a & kRecv) == 0) {
       // Cannot happen (two chunks at most, this is the second), but a
       // buffer must never leak.
@@ -318,6 +321,22 @@ Actions TcpForward::start_half(Half h) noexcept {
     a = (a & ~kRecv) | deliver(h, res, buffer);
   }
   return a;
+}
+
+void TcpForward::hold_early(int buffer, int res) noexcept {
+  early_ = true;
+  early_buffer_ = buffer;
+  early_res_ = res;
+}
+
+bool TcpForward::take_early(int* buffer, int* res) noexcept {
+  if (!early_) return false;
+  *buffer = early_buffer_;
+  *res = early_res_;
+  early_ = false;
+  early_buffer_ = -1;
+  early_res_ = 0;
+  return true;
 }
 
 void TcpForward::submit_shutdown(Half h) noexcept {
@@ -369,8 +388,7 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
     case Phase::kConnect:
       // Detection gave up waiting, and its read completed while the
       // upstream connect is in flight: relayed first once it is up.
-      early_buffer_ = buffer;
-      early_res_ = cqe.res;
+      hold_early(buffer, cqe.res);
       return;
     case Phase::kRelay: break;
   }
@@ -533,6 +551,7 @@ void TcpForward::maybe_release() noexcept {
     spill_[h] = nullptr;
   }
   if (early_buffer_ >= 0) worker_->give_back(early_buffer_);
+  early_ = false;
   early_buffer_ = -1;
   if (held_chunk_ >= 0) release_chunk(held_chunk_);
   held_chunk_ = -1;

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -120,6 +121,9 @@ class TcpForward final : public io::OpOwner {
   Actions spill(Half h) noexcept;
   void maybe_release() noexcept;
   void start_relay() noexcept;
+  // A client read that completed while no relay could take it (early_).
+  void hold_early(int buffer, int res) noexcept;
+  bool take_early(int* buffer, int* res) noexcept;
   Actions start_half(Half h) noexcept;
   void submit_recv(Half h) noexcept;
   void submit_shutdown(Half h) noexcept;
@@ -204,6 +208,9 @@ class TcpForward final : public io::OpOwner {
   void park_upstream(bool reusable) noexcept;
   void attach_upstream(int e) noexcept;
   bool take_pooled(int e) noexcept;
+  bool may_take_pooled(std::span<const char> first) const noexcept;
+  // The largest request kept whole to be sent again (relay_http.cc).
+  static constexpr int kMaxReplay = 16 * 1024;
   // Outbound HTTP to a service: the client's first bytes are awaited
   // (detect-timeout) before an upstream is chosen, so that an HTTP/1
   // request can take an idle pooled connection.
@@ -264,8 +271,9 @@ class TcpForward final : public io::OpOwner {
   uint8_t plain_busy_ = 0;                              // bit per slot: held by a RelayHalf or as first_
   int first_slot_ = -1;                                 // bytes to relay before the first read of the client half
   uint32_t first_len_ = 0;
-  int early_buffer_ = -1;  // a client read that completed before the relay started
-  int early_res_ = 0;
+  bool early_ = false;     // a client read completed before the relay (re)started:
+  int early_buffer_ = -1;  // ...its buffer (or none)
+  int early_res_ = 0;      // ...and its result (0: the client's end of stream)
 
   HttpMode http_mode_ = HttpMode::kOff;
   HttpTap* tap_ = nullptr;  // while the connection is followed as HTTP
@@ -280,8 +288,9 @@ class TcpForward final : public io::OpOwner {
   int held_chunk_ = -1;              // ...that read
   int held_res_ = 0;
   uint64_t switch_start_us_ = 0;
-  bool may_reuse_ = false;  // the upstream being chosen is for HTTP/1: a pooled connection may serve
-  bool replaying_ = false;  // ...and takes the kept request (replay_) once there
+  bool may_reuse_ = false;        // the upstream being chosen may be a pooled connection (may_take_pooled)
+  bool upstream_reused_ = false;  // the upstream is one the pool gave
+  bool replaying_ = false;        // ...and takes the kept request (replay_) once there
 };
 
 }  // namespace meshd::proxy

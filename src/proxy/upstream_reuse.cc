@@ -24,7 +24,9 @@
 
 #include "base/log.h"
 #include "discovery/balancer.h"
+#include "http/h1_parse.h"
 #include "http/h1_tap.h"
+#include "http/retry.h"
 #include "io/socket.h"
 #include "proxy/http_tap.h"
 #include "proxy/tcp_forward.h"
@@ -47,7 +49,7 @@ bool TcpForward::upstream_idle() const noexcept {
   for (const RelayHalf& half : half_)
     if (half.chunks() > 0 || half.spilled() || half.shutting_down()) return false;
   if (tls_ && (tls_in_ != kFromUpstream || tls_closed_ || tls_session_->out_total() > 0)) return false;
-  return first_slot_ < 0 && early_buffer_ < 0;
+  return first_slot_ < 0 && !early_;
 }
 
 bool TcpForward::rebalance(int chunk, int res) noexcept {
@@ -60,6 +62,12 @@ bool TcpForward::rebalance(int chunk, int res) noexcept {
   int e = discovery::pick_endpoint(*set_, worker_->now_ms(), 0, worker_->random());
   if (endpoint_active_) own.fetch_add(1, std::memory_order_relaxed);
   if (e == discovery::kNoEndpoint || e == endpoint_) return false;
+  // A request that could not be sent again (not kept: not idempotent, or
+  // too large) stays on its connection, which the server has just shown
+  // alive, unless the balancer has taken that endpoint out; it then gets a
+  // new connection (a pooled one might have been closed by its server).
+  const auto& current = *set_->endpoints[static_cast<size_t>(endpoint_)].health;
+  if (replay_ == nullptr && !current.failing(worker_->now_ms())) return false;
   set_->stats->switches.inc();
   held_chunk_ = chunk;
   held_res_ = res;
@@ -122,9 +130,9 @@ void TcpForward::attach_upstream(int e) noexcept {
   endpoint_ = e;
   attempts_ = 1;
   tried_ = 0;
-  may_reuse_ = true;
+  may_reuse_ = replay_ != nullptr;  // (see may_take_pooled)
   phase_ = Phase::kConnect;
-  if (take_pooled(e)) {
+  if (may_reuse_ && take_pooled(e)) {
     resume_relay();
     return;
   }
@@ -196,6 +204,7 @@ bool TcpForward::take_pooled(int e) noexcept {
   IdleUpstream idle = pool->take(ep.address, wants_mtls() ? std::string_view(ep.identity) : "");
   if (idle.fd < 0) return false;
   set_->stats->reused.inc();
+  upstream_reused_ = true;
   upstream_fd_ = idle.fd;
   target_ = ep.address;
   if (idle.tls) {
@@ -246,11 +255,22 @@ void TcpForward::on_first_bytes(const io_uring_cqe& cqe, int buffer) noexcept {
   phase_ = Phase::kConnect;
   // Relayed first once the upstream is there (start_relay), whatever it is
   // (an end of stream too: the server sees the client come and go).
-  early_buffer_ = buffer;
-  early_res_ = cqe.res;
-  const bool http1 = cqe.res > 0 && buffer != RelayHalf::kNoBuffer &&
-                     http::opens_http1_request({worker_->buffer_data(buffer), static_cast<size_t>(cqe.res)});
-  connect_endpoint(http1);
+  hold_early(buffer, cqe.res);
+  connect_endpoint(cqe.res > 0 && buffer != RelayHalf::kNoBuffer &&
+                   may_take_pooled({worker_->buffer_data(buffer), static_cast<size_t>(cqe.res)}));
+}
+
+// Only a request that can be sent again takes a pooled connection: the
+// server may close an idle connection just as a request goes (the race of
+// every pool), and the proxy then sends it again over another one (relay_
+// http.cc: retry_on_close). So an HTTP/1 request line with an idempotent
+// method, in a read small enough to be kept whole (as keep_request keeps
+// it); anything else gets a connection of its own (HAProxy's "http-reuse
+// safe" rule for a session's first request).
+bool TcpForward::may_take_pooled(std::span<const char> first) const noexcept {
+  if (first.size() > kMaxReplay || !http::opens_http1_request(first)) return false;
+  const std::string_view line(first.data(), first.size());
+  return http::retry_safe(http::method_of(line.substr(0, line.find(' '))));
 }
 
 void TcpForward::first_bytes_timed_out() noexcept {
@@ -262,7 +282,8 @@ void TcpForward::first_bytes_timed_out() noexcept {
 void TcpForward::resume_relay() noexcept {
   phase_ = Phase::kRelay;
   worker_->track_active(this);
-  run(kFromUpstream, half_[kFromUpstream].start());
+  // (With what a new TLS upstream's handshake decrypted, if anything.)
+  run(kFromUpstream, start_half(kFromUpstream));
   if (closing_) return;
   if (!switching_) return;
   switching_ = false;
@@ -273,12 +294,11 @@ void TcpForward::resume_relay() noexcept {
       close(TcpError::kUpstreamReset, true, true);
       return;
     }
-    if (closing_ || (early_buffer_ < 0 && early_res_ == 0)) return;
     // The client's read in flight completed while the new upstream was
-    // connecting: it follows the request (behind it, in the spill).
-    int buffer = early_buffer_, res = early_res_;
-    early_buffer_ = -1;
-    early_res_ = 0;
+    // connecting (bytes, or its end of stream): it follows the request
+    // (behind it, in the spill).
+    int buffer = RelayHalf::kNoBuffer, res = 0;
+    if (closing_ || !take_early(&buffer, &res)) return;
     if (res > 0) count_bytes(true, static_cast<uint64_t>(res));
     run(kFromClient, deliver(kFromClient, res, buffer));
     return;

@@ -497,12 +497,12 @@ def spread_requests(mesh):
     return out
 
 
-def curl_on_one_connection(mesh, vip, authority, count):
-    """curl's GET /ok/1 .. /ok/count on one keep-alive connection: per
-    response, its status and X-Peer-Port (the backend's view of the
-    connection it came on)."""
+def curl_on_one_connection(mesh, vip, authority, count, *args):
+    """curl's GET /ok/1 .. /ok/count on one keep-alive connection (args: more
+    of curl's, as -d for POSTs): per response, its status and X-Peer-Port
+    (the backend's view of the connection it came on)."""
     r = mesh.client.ns.exec(["curl", "-sS", "--noproxy", "*", "--max-time", "20", "--resolve", f"{authority}:80:{vip}",
-                             "-w", "<<%{num_connects} %{http_code} %header{x-peer-port}>>\n",
+                             "-w", "<<%{num_connects} %{http_code} %header{x-peer-port}>>\n", *args,
                              f"http://{authority}/ok/[1-{count}]"], check=False)
     assert r.returncode == 0, r.stderr
     answers = re.findall(r"<<(\d) (\d+) (\d*)>>", r.stdout)
@@ -533,6 +533,13 @@ def test_requests_on_one_keep_alive_connection_are_balanced_one_by_one(mesh):
     for direction in ("outbound", "inbound"):
         labels = d.labels(direction, "spread.test", "spread.prod")
         assert d.value(direction, "response_total", {**labels, "status_code": "200", "classification": "success"}) == 40
+
+    # POSTs could not be sent again should an idle connection turn out
+    # closed: they stay on their connection, which the server keeps
+    # showing alive (while its endpoint is not failing).
+    answers = curl_on_one_connection(mesh, SPREAD_VIP, "spread.test", 20, "-d", "x")
+    assert {status for status, _ in answers} == {200}, answers
+    assert len({port for _, port in answers}) == 1, answers
 
 
 @pytest.mark.timeout(60)
