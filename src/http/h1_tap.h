@@ -165,6 +165,8 @@ class H1Tap {
   }
   Method front_method() const noexcept { return pending_[pending_first_].method; }
   bool front_keeps_alive() const noexcept { return pending_[pending_first_].keep_alive; }
+  // A response's head has come and its body has not ended.
+  bool in_response_body() const noexcept { return !stopped_ && resp_state_ == State::kBody; }
   // Every request so far has had its whole response, the last exchange
   // left the connection open on both sides (keep-alive), and nothing of a
   // next request has been read: the server's side of the connection is

@@ -27,6 +27,7 @@
 #include "http/error_response.h"
 #include "http/h1_parse.h"
 #include "http/retry.h"
+#include "io/socket.h"
 #include "proxy/http_tap.h"
 #include "proxy/tcp_forward.h"
 #include "proxy/worker.h"
@@ -100,6 +101,13 @@ Actions TcpForward::deliver(Half h, int res, int chunk) noexcept {
         }
       } else {
         drop_replay();  // the response began: the request will not be sent again
+        // A server that writes a response in pieces without TCP_NODELAY
+        // (Python's http.server: the head, then the body) holds the rest
+        // until we acknowledge the first piece, which a kept-alive socket
+        // delays by 40 ms: acknowledge at once while a body is awaited
+        // after a small read (a bulk body comes in full segments anyway).
+        if (res <= 4096 && tap_ != nullptr && !tap_->http2() && tap_->tap().in_response_body())
+          io::quick_ack(upstream_fd_);
       }
     } else if (h == kFromUpstream && replay_ != nullptr && res != -ENOBUFS && res != -EINTR && res != -EAGAIN &&
                (retry_on_close() || (retried_ > 0 && retry_lost()))) {

@@ -205,6 +205,9 @@ bool TcpForward::take_pooled(int e) noexcept {
   if (idle.fd < 0) return false;
   set_->stats->reused.inc();
   upstream_reused_ = true;
+  // connect() sets it on a client's first upstream: without it, Nagle holds
+  // a response's second write for the client's delayed ACK (40 ms).
+  io::set_nodelay(client_fd_);
   upstream_fd_ = idle.fd;
   target_ = ep.address;
   if (idle.tls) {
