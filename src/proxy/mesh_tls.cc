@@ -162,11 +162,6 @@ void TcpForward::detect_timed_out() noexcept {
 }
 
 void TcpForward::on_detect_recv(const io_uring_cqe& cqe, int buffer) noexcept {
-  if (cqe.res == -ENOBUFS) {
-    waiting_buffer_ |= 1u << kFromClient;
-    worker_->wait_for_buffer(this);
-    return;
-  }
   if (cqe.res <= 0) {
     if (buffer >= 0) worker_->give_back(buffer);
     if (cqe.res == 0) {

@@ -374,6 +374,12 @@ void TcpForward::on_recv(Half h, const io_uring_cqe& cqe) noexcept {
   }
   switch (phase_) {
     case Phase::kDetect:
+      if (cqe.res == -ENOBUFS) {
+        // Out of ring buffers: read again when one comes back (buffers_available).
+        waiting_buffer_ |= 1u << kFromClient;
+        worker_->wait_for_buffer(this);
+        return;
+      }
       if (direction_ == metrics::Direction::kOutbound)
         on_first_bytes(cqe, buffer);
       else

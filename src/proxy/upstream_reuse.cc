@@ -244,11 +244,6 @@ void TcpForward::await_first_bytes() noexcept {
 }
 
 void TcpForward::on_first_bytes(const io_uring_cqe& cqe, int buffer) noexcept {
-  if (cqe.res == -ENOBUFS) {
-    waiting_buffer_ |= 1u << kFromClient;
-    worker_->wait_for_buffer(this);
-    return;
-  }
   timer_link.unlink();
   if (cqe.res < 0) {
     if (buffer != RelayHalf::kNoBuffer) worker_->give_back(buffer);
