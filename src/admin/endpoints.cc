@@ -54,6 +54,8 @@ struct PoolTotals {
   uint64_t connections_live = 0;
   uint64_t spills_in_use = 0;
   uint64_t plain_bytes_in_use = 0;
+  uint64_t upstream_idle = 0;
+  uint64_t upstream_stale = 0;
   uint64_t spill_bytes(const config::Config& c) const { return spills_in_use * proxy::spill_size(c.buffer_size); }
 };
 PoolTotals pool_totals(const ProxyView& view) {
@@ -63,6 +65,8 @@ PoolTotals pool_totals(const ProxyView& view) {
     p.connections_live += w->connections_live.get();
     p.spills_in_use += w->spills_in_use.get();
     p.plain_bytes_in_use += w->plain_bytes_in_use.get();
+    p.upstream_idle += w->upstream_idle.get();
+    p.upstream_stale += w->upstream_stale.get();
   }
   return p;
 }
@@ -212,6 +216,12 @@ std::string render_metrics(const ProxyView& view) {
   w.family("meshd_tls_plain_bytes_in_use", "gauge",
            "Memory holding bytes decrypted from mesh TLS (or read while detecting it) not yet forwarded.");
   w.sample("meshd_tls_plain_bytes_in_use", {}, pool.plain_bytes_in_use);
+  w.family("meshd_upstream_idle_connections", "gauge",
+           "Idle outbound HTTP/1 connections kept for later requests (--upstream-idle-timeout).");
+  w.sample("meshd_upstream_idle_connections", {}, pool.upstream_idle);
+  w.family("meshd_upstream_stale_total", "counter",
+           "Idle connections found closed by their server when a request would have taken them.");
+  w.sample("meshd_upstream_stale_total", {}, pool.upstream_stale);
   w.family("meshd_connection_objects", "gauge", "Connection objects in use, open or closing.");
   w.sample("meshd_connection_objects", {}, pool.connections_live);
   w.family("meshd_idle_connection_bytes", "gauge",

@@ -163,6 +163,8 @@ struct WorkerStats {
   Counter connections_live;    // connection objects held (open or closing)
   Counter spills_in_use;       // spill buffers held by connections whose destination is full
   Counter plain_bytes_in_use;  // mesh TLS plaintext slots held (decrypted bytes not yet forwarded), in bytes
+  Counter upstream_idle;       // idle upstream connections in the worker's pool (proxy/upstream_pool.h)
+  Counter upstream_stale;      // pooled connections found closed by their server when taken
   DirectionStats& of(Direction d) noexcept { return dir[static_cast<int>(d)]; }
 };
 

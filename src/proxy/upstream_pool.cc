@@ -44,6 +44,7 @@ bool UpstreamPool::give(IdleUpstream&& c, uint64_t now_ms) noexcept {
   }
   c.since_ms = now_ms;
   idle_.push_back(std::move(c));
+  changed();
   return true;
 }
 
@@ -55,8 +56,10 @@ IdleUpstream UpstreamPool::take(const SocketAddr& address, std::string_view iden
     if (!tls_match) continue;
     IdleUpstream out = std::move(c);
     idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(i));
+    changed();
     if (alive(out.fd)) return out;
     ++stale_;
+    if (stale_counter_ != nullptr) stale_counter_->inc();
     close_idle(out);
   }
   return {};
@@ -65,12 +68,15 @@ IdleUpstream UpstreamPool::take(const SocketAddr& address, std::string_view iden
 void UpstreamPool::expire(uint64_t now_ms) noexcept {
   size_t n = 0;
   while (n < idle_.size() && idle_[n].since_ms + idle_timeout_ms_ <= now_ms) close_idle(idle_[n++]);
+  if (n == 0) return;
   idle_.erase(idle_.begin(), idle_.begin() + static_cast<std::ptrdiff_t>(n));
+  changed();
 }
 
 void UpstreamPool::clear() noexcept {
   for (auto& c : idle_) close_idle(c);
   idle_.clear();
+  changed();
 }
 
 }  // namespace meshd::proxy

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "base/addr.h"
+#include "metrics/tcp_stats.h"
 #include "transport/tls_session.h"
 
 namespace meshd::proxy {
@@ -45,7 +46,11 @@ class UpstreamPool {
   // At most this many idle connections per worker; more are closed.
   static constexpr size_t kMaxIdle = 128;
 
-  explicit UpstreamPool(uint64_t idle_timeout_ms) noexcept : idle_timeout_ms_(idle_timeout_ms) {}
+  // idle and stale (optional): where the pool's size and the dead
+  // connections it met are shown (the worker's stats).
+  explicit UpstreamPool(uint64_t idle_timeout_ms, metrics::Counter* idle = nullptr,
+                        metrics::Counter* stale = nullptr) noexcept
+      : idle_timeout_ms_(idle_timeout_ms), idle_gauge_(idle), stale_counter_(stale) {}
   UpstreamPool(const UpstreamPool&) = delete;
   UpstreamPool& operator=(const UpstreamPool&) = delete;
   ~UpstreamPool() { clear(); }
@@ -69,8 +74,13 @@ class UpstreamPool {
   // A clean end for the server: the mesh's close_notify when over TLS (best
   // effort, without waiting), then a FIN.
   static void close_idle(IdleUpstream& c) noexcept;
+  void changed() noexcept {
+    if (idle_gauge_ != nullptr) idle_gauge_->set(idle_.size());
+  }
 
   uint64_t idle_timeout_ms_;
+  metrics::Counter* idle_gauge_;
+  metrics::Counter* stale_counter_;
   std::vector<IdleUpstream> idle_;  // oldest first
   uint64_t stale_ = 0;
 };

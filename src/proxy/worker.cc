@@ -29,7 +29,7 @@ Worker::Worker(unsigned index, int cpu, Shared* shared, metrics::WorkerStats* st
       shared_(shared),
       stats_(stats),
       random_(monotonic_ms() * 0x9e3779b97f4a7c15ull + index),
-      pool_(shared->config->upstream_idle_timeout_ms),
+      pool_(shared->config->upstream_idle_timeout_ms, &stats->upstream_idle, &stats->upstream_stale),
       pool_enabled_(shared->config->upstream_idle_timeout_ms != 0),
       wake_op_(this, 0) {
   // Made here, before any thread runs, so that a command sent while this

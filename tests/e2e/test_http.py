@@ -562,6 +562,7 @@ def test_client_connections_one_after_another_reuse_one_upstream_connection(mesh
     assert d.value("outbound", "outbound_upstream_reused_total", {"dst": "http.prod"}) >= 4
     assert d.total("outbound", "tcp_open_total", dst="http.prod") == 5  # the clients' connections
     assert d.total("inbound", "tcp_open_total", direction="inbound") <= 1  # at most the first came anew
+    assert value(d.after["outbound"], "meshd_upstream_idle_connections", {}) >= 1  # kept for the next client
 
 
 @pytest.mark.timeout(60)

@@ -822,3 +822,28 @@ TEST_CASE("h1tap: the server's side is idle between exchanges only when both sid
     REQUIRE_FALSE(c.tap.idle_between_exchanges());
   }
 }
+
+TEST_CASE("h1tap: a response is in its body from its head to its last byte", "[h1tap]") {
+  Conn c;
+  REQUIRE(c.req(get("/a")).kind == TapVerdict::kPass);
+  REQUIRE_FALSE(c.tap.in_response_body());
+  REQUIRE(c.resp("HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n").kind == TapVerdict::kPass);
+  REQUIRE(c.tap.in_response_body());  // the head alone: the body is awaited
+  REQUIRE(c.resp("abcd").kind == TapVerdict::kPass);
+  REQUIRE_FALSE(c.tap.in_response_body());
+  REQUIRE(c.req(get("/b")).kind == TapVerdict::kPass);
+  REQUIRE(c.resp(ok("whole")).kind == TapVerdict::kPass);  // head and body in one read
+  REQUIRE_FALSE(c.tap.in_response_body());
+}
+
+TEST_CASE("h1tap: only a whole HTTP/1 request line opens a request", "[h1tap]") {
+  REQUIRE(opens_http1_request(bytes_of("GET / HTTP/1.1\r\nHost: a\r\n\r\n")));
+  REQUIRE(opens_http1_request(bytes_of("DELETE /x HTTP/1.0\r\n")));
+  REQUIRE_FALSE(opens_http1_request(bytes_of("GET / HTTP/1.1")));  // the line's end not read yet
+  REQUIRE_FALSE(opens_http1_request(bytes_of("GET /")));
+  REQUIRE_FALSE(opens_http1_request(bytes_of("")));
+  REQUIRE_FALSE(opens_http1_request(bytes_of("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")));
+  REQUIRE_FALSE(opens_http1_request(bytes_of("\x16\x03\x01\x00\x05hello")));
+  REQUIRE_FALSE(opens_http1_request(bytes_of("SSH-2.0-OpenSSH_9.2\r\n")));
+  REQUIRE_FALSE(opens_http1_request(bytes_of("GET / HTTP/3.0\r\n")));
+}

@@ -71,18 +71,22 @@ TEST_CASE("upstream pool: a connection comes back for its address, newest first"
 }
 
 TEST_CASE("upstream pool: a server that closed or spoke while idle is not reused", "[pool]") {
-  UpstreamPool pool(4000);
+  meshd::metrics::Counter idle, stale;
+  UpstreamPool pool(4000, &idle, &stale);
   Pair closed, spoke, good;
   const SocketAddr A = addr("10.0.0.1:80");
   REQUIRE(pool.give(good.idle(A), 100));
   REQUIRE(pool.give(spoke.idle(A), 100));
   REQUIRE(pool.give(closed.idle(A), 100));
+  REQUIRE(idle.get() == 3);
   ::close(closed.fds[1]);
   closed.fds[1] = -1;
   REQUIRE(::send(spoke.fds[1], "HTTP/1.1 408", 12, 0) == 12);
   // The newest two are dead: taken, found so, closed; the good one comes.
   REQUIRE(pool.take(A, "").fd == good.fds[0]);
   REQUIRE(pool.stale() == 2);
+  REQUIRE(stale.get() == 2);
+  REQUIRE(idle.get() == 0);
   REQUIRE(spoke.pool_end_closed());
   REQUIRE(pool.size() == 0);
   ::close(good.fds[0]);
