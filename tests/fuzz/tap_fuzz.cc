@@ -172,6 +172,13 @@ std::vector<Event> run(std::span<const char> in, const uint8_t* script, const Li
     else
       FUZZ_CHECK(tap.can_answer() == (c.outstanding() == 0), "can_answer() disagrees with the tags outstanding");
     FUZZ_CHECK(tap.held_bytes() <= 2 * cap, "more held than two head buffers");
+    // What the proxy's upstream pool relies on: idle between exchanges
+    // means nothing outstanding, nothing of a head held, no body awaited.
+    if (tap.idle_between_exchanges())
+      FUZZ_CHECK(tap.active() && c.outstanding() == 0 && tap.between_requests() && !tap.in_response_body() &&
+                     tap.held_bytes() == 0,
+                 "idle between exchanges with something under way");
+    if (tap.in_response_body()) FUZZ_CHECK(c.outstanding() > 0, "a response body with no request outstanding");
     const uint64_t since = tap.awaited_since_us();
     FUZZ_CHECK(since <= now, "a request awaited since the future");
     FUZZ_CHECK(since == 0 || c.outstanding() > 0, "a request awaited with none outstanding");
