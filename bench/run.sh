@@ -11,7 +11,9 @@
 #   BENCH_ONLY="direct nginx"   subset of: direct meshd haproxy nginx mtls http
 #                       (mtls: two hops with mTLS vs HAProxy with TLS, bench/mtls.py;
 #                        http: one HTTP-aware hop, meshd outbound vs HAProxy mode http vs
-#                        nginx proxy_pass, plus h2 through meshd, bench/http_hop.py)
+#                        nginx proxy_pass, plus h2 through meshd, bench/http_hop.py;
+#                        pool: a connection per request through the mesh, with and
+#                        without meshd's upstream pool, bench/pool.py)
 #   BENCH_SKIP_BULK=1   BENCH_MESHD_EXTRA="..." extra meshd flags
 #   BENCH_SCHED=fifo    scheduling of every process of the run: fifo (SCHED_FIFO 10,
 #                       falls back to nice), nice (nice -10) or none
@@ -140,12 +142,16 @@ run_mtls() { MESHD_BUILD="$MESHD_BUILD" MESHD_BIN="$MESHD" "$PY" "$HERE/mtls.py"
 # HAProxy mode http vs nginx proxy_pass, and h2 (h2load) direct vs meshd
 # (bench/http_hop.py: knobs BENCH_HTTP_*; needs root and meshd-init).
 run_http() { MESHD_BUILD="$MESHD_BUILD" MESHD_BIN="$MESHD" "$PY" "$HERE/http_hop.py" || log "one-hop HTTP benchmark failed"; }
+# A client opening a connection per request, pooled and not (bench/pool.py:
+# the e2e mesh with a controller; knob BENCH_POOL_REQUESTS).
+run_pool() { MESHD_BUILD="$MESHD_BUILD" "$PY" "$HERE/pool.py" || log "upstream pool benchmark failed"; }
 # Only namespace benchmarks asked for: the loopback part is not run.
 ns_only=1
-for w in $ONLY; do case $w in mtls|http) ;; *) ns_only=0 ;; esac; done
+for w in $ONLY; do case $w in mtls|http|pool) ;; *) ns_only=0 ;; esac; done
 if [ "$ns_only" = 1 ]; then
   want mtls && run_mtls
   want http && { want mtls && echo; run_http; }
+  want pool && { { want mtls || want http; } && echo; run_pool; }
   exit 0
 fi
 
@@ -450,6 +456,9 @@ if [ -z "${BENCH_ONLY:-}" ] || want mtls; then echo; run_mtls; fi
 
 # ---------------------------------------------------- one hop of HTTP
 if [ -z "${BENCH_ONLY:-}" ] || want http; then echo; run_http; fi
+
+# ---------------------------------------------------- a connection per request
+if [ -z "${BENCH_ONLY:-}" ] || want pool; then echo; run_pool; fi
 
 # ---------------------------------------------------- control plane
 # The controller's fan-out to 500 proxy streams (bench/fanout.sh) and gossip
