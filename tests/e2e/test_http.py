@@ -707,18 +707,27 @@ def test_a_503_to_every_third_request_is_retried_within_budget(mesh):
     assert d.value("inbound", "request_total", in_labels("first.test")) == 3
 
 
+def sent_three_times(mesh, path, authority, status):
+    """curl's GET of path (Host: authority), which the client's proxy sends
+    three times in all (twice more, the budget allowing); the client gets
+    `status`, a failure. Returns curl's output."""
+    d = Delta(mesh)
+    out = curl(mesh.client, "-i", "-H", f"Host: {authority}", f"http://{HTTP_VIP}{path}")
+    assert f"<<1 {status}>>" in out, out
+    labels = {**out_labels(authority), "status_code": str(status), "classification": "failure"}
+    d.until(lambda d: d.value("outbound", "response_total", labels) == 1)
+    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
+    assert d.value("outbound", "request_total", out_labels(authority)) == 1
+    assert d.value("inbound", "request_total", in_labels(authority)) == 3  # each attempt
+    return out
+
+
 def test_a_get_the_server_hangs_up_on_is_sent_again_then_answered_502(mesh):
     """The server closes without answering, every time: the GET goes twice
-    more over another connection (the budget allows), then the client gets
-    a 502 saying so rather than a connection that ends with no answer."""
-    d = Delta(mesh)
-    out = curl(mesh.client, "-i", "-H", "Host: hangup.test", f"http://{HTTP_VIP}/hangup")
-    assert "<<1 502>>" in out and "meshd-proxy-error: retry_failed" in out, out
-    d.until(lambda d: d.value("outbound", "response_total", {**out_labels("hangup.test"), "status_code": "502",
-                                                             "classification": "failure"}) == 1)
-    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
-    assert d.value("outbound", "request_total", out_labels("hangup.test")) == 1
-    assert d.value("inbound", "request_total", in_labels("hangup.test")) == 3  # each attempt
+    more over another connection, then the client gets a 502 saying so
+    rather than a connection that ends with no answer."""
+    out = sent_three_times(mesh, "/hangup", "hangup.test", 502)
+    assert "meshd-proxy-error: retry_failed" in out, out
     assert mesh.backend_requests()[-3:] == ["GET /hangup HTTP/1.1"] * 3
 
 
@@ -726,13 +735,8 @@ def test_a_503_then_a_hang_up_ends_with_the_last_answer(mesh):
     """The server answers 503 and keeps the connection, then closes it when
     the request comes again on it: the third attempt goes over another
     connection, whose 503 (retries spent) is what the client gets."""
-    d = Delta(mesh)
-    out = curl(mesh.client, "-i", "-H", "Host: hangup503.test", f"http://{HTTP_VIP}/503-then-hangup")
-    assert "<<1 503>>" in out and "meshd-proxy-error" not in out, out
-    d.until(lambda d: d.value("outbound", "response_total", {**out_labels("hangup503.test"), "status_code": "503",
-                                                             "classification": "failure"}) == 1)
-    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
-    assert d.value("inbound", "request_total", in_labels("hangup503.test")) == 3
+    out = sent_three_times(mesh, "/503-then-hangup", "hangup503.test", 503)
+    assert "meshd-proxy-error" not in out, out
 
 
 def test_a_service_whose_registry_entry_says_no_retries_is_not_retried(mesh):
