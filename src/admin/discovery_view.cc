@@ -62,23 +62,32 @@ void render_discovery_metrics(metrics::PrometheusWriter& w, const discovery::Dis
                e.health->ejections.get());
     }
   }
-  w.family("outbound_http_retries_total", "counter",
-           "HTTP requests to a destination service sent again after a retryable response (--retry-statuses); the "
-           "response the client got is in response_total, each attempt in the server's inbound metrics.");
-  for (const auto& set : sets)
-    w.sample("outbound_http_retries_total", {{"dst", set->service}}, set->stats->retries.get());
-  w.family("outbound_http_retries_refused_total", "counter",
-           "Retryable responses passed to the client because the service's retry budget was spent.");
-  for (const auto& set : sets)
-    w.sample("outbound_http_retries_refused_total", {{"dst", set->service}}, set->stats->retries_refused.get());
-  w.family("outbound_http_endpoint_switches_total", "counter",
-           "HTTP/1 requests balanced to another endpoint than the one their client connection used before.");
-  for (const auto& set : sets)
-    w.sample("outbound_http_endpoint_switches_total", {{"dst", set->service}}, set->stats->switches.get());
-  w.family("outbound_upstream_reused_total", "counter",
-           "HTTP/1 requests sent over an idle pooled connection to the endpoint (no connect, no handshake).");
-  for (const auto& set : sets)
-    w.sample("outbound_upstream_reused_total", {{"dst", set->service}}, set->stats->reused.get());
+  // The per-service HTTP counters (discovery::ServiceStats), one family each.
+  struct PerService {
+    const char* name;
+    const char* help;
+    metrics::SharedCounter discovery::ServiceStats::*counter;
+  };
+  static constexpr PerService kPerService[] = {
+      {"outbound_http_retries_total",
+       "HTTP requests to a destination service sent again, after a retryable response (--retry-statuses) or a close "
+       "before any response; the response the client got is in response_total, each attempt in the server's inbound "
+       "metrics.",
+       &discovery::ServiceStats::retries},
+      {"outbound_http_retries_refused_total",
+       "Retryable responses passed to the client because the service's retry budget was spent.",
+       &discovery::ServiceStats::retries_refused},
+      {"outbound_http_endpoint_switches_total",
+       "HTTP/1 requests balanced to another endpoint than the one their client connection used before.",
+       &discovery::ServiceStats::switches},
+      {"outbound_upstream_reused_total",
+       "HTTP/1 requests sent over an idle pooled connection to the endpoint (no connect, no handshake).",
+       &discovery::ServiceStats::reused},
+  };
+  for (const PerService& f : kPerService) {
+    w.family(f.name, "counter", f.help);
+    for (const auto& set : sets) w.sample(f.name, {{"dst", set->service}}, ((*set->stats).*f.counter).get());
+  }
   auto st = client.status();
   w.family("discovery_connected", "gauge", "1 while a stream to a controller is up.");
   w.sample("discovery_connected", {{"controller", st.controller}}, static_cast<uint64_t>(st.connected ? 1 : 0));

@@ -134,10 +134,15 @@ void TcpForward::connect_endpoint(bool http1) noexcept {
   count_open();  // after the pick: whether it goes over mTLS depends on the endpoint
   ++attempts_;
   may_reuse_ = http1;
-  if (http1 && take_pooled(e)) {
-    start_relay();
+  open_upstream(e);
+}
+
+void TcpForward::open_upstream(int e) noexcept {
+  if (may_reuse_ && take_pooled(e)) {
+    start_relay();  // (resume_relay() when the connection was relaying already)
     return;
   }
+  // Then mesh TLS when the endpoint wants it, and start_relay().
   connect(set_->endpoints[static_cast<size_t>(e)].address);
 }
 
@@ -236,11 +241,7 @@ bool TcpForward::retry_elsewhere(int res) noexcept {
   endpoint_ = next;
   ++attempts_;
   if (tap_ != nullptr) tap_->set_endpoint(set_->endpoints[static_cast<size_t>(next)].health.get());
-  if (may_reuse_ && take_pooled(next)) {
-    start_relay();
-    return true;
-  }
-  connect(set_->endpoints[static_cast<size_t>(next)].address);
+  open_upstream(next);
   return true;
 }
 

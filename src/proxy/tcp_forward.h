@@ -221,6 +221,9 @@ class TcpForward final : public io::OpOwner {
   // Picks the endpoint (P2C) and connects, or takes a pooled connection
   // to it when the first bytes are an HTTP/1 request.
   void connect_endpoint(bool http1) noexcept;
+  // To endpoint e: its pooled connection when may_reuse_ allows one, else a
+  // connect (then mesh TLS when it wants it); start_relay() follows.
+  void open_upstream(int e) noexcept;
   // No endpoint could be reached: the client is reset, or answered 503
   // when a request moved to another endpoint waits whole.
   void connect_failed(metrics::TcpError error) noexcept;

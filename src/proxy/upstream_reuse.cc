@@ -132,13 +132,7 @@ void TcpForward::attach_upstream(int e) noexcept {
   tried_ = 0;
   may_reuse_ = replay_ != nullptr;  // (see may_take_pooled)
   phase_ = Phase::kConnect;
-  if (may_reuse_ && take_pooled(e)) {
-    resume_relay();
-    return;
-  }
-  // Then, as at the start: mesh TLS when the endpoint wants it, and
-  // start_relay() resumes.
-  connect(set_->endpoints[static_cast<size_t>(e)].address);
+  open_upstream(e);
 }
 
 // --- retries over another connection -------------------------------------------

@@ -662,6 +662,21 @@ def test_grpc_status_in_trailers_decides_success(mesh):
     assert d.total("outbound", "response_total", dst_service="grpc.prod", classification="failure") == 3
 
 
+def sent_three_times(mesh, path, authority, status):
+    """curl's GET of path (Host: authority), which the client's proxy sends
+    three times in all (twice more, the budget allowing); the client gets
+    `status`, a failure. Returns curl's output."""
+    d = Delta(mesh)
+    out = curl(mesh.client, "-i", "-H", f"Host: {authority}", f"http://{HTTP_VIP}{path}")
+    assert f"<<1 {status}>>" in out, out
+    labels = {**out_labels(authority), "status_code": str(status), "classification": "failure"}
+    d.until(lambda d: d.value("outbound", "response_total", labels) == 1)
+    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
+    assert d.value("outbound", "request_total", out_labels(authority)) == 1
+    assert d.value("inbound", "request_total", in_labels(authority)) == 3  # each attempt
+    return out
+
+
 def test_a_503_to_every_third_request_is_retried_within_budget(mesh):
     """retry.prod answers 503 to every third request it gets. 30 GETs on one
     keep-alive connection all succeed for the client: its proxy drops each
@@ -698,28 +713,7 @@ def test_a_503_to_every_third_request_is_retried_within_budget(mesh):
 
     # The first request of a connection too; a 503 every time is sent twice
     # more, then the client gets it.
-    d = Delta(mesh)
-    out = curl(mesh.client, "-H", "Host: first.test", f"http://{HTTP_VIP}/status/503")
-    assert "<<1 503>>" in out, out
-    d.until(lambda d: d.value("inbound", "request_total", in_labels("first.test")) >= 3)
-    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
-    assert d.value("outbound", "request_total", out_labels("first.test")) == 1
-    assert d.value("inbound", "request_total", in_labels("first.test")) == 3
-
-
-def sent_three_times(mesh, path, authority, status):
-    """curl's GET of path (Host: authority), which the client's proxy sends
-    three times in all (twice more, the budget allowing); the client gets
-    `status`, a failure. Returns curl's output."""
-    d = Delta(mesh)
-    out = curl(mesh.client, "-i", "-H", f"Host: {authority}", f"http://{HTTP_VIP}{path}")
-    assert f"<<1 {status}>>" in out, out
-    labels = {**out_labels(authority), "status_code": str(status), "classification": "failure"}
-    d.until(lambda d: d.value("outbound", "response_total", labels) == 1)
-    assert d.total("outbound", "outbound_http_retries_total", dst="http.prod") == 2
-    assert d.value("outbound", "request_total", out_labels(authority)) == 1
-    assert d.value("inbound", "request_total", in_labels(authority)) == 3  # each attempt
-    return out
+    sent_three_times(mesh, "/status/503", "first.test", 503)
 
 
 def test_a_get_the_server_hangs_up_on_is_sent_again_then_answered_502(mesh):
