@@ -92,6 +92,11 @@ bool opens_http1_request(std::span<const char> bytes) noexcept {
   return sniff(bytes, UINT32_MAX, &need_more) == Protocol::kHttp1 && !need_more;
 }
 
+bool opens_h2_preface(std::span<const char> bytes) noexcept {
+  bool need_more = false;
+  return sniff(bytes, UINT32_MAX, &need_more) == Protocol::kH2 && !need_more;
+}
+
 // Room for the header lines of one head, on the stack and left
 // uninitialized: the parser writes each entry before anything reads it, and
 // zeroing 4 KiB per head would cost more than the parse.

@@ -53,6 +53,9 @@ const char* protocol_name(Protocol p) noexcept;
 // enough for the proxy to send them over an idle connection that carried
 // HTTP/1 before (proxy/upstream_pool.h).
 bool opens_http1_request(std::span<const char> bytes) noexcept;
+// Whether they open with the whole HTTP/2 connection preface (prior
+// knowledge): enough for the proxy to terminate the connection (H2Forward).
+bool opens_h2_preface(std::span<const char> bytes) noexcept;
 
 // Told what the tap saw; implemented by the proxy's recorder. Every request
 // handed to on_request() gets exactly one on_response() or on_failure()

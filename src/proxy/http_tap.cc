@@ -31,17 +31,30 @@ http::TapVerdict HttpTap::feed(http::TapSide side, std::span<const char> bytes, 
   return v;
 }
 
-void HttpTap::start_h2() noexcept {
+bool HttpTap::make_h2() noexcept {
   h2_.reset(new (std::nothrow) H2());
+  if (h2_ == nullptr) return false;
+  h2_->free = nullptr;
+  for (Request& r : h2_->requests) put_request(&r);
+  return true;
+}
+
+void HttpTap::begin_streams() noexcept {
+  // (Out of memory: make_h2 failed; requests then share the HTTP/1 ring of
+  // tags, whose slots are reused after kMaxPending, which only the live
+  // tap's capture could notice.)
+  h2_on_ = make_h2();
+  stats_->detected(labels_.direction, DetectOutcome::kH2);
+}
+
+void HttpTap::start_h2() noexcept {
   // The preface's first bytes when it straddled reads (the rest is in the
   // span H1Tap is reading).
-  if (h2_ == nullptr || !h2_->tap.reset(this, tap_.request_bytes_held())) {
+  if (!make_h2() || !h2_->tap.reset(this, tap_.request_bytes_held())) {
     h2_.reset();
     stats_->abandoned(labels_.direction, "memory");
     return;
   }
-  h2_->free = nullptr;
-  for (Request& r : h2_->requests) put_request(&r);
   h2_on_ = true;
   // What the server sent before the client's preface (its SETTINGS) was
   // forwarded already: the HTTP/2 tap reads it first. No stream is open
@@ -68,8 +81,11 @@ void HttpTap::finish(std::string_view error, uint64_t now_us) noexcept {
 
 HttpTap::Request* HttpTap::take_request() noexcept {
   if (!h2_on_) return &requests_[next_request_++ % http::H1Tap::kMaxPending];
-  // H2Tap follows at most kMaxStreams at once: never empty.
+  // H2Tap follows at most kMaxStreams at once, and H2Conn lets no more
+  // open: never empty (else, defensively, a slot of the HTTP/1 ring).
   Request* r = h2_->free;
+  if (r == nullptr) [[unlikely]]
+    return &requests_[next_request_++ % http::H1Tap::kMaxPending];
   h2_->free = r->next_free;
   return r;
 }
@@ -110,6 +126,7 @@ void HttpTap::on_tls(std::span<const char> first) noexcept {
 void* HttpTap::on_request(const http::RequestHead& head) noexcept {
   if (labels_.budget != nullptr) labels_.budget->deposit(monotonic_ms());
   Request& r = *take_request();
+  r.endpoint = labels_.endpoint;
   r.series = stats_->series(labels_.direction, head.authority, labels_.dst_service, labels_.tls);
   stats_->request(r.series);
   r.capture = events_->armed() ? capture(head) : nullptr;
@@ -128,11 +145,11 @@ TapEvents::Record* HttpTap::capture(const http::RequestHead& head) noexcept {
 void HttpTap::on_response(void* tag, uint16_t status, uint64_t ttfb_us, bool complete, int32_t grpc_status) noexcept {
   auto* r = static_cast<Request*>(tag);
   stats_->response(r->series, status, ttfb_us, complete, grpc_status);
-  if (labels_.endpoint != nullptr) {
+  if (r->endpoint != nullptr) {
     const uint64_t own = ttfb_us > endpoint_wait_us_ ? ttfb_us - endpoint_wait_us_ : 0;
     endpoint_wait_us_ = 0;
-    labels_.endpoint->record_response(http::response_succeeded(status, complete, grpc_status), own, monotonic_ms(),
-                                      jitter());
+    r->endpoint->record_response(http::response_succeeded(status, complete, grpc_status), own, monotonic_ms(),
+                                 jitter());
   }
   // Tunnels (101, CONNECT) and gRPC calls (whose status is in the
   // trailers) end here without a head callback.
@@ -160,8 +177,8 @@ void HttpTap::on_failure(void* tag, std::string_view error) noexcept {
   stats_->failure(r->series, error);
   endpoint_wait_us_ = 0;
   uint64_t now_us = monotonic_us();
-  if (labels_.endpoint != nullptr && http::blames_endpoint(error))
-    labels_.endpoint->record_response(false, 0, now_us / 1000, jitter());
+  if (r->endpoint != nullptr && http::blames_endpoint(error))
+    r->endpoint->record_response(false, 0, now_us / 1000, jitter());
   if (r->capture != nullptr) [[unlikely]]
     events_->end(r->capture, 0, error, now_us > r->capture->start_us ? now_us - r->capture->start_us : 0);
   r->capture = nullptr;

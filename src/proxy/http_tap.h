@@ -55,6 +55,14 @@ class HttpTap final : public http::TapSink {
   void start(metrics::WorkerStats* worker, FastRandom* random, const Labels& labels) noexcept;
   // Requests from now on go to this endpoint (per-request balancing).
   void set_endpoint(discovery::EndpointHealth* endpoint) noexcept { labels_.endpoint = endpoint; }
+  // HTTP/2 terminated (H2Forward): requests come as streams, each told
+  // here with its own endpoint, none through feed().
+  void begin_streams() noexcept;
+  // The request `tag` goes to this endpoint (chosen, or chosen again after
+  // a failed connect): its outcome feeds that endpoint's balancer state.
+  void retarget(void* tag, discovery::EndpointHealth* endpoint) noexcept {
+    static_cast<Request*>(tag)->endpoint = endpoint;
+  }
   // The request pending (HTTP/1) waited wait_us for its connection to the
   // endpoint (a connect, the mesh's handshake): the endpoint's latency
   // estimate leaves that out, as its connects are measured apart.
@@ -89,6 +97,7 @@ class HttpTap final : public http::TapSink {
   struct Request {
     metrics::HttpSeries* series = nullptr;
     metrics::TapEvents::Record* capture = nullptr;  // while tapped live
+    discovery::EndpointHealth* endpoint = nullptr;  // where it went (null: not balanced)
     Request* next_free = nullptr;                   // HTTP/2
   };
   struct H2 {
@@ -99,6 +108,8 @@ class HttpTap final : public http::TapSink {
 
   // H1Tap saw the preface: H2Tap follows from the same bytes on.
   void start_h2() noexcept;
+  // The HTTP/2 state, with every stream's tag free; false when out of memory.
+  bool make_h2() noexcept;
   Request* take_request() noexcept;
   // An HTTP/2 stream's tag is free again (its outcome was told).
   void put_request(Request* r) noexcept;

@@ -54,9 +54,7 @@ void TcpForward::start_tap() noexcept {
   }
   tap_->start(&worker_->stats(), &worker_->random(), labels);
   // The service's own timeout (outbound: the registry's), else the proxy's.
-  request_timeout_ms_ = set_ && set_->request_timeout_ms != 0
-                            ? set_->request_timeout_ms
-                            : static_cast<uint32_t>(worker_->config().request_timeout_ms);
+  request_timeout_ms_ = worker_->request_timeout_ms(set_.get());
 }
 
 void TcpForward::end_tap() noexcept {

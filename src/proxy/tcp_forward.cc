@@ -33,6 +33,7 @@ void TcpForward::adopt(Worker* worker, int client_fd, metrics::Direction directi
   error_ = TcpError::kNone;
   connecting_ = false;
   opened_ = false;
+  handed_off_ = false;
   client_series_ = nullptr;
   timed_out_ = false;
   endpoint_active_ = false;
@@ -115,8 +116,10 @@ void TcpForward::connect_direct(const SocketAddr& target) noexcept {
   connect(target);
 }
 
-void TcpForward::connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept {
+void TcpForward::connect_balanced(std::shared_ptr<const discovery::EndpointSet> set,
+                                  const SocketAddr& dialled) noexcept {
   set_ = std::move(set);
+  dialled_ = dialled;
   if (waits_for_first_bytes()) {
     await_first_bytes();  // then connect_endpoint() (upstream_reuse.cc)
     return;
@@ -571,7 +574,7 @@ void TcpForward::maybe_release() noexcept {
   client_fd_ = upstream_fd_ = -1;
   if (endpoint_active_)
     set_->endpoints[static_cast<size_t>(endpoint_)].health->active.fetch_sub(1, std::memory_order_relaxed);
-  count_close();
+  if (!handed_off_) count_close();
   set_.reset();
   worker_->release(this);
 }

@@ -60,7 +60,8 @@ class TcpForward final : public io::OpOwner {
   void connect_direct(const SocketAddr& target) noexcept;
   // Opens the connection towards a service (counted under its dst) and
   // connects to one of its endpoints, trying others when a connect fails.
-  void connect_balanced(std::shared_ptr<const discovery::EndpointSet> set) noexcept;
+  // dialled: the address the client asked for, when it was one (not a name).
+  void connect_balanced(std::shared_ptr<const discovery::EndpointSet> set, const SocketAddr& dialled = {}) noexcept;
   // Waits for discovery (or DNS) to answer about dst, or about a --forward
   // name; the worker keeps the deadline.
   enum class Wait : uint8_t { kNone, kDiscovery, kDns };
@@ -235,6 +236,7 @@ class TcpForward final : public io::OpOwner {
   int upstream_fd_ = -1;
   metrics::Direction direction_ = metrics::Direction::kOutbound;
   SocketAddr target_;
+  SocketAddr dialled_;  // see connect_balanced
   RelayHalf half_[2];
   io::Op connect_op_;
   io::Op recv_op_[2];
@@ -248,6 +250,7 @@ class TcpForward final : public io::OpOwner {
   bool released_ = true;  // back in the worker's pool
   metrics::TcpError error_ = metrics::TcpError::kNone;
   bool opened_ = false;                    // counted as opened (before any close is)
+  bool handed_off_ = false;                // the client went on as an H2Forward: not counted here
   bool mtls_counted_ = false;              // ...under the mutual-TLS series
   Wait wait_ = Wait::kNone;                // what the connection waited for last
   const ListenerSpec* forward_ = nullptr;  // set while waiting on a --forward name

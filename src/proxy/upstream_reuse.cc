@@ -244,6 +244,18 @@ void TcpForward::on_first_bytes(const io_uring_cqe& cqe, int buffer) noexcept {
     close(TcpError::kClientReset, false, false);  // reset before it said anything: no upstream to tell
     return;
   }
+  if (cqe.res > 0 && buffer != RelayHalf::kNoBuffer && !set_->endpoints.empty() && dialled_.valid()) {
+    std::span<const char> first{worker_->buffer_data(buffer), static_cast<size_t>(cqe.res)};
+    // HTTP/2 with prior knowledge: terminated, so that each stream is
+    // balanced on its own (h2_forward.h). The client's socket goes with it.
+    if (http::opens_h2_preface(first) && worker_->terminate_h2(client_fd_, first, dialled_, set_)) {
+      worker_->give_back(buffer);
+      client_fd_ = -1;
+      handed_off_ = true;
+      close(TcpError::kNone, false, false);
+      return;
+    }
+  }
   phase_ = Phase::kConnect;
   // Relayed first once the upstream is there (start_relay), whatever it is
   // (an end of stream too: the server sees the client come and go).

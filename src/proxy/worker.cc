@@ -123,6 +123,7 @@ void Worker::handle_command() noexcept {
     drain_deadline_ms_ = now_ms_ + shared_->config->drain_timeout_ms;
     for (auto& l : listeners_) l->stop();
     pool_.clear();  // idle: nothing more will be asked of them
+    for (auto& h : h2_) h->drain();
   }
   if (c == Command::kStopNow) drain_deadline_ms_ = now_ms_;
 }
@@ -178,6 +179,19 @@ void Worker::sweep() noexcept {
       c->close(TcpError::kIdleTimeout, false, false);
     }
   }
+  for (size_t i = 0; i < h2_.size();) {
+    if (draining_ && now_ms_ >= drain_deadline_ms_) h2_[i]->abort();
+    h2_[i]->sweep(now_ms_);
+    if (!h2_[i]->done()) {
+      ++i;
+      continue;
+    }
+    h2_[i] = std::move(h2_.back());
+    h2_.pop_back();
+    --live_;
+    stats_->connections_live.add(static_cast<uint64_t>(-1));
+    shared_->open_connections.fetch_sub(1, std::memory_order_relaxed);
+  }
   if (draining_ && now_ms_ >= drain_deadline_ms_ && live_ != 0) {
     // Past the drain deadline: what is still open is cut, and says so.
     waiting_.for_each([](TcpForward* c) { c->close(TcpError::kShutdown, true, true); });
@@ -196,6 +210,27 @@ void Worker::sweep() noexcept {
 void Worker::await_response(TcpForward* c) noexcept {
   awaiting_.insert_from_back(
       c, [c](const TcpForward* other) { return other->request_deadline_ms > c->request_deadline_ms; });
+}
+
+bool Worker::terminate_h2(int fd, std::span<const char> first, const SocketAddr& dialled,
+                          std::shared_ptr<const discovery::EndpointSet> set) noexcept {
+  auto h = std::unique_ptr<H2Forward>(new (std::nothrow) H2Forward());
+  if (!h || !h->start(this, fd, first, dialled, std::move(set))) return false;
+  if (draining_) h->drain();
+  h2_.push_back(std::move(h));
+  // Counted as the connection it continues (its TcpForward uncounts itself).
+  ++live_;
+  stats_->connections_live.inc();
+  shared_->open_connections.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+std::shared_ptr<const discovery::EndpointSet> Worker::latest_set(
+    const SocketAddr& dialled, const std::shared_ptr<const discovery::EndpointSet>& had) noexcept {
+  if (shared_->discovery == nullptr) return had;
+  const discovery::Destination* d = table()->find(dialled);
+  if (d == nullptr || d->set == had || d->set->service != had->service || d->set->endpoints.empty()) return had;
+  return d->set;
 }
 
 TcpForward* Worker::take_connection() noexcept {
@@ -340,7 +375,7 @@ void Worker::route(TcpForward* c, const SocketAddr& dst) noexcept {
     c->connect_direct(dst);
     return;
   }
-  c->connect_balanced(d->set);
+  c->connect_balanced(d->set, dst);
 }
 
 void Worker::resume_waiting() noexcept {

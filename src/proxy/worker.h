@@ -19,6 +19,7 @@
 #include "metrics/tcp_stats.h"
 #include "policy/store.h"
 #include "proxy/buffer_sizes.h"
+#include "proxy/h2_forward.h"
 #include "proxy/listener.h"
 #include "proxy/tcp_forward.h"
 #include "proxy/upstream_pool.h"
@@ -89,6 +90,21 @@ class Worker final : public io::OpOwner {
   // worker drains or when pooling is off.
   UpstreamPool* upstream_pool() noexcept { return draining_ || !pool_enabled_ ? nullptr : &pool_; }
   void accepted(Listener& listener, int fd) noexcept;
+  // Outbound HTTP/2 to a service: the client's connection (fd, and the
+  // bytes read of it) goes on as an H2Forward, each stream balanced on its
+  // own. False (out of memory) when the caller keeps it.
+  bool terminate_h2(int fd, std::span<const char> first, const SocketAddr& dialled,
+                    std::shared_ptr<const discovery::EndpointSet> set) noexcept;
+  // The service's endpoints as discovery knows them now: a long-lived
+  // HTTP/2 connection balances each stream over the latest (had, when
+  // discovery no longer has the service or it has no endpoint).
+  std::shared_ptr<const discovery::EndpointSet> latest_set(
+      const SocketAddr& dialled, const std::shared_ptr<const discovery::EndpointSet>& had) noexcept;
+  // The request timeout of a service's requests: the registry's, else the proxy's.
+  uint32_t request_timeout_ms(const discovery::EndpointSet* set) const noexcept {
+    return set != nullptr && set->request_timeout_ms != 0 ? set->request_timeout_ms
+                                                          : static_cast<uint32_t>(shared_->config->request_timeout_ms);
+  }
   void track_connecting(TcpForward* c) noexcept;
   // c's request_deadline_ms is set: (re)placed in the request-timeout list.
   void await_response(TcpForward* c) noexcept;
@@ -138,6 +154,7 @@ class Worker final : public io::OpOwner {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<TcpForward>> all_;  // every connection object ever made
   std::vector<TcpForward*> free_;
+  std::vector<std::unique_ptr<H2Forward>> h2_;  // terminated HTTP/2 connections, freed once done
   // Buffers of one size, a few kept for reuse, the rest given back.
   class SparePool {
    public:

@@ -51,7 +51,7 @@ Parsed<void> StreamTls::received(std::string_view cipher, std::string* plain, st
       // proxy's discovery, registrar and identity threads, meshd-ctl)
       // handshake now and then, so wolfSSL's ~3 MB per-thread point cache
       // would sit in the sidecar's memory for nothing between.
-      if (client_) release_thread_crypto();
+      if (client_ && !keep_crypto_) release_thread_crypto();
       if (!held_.empty()) {
         std::string held = std::move(held_);
         held_.clear();

@@ -36,6 +36,10 @@ class StreamTls {
   // bound what they queue) until the handshake completes.
   Parsed<void> send(std::string_view plain, std::string* wire);
 
+  // For a worker thread, which handshakes all the time: keep wolfSSL's
+  // per-thread ECC cache after the handshake (see received()).
+  void keep_thread_crypto() { keep_crypto_ = true; }
+
   bool established() const { return session_.handshake_done() && checked_; }
   // The peer sent close_notify: the stream has ended cleanly.
   bool peer_closed() const { return peer_closed_; }
@@ -51,6 +55,7 @@ class StreamTls {
   bool checked_ = false;
   bool client_ = false;
   bool peer_closed_ = false;
+  bool keep_crypto_ = false;
 };
 
 }  // namespace meshd::transport

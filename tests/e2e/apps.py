@@ -504,12 +504,13 @@ def greet_serve(port):
     asyncio.run(serve_connections(greet, port))
 
 
-def grpc_serve(port, fail_every):
+def grpc_serve(port, fail_every, name=""):
     """A gRPC-shaped HTTP/2 server (h2c, prior knowledge), enough for the
     proxies' taps: every request stream, once the client ends it, gets a
-    200 head (content-type application/grpc), one empty gRPC message and
-    trailers whose grpc-status is 14 (UNAVAILABLE) for every fail_every-th
-    stream of a connection, else 0. Headers are sent as HPACK literals
+    200 head (content-type application/grpc, and x-server: name when a
+    name is given), one empty gRPC message and trailers whose grpc-status
+    is 14 (UNAVAILABLE) for every fail_every-th stream of a connection,
+    else 0. Named "hang", it answers no stream at all. Headers are sent as HPACK literals
     without indexing, so the server never needs the client's table:
     request headers are not decoded at all."""
     def frame(ftype, flags, stream, payload=b""):
@@ -538,10 +539,11 @@ def grpc_serve(port, fail_every):
                     writer.write(frame(6, 1, 0, payload))  # PING ACK
                 elif ftype == 7:
                     return  # GOAWAY
-                elif ftype in (0, 1) and flags & 1:  # DATA or HEADERS that end the request
+                elif ftype in (0, 1) and flags & 1 and name != "hang":  # DATA or HEADERS ending a request
                     streams += 1
                     code = b"14" if fail_every and streams % fail_every == 0 else b"0"
-                    writer.write(frame(1, 4, stream, b"\x88" + literal(b"content-type", b"application/grpc")))
+                    tag = literal(b"x-server", name.encode()) if name else b""
+                    writer.write(frame(1, 4, stream, b"\x88" + literal(b"content-type", b"application/grpc") + tag))
                     writer.write(frame(0, 0, stream, b"\x00\x00\x00\x00\x00"))
                     writer.write(frame(1, 5, stream, literal(b"grpc-status", code)))
                 await writer.drain()
@@ -833,7 +835,7 @@ def main():
         http_serve(int(args[0]), args[1], int(args[2]) if len(args) > 2 else 0, int(args[3]) if len(args) > 3 else 1)
         return
     if mode == "grpc-serve":
-        grpc_serve(int(args[0]), int(args[1]) if len(args) > 1 else 0)
+        grpc_serve(int(args[0]), int(args[1]) if len(args) > 1 else 0, args[2] if len(args) > 2 else "")
         return
     if mode == "greet":
         greet_serve(int(args[0]))

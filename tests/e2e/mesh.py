@@ -409,6 +409,9 @@ RETRY_VIP = "10.96.0.26"  # retry.prod: an HTTP backend answering 503 to every t
 SPREAD_VIP = "10.96.0.27"  # spread.prod: two HTTP backends (8088, 8089), each logging what it serves
 MIXED_VIP = "10.96.0.28"   # mixed.prod: the backend on 8088, and the one answering 503 to everything
 HALFDEAD_VIP = "10.96.0.29"  # halfdead.prod: the backend on 8089, and an address where nothing listens
+STREAMS_VIP = "10.96.0.30"   # streams.prod: two gRPC-shaped h2c servers (8090 "a", 8091 "b")
+H2HALF_VIP = "10.96.0.31"    # h2half.prod: the h2c server "a", and an address where nothing listens
+H2HANG_VIP = "10.96.0.32"    # h2hang.prod: an h2c server that answers no stream, under a 400 ms timeout
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -465,6 +468,24 @@ virtual_addresses = ["{MIXED_VIP}:80"]
 name = "halfdead.prod"
 ports = [8089]
 virtual_addresses = ["{HALFDEAD_VIP}:80"]
+[[service.endpoint]]
+address = "{CTRL_IP}:8099"
+
+[[service]]
+name = "streams.prod"
+ports = [8090, 8091]
+virtual_addresses = ["{STREAMS_VIP}:80"]
+
+[[service]]
+name = "h2hang.prod"
+ports = [8092]
+virtual_addresses = ["{H2HANG_VIP}:80"]
+request_timeout = "400ms"
+
+[[service]]
+name = "h2half.prod"
+ports = [8090]
+virtual_addresses = ["{H2HALF_VIP}:80"]
 [[service.endpoint]]
 address = "{CTRL_IP}:8099"
 """
@@ -583,7 +604,11 @@ class HttpMesh(Cluster):
     self.spread_logs, are spread.prod (SPREAD_VIP:80); mixed.prod (MIXED_VIP:80) is
     the one on 8088 and the one answering 503; halfdead.prod (HALFDEAD_VIP:80) is
     the one on 8089 and a port of the controller's host where nothing listens
-    (refused). meshd_flags go to both meshds,
+    (refused). Two gRPC-shaped h2c servers on 8090 and 8091, which name
+    themselves in an x-server header ("a", "b"), are streams.prod
+    (STREAMS_VIP:80); h2half.prod (H2HALF_VIP:80) is "a" and that refusing
+    port; one on 8092 that answers no stream is h2hang.prod (H2HANG_VIP:80,
+    400 ms request timeout). meshd_flags go to both meshds,
     client_flags to the client's only. Built from Cluster's parts; Cluster itself is
     unchanged."""
 
@@ -619,6 +644,8 @@ class HttpMesh(Cluster):
                                     "--register", "spread.prod=8088", "--register", "spread.prod=8089",
                                     "--register", "mixed.prod=8088", "--register", "mixed.prod=8083",
                                     "--register", "halfdead.prod=8089",
+                                    "--register", "streams.prod=8090", "--register", "streams.prod=8091",
+                                    "--register", "h2half.prod=8090", "--register", "h2hang.prod=8092",
                                     *self.identity_flags(self.server))
             self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
                                     *client_flags)
@@ -640,7 +667,9 @@ class HttpMesh(Cluster):
         for argv in (["http-serve", "8080", self.backend_log], ["http-serve", "8083", self.backend_log, "503"],
                      ["greet", "9500"], ["greet", "3306"], ["grpc-serve", "8086", "3"],
                      ["http-serve", "8087", os.path.join(self.workdir.name, "retry.log"), "503", "3"],
-                     ["http-serve", "8088", self.spread_logs[0]], ["http-serve", "8089", self.spread_logs[1]]):
+                     ["http-serve", "8088", self.spread_logs[0]], ["http-serve", "8089", self.spread_logs[1]],
+                     ["grpc-serve", "8090", "0", "a"], ["grpc-serve", "8091", "0", "b"],
+                     ["grpc-serve", "8092", "0", "hang"]):
             with open(errors, "a") as f:  # stderr to a file: a pipe nobody reads could fill and block
                 p = self.server.ns.spawn([PYTHON, APPS] + argv, stderr=f)
             if p.stdout.readline().strip() != "ready":
@@ -678,7 +707,8 @@ class HttpMesh(Cluster):
             wait_for(lambda: h.status()["identity"]["state"] == "valid", 15, f"{h.role}'s certificate")
         want = {"http.prod": 1, "greet.prod": 1, "timed.prod": 1, "flaky.prod": 2, "nginx.prod": 1, "h2c.prod": 1,
                 "grpc.prod": 1, "retry.prod": 1, "spread.prod": 2,
-                "mixed.prod": 2, "halfdead.prod": 2}
+                "mixed.prod": 2, "halfdead.prod": 2, "streams.prod": 2, "h2half.prod": 2,
+                "h2hang.prod": 1}
         wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == k for n, k in want.items()), 15,
                  "the server's registrations")
 

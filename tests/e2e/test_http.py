@@ -12,14 +12,15 @@ import base64
 import json
 import re
 import struct
+import time
 
 import pytest
 
 import hashlib
 import os
 
-from mesh import (CTRL_IP, FLAKY_VIP, GRPC_VIP, H2C_VIP, HALFDEAD_VIP, HTTP_VIP, MIXED_VIP, NGINX_VIP, RETRY_VIP,
-                  SPREAD_VIP, TIMED_VIP, HttpMesh, binary, wait_for)
+from mesh import (CTRL_IP, FLAKY_VIP, GRPC_VIP, H2C_VIP, H2HALF_VIP, H2HANG_VIP, HALFDEAD_VIP, HTTP_VIP, MIXED_VIP, NGINX_VIP,
+                  RETRY_VIP, SPREAD_VIP, STREAMS_VIP, TIMED_VIP, HttpMesh, binary, wait_for)
 
 # One worker thread per proxy: the bound on authorities per worker is then
 # the proxy's bound.
@@ -367,7 +368,10 @@ def test_h2_tls_and_other_bytes_are_detected_and_left_alone(mesh):
     d.until(lambda d: all(detected(d, x)["silent"] == 1 for x in ("outbound", "inbound")))
     for direction in ("outbound", "inbound"):
         got = detected(d, direction)
-        assert got == {"h2": 1, "tls": 1, "opaque": 1, "http1": 0, "silent": 1}, (direction, got)
+        # The client's proxy terminates HTTP/2: a preface without a stream
+        # never opens a connection to the server, whose proxy sees no h2.
+        h2 = 1 if direction == "outbound" else 0
+        assert got == {"h2": h2, "tls": 1, "opaque": 1, "http1": 0, "silent": 1}, (direction, got)
         # The application's own TLS, by the server name it asked for.
         assert d.value(direction, "tls_sni_total", {"direction": direction, "sni": "shop.example"}) == 1, direction
         assert d.total(direction, "request_total") == 0
@@ -660,6 +664,93 @@ def test_grpc_status_in_trailers_decides_success(mesh):
                          grpc_status="14", classification="failure")
         assert (ok, failed) == (6, 3), side
     assert d.total("outbound", "response_total", dst_service="grpc.prod", classification="failure") == 3
+
+
+def grpc_calls(mesh, vip, n):
+    """n gRPC-shaped calls on one h2c connection (nghttp), all answered 200:
+    the x-server header of each response, in the order nghttp printed them."""
+    r = mesh.client.ns.exec(["nghttp", "-nv", "-m", str(n), f"http://{vip}/meshd.Test/Call"], check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert r.stdout.count(":status: 200") == n, r.stdout[-2000:]
+    return re.findall(r"x-server: (\w+)", r.stdout)
+
+
+@pytest.mark.timeout(60)
+def test_h2_streams_on_one_connection_are_balanced_one_by_one(mesh):
+    """The client's proxy terminates HTTP/2: 20 calls on one connection to
+    streams.prod go to both of its endpoints (P2C per stream, the streams
+    in flight counting as each endpoint's load), each endpoint's share
+    over one mTLS connection to the server's proxy; both proxies count
+    every call."""
+    d = Delta(mesh)
+    servers = grpc_calls(mesh, STREAMS_VIP, 20)
+    assert len(servers) == 20 and servers.count("a") >= 5 and servers.count("b") >= 5, servers
+    d.until(lambda d: d.total("inbound", "response_total", direction="inbound", authority=STREAMS_VIP) >= 20)
+    for side in ("outbound", "inbound"):
+        assert d.total(side, "request_total", direction=side, authority=STREAMS_VIP) == 20, side
+        assert d.total(side, "response_total", direction=side, authority=STREAMS_VIP, status_code="200",
+                       grpc_status="0", classification="success") == 20, side
+    assert d.total("outbound", "request_total", dst_service="streams.prod", tls="true") == 20
+    # One client connection in; one connection to each endpoint (mTLS).
+    assert d.value("outbound", "protocol_detect_total", {"direction": "outbound", "protocol": "h2"}) == 1
+    assert d.value("inbound", "protocol_detect_total", {"direction": "inbound", "protocol": "h2"}) == 2
+
+
+@pytest.mark.timeout(60)
+def test_h2_downloads_larger_than_every_window_arrive_whole(mesh):
+    """20 downloads of a 256 KiB file at once on one h2c connection through
+    the terminating proxy: 5 MiB, more than a stream's window (256 KiB)
+    and the connection's (4 MiB) on each of its sides, and more than the
+    client's own windows, so every byte crosses only as windows reopen
+    end to end. Every stream gets the whole file."""
+    d = Delta(mesh)
+    r = mesh.client.ns.exec(["nghttp", "-nv", "-m", "20", f"http://{H2C_VIP}/big.bin"], check=False, timeout=40)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert r.stdout.count(":status: 200") == 20, r.stdout[-2000:]
+    got = {}
+    for length, stream in re.findall(r"recv DATA frame <length=(\d+), flags=0x0\d, stream_id=(\d+)>", r.stdout):
+        got[stream] = got.get(stream, 0) + int(length)
+    assert sorted(got.values()) == [256 * 1024] * 20, got
+    d.until(lambda d: d.total("outbound", "response_total", direction="outbound", authority=H2C_VIP) >= 20)
+    assert d.total("outbound", "response_total", direction="outbound", authority=H2C_VIP, status_code="200",
+                   classification="success") == 20
+
+
+@pytest.mark.timeout(60)
+def test_h2_streams_bound_for_an_endpoint_that_refuses_go_to_the_other(mesh):
+    """h2half.prod's second endpoint refuses connections. The streams the
+    balancer gives it wait unsent while it connects; when the connect
+    fails they go to the other endpoint, whole: the client gets every
+    answer."""
+    d = Delta(mesh)
+    for _ in range(3):  # fresh connections, so that the dead endpoint gets picked again
+        servers = grpc_calls(mesh, H2HALF_VIP, 6)
+        assert servers == ["a"] * 6, servers
+    d.until(lambda d: d.total("outbound", "response_total", direction="outbound", authority=H2HALF_VIP) >= 18)
+    assert d.total("outbound", "response_total", direction="outbound", authority=H2HALF_VIP,
+                   classification="success") == 18
+    assert d.total("outbound", "response_total", direction="outbound", authority=H2HALF_VIP,
+                   classification="failure") == 0
+
+
+@pytest.mark.timeout(60)
+def test_an_h2_stream_left_unanswered_gets_504_from_the_mesh(mesh):
+    """h2hang.prod answers no stream; its registry entry sets a 400 ms
+    request timeout. Each of two calls on one connection gets the client's
+    proxy's own 504 (saying so in meshd-proxy-error) after about that long,
+    the stream is cancelled towards the server, and the connection stays
+    usable: both calls end, each counted as a timeout."""
+    d = Delta(mesh)
+    start = time.monotonic()
+    r = mesh.client.ns.exec(["nghttp", "-nv", "-m", "2", f"http://{H2HANG_VIP}/meshd.Test/Call"], check=False)
+    took = time.monotonic() - start
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert r.stdout.count(":status: 504") == 2, r.stdout[-2000:]
+    assert r.stdout.count("meshd-proxy-error: request_timeout") == 2, r.stdout[-2000:]
+    assert 0.3 < took < 5, took
+    d.until(lambda d: d.total("outbound", "response_total", direction="outbound", authority=H2HANG_VIP) >= 2)
+    assert d.total("outbound", "response_total", direction="outbound", authority=H2HANG_VIP, status_code="504",
+                   classification="failure") == 2
 
 
 def sent_three_times(mesh, path, authority, status):

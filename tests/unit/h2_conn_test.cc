@@ -239,7 +239,8 @@ TEST_CASE("a graceful GOAWAY lets open streams finish and stops new ones", "[h2c
 
 TEST_CASE("the peer's concurrent stream limit bounds new requests", "[h2conn]") {
   Pair p;
-  for (uint32_t i = 0; i < H2Conn::kMaxConcurrentStreams; ++i) REQUIRE(p.client.submit_request(post(), false, nullptr) > 0);
+  for (uint32_t i = 0; i < H2Conn::kMaxConcurrentStreams; ++i)
+    REQUIRE(p.client.submit_request(post(), false, nullptr) > 0);
   CHECK(p.client.streams_available() == 0);
   CHECK(p.client.submit_request(post(), false, nullptr) == -1);
   p.pump();
