@@ -44,7 +44,6 @@ failure or interrupt. (Not named http.py: in bench/ that would shadow the
 standard library's http package for every script run from here.)
 """
 import os
-import re
 import shlex
 import shutil
 import signal
@@ -57,7 +56,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the source tree (before nsbe
 import nsbench  # noqa: E402  (first: it puts tests/e2e, where mesh.py is, on the path)
 import mesh  # noqa: E402  (Netns/Host, link(), binary(), stop(), wait_for())
 from nsbench import HZ, OUTDIR, fmt_ratio, med, pinned, rss_kb, wait_listen  # noqa: E402
-from report import fmt_us, parse_wrk  # noqa: E402
+from report import fmt_us, parse_h2load, parse_wrk  # noqa: E402
 
 DURATION = nsbench.env_int("http", "BENCH_HTTP_DURATION", nsbench.env_int("http", "BENCH_DURATION", 8, 1, 600), 1, 600)
 H2_DURATION = nsbench.env_int("http", "BENCH_HTTP_H2_DURATION", DURATION, 1, 600)
@@ -253,20 +252,6 @@ def wrk_argv(url, seconds):
 
 def h2load_argv(url, seconds):
     return ["h2load", "-c1", "-t1", f"-m{H2_STREAMS}", "-D", str(seconds), url]
-
-
-def parse_h2load(text):
-    """dict(rps, requests, failed, mean_us, max_us) or raises ValueError."""
-    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", text, re.M)
-    r = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                  r"(\d+) errored, (\d+) timeout", text, re.M)
-    t = re.search(r"^time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", text, re.M)
-    if not (m and r and t):
-        raise ValueError("unexpected h2load output: " + text.strip()[-300:])
-    unit = {"us": 1.0, "ms": 1e3, "s": 1e6}
-    return {"rps": float(m.group(1)), "requests": int(r.group(4)),
-            "failed": int(r.group(5)) + int(r.group(6)) + int(r.group(7)),
-            "mean_us": float(t.group(5)) * unit[t.group(6)], "max_us": float(t.group(3)) * unit[t.group(4)]}
 
 
 def measure(b, name, proto, rnd):

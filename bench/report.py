@@ -34,6 +34,21 @@ NOISY_PCT = 5.0
 UNIT_US = {"us": 1.0, "ms": 1000.0, "s": 1e6, "m": 60e6, "h": 3600e6}
 
 
+def parse_h2load(text):
+    """h2load's summary: dict(rps, requests, failed, mean_us, max_us), or
+    raises ValueError."""
+    m = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", text, re.M)
+    r = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", text, re.M)
+    t = re.search(r"^time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)", text, re.M)
+    if not (m and r and t):
+        raise ValueError("unexpected h2load output: " + text.strip()[-300:])
+    unit = {"us": 1.0, "ms": 1e3, "s": 1e6}
+    return {"rps": float(m.group(1)), "requests": int(r.group(4)),
+            "failed": int(r.group(5)) + int(r.group(6)) + int(r.group(7)),
+            "mean_us": float(t.group(5)) * unit[t.group(6)], "max_us": float(t.group(3)) * unit[t.group(4)]}
+
+
 def parse_wrk(path):
     """Returns dict(rps, requests, p50_us, p99_us, errors) or raises ValueError."""
     with open(path, encoding="utf-8", errors="replace") as f:

@@ -13,7 +13,10 @@
 #                        http: one HTTP-aware hop, meshd outbound vs HAProxy mode http vs
 #                        nginx proxy_pass, plus h2 through meshd, bench/http_hop.py;
 #                        pool: a connection per request through the mesh, with and
-#                        without meshd's upstream pool, bench/pool.py)
+#                        without meshd's upstream pool, bench/pool.py;
+#                        h2mesh: one h2 connection of 100 streams through the
+#                        mesh, terminated and balanced per stream vs relayed,
+#                        bench/h2mesh.py)
 #   BENCH_SKIP_BULK=1   BENCH_MESHD_EXTRA="..." extra meshd flags
 #   BENCH_SCHED=fifo    scheduling of every process of the run: fifo (SCHED_FIFO 10,
 #                       falls back to nice), nice (nice -10) or none
@@ -145,13 +148,17 @@ run_http() { MESHD_BUILD="$MESHD_BUILD" MESHD_BIN="$MESHD" "$PY" "$HERE/http_hop
 # A client opening a connection per request, pooled and not (bench/pool.py:
 # the e2e mesh with a controller; knob BENCH_POOL_REQUESTS).
 run_pool() { MESHD_BUILD="$MESHD_BUILD" "$PY" "$HERE/pool.py" || log "upstream pool benchmark failed"; }
+# HTTP/2 through the mesh, terminated per stream vs relayed (bench/h2mesh.py:
+# the e2e mesh; knob BENCH_H2MESH_SECONDS).
+run_h2mesh() { MESHD_BUILD="$MESHD_BUILD" "$PY" "$HERE/h2mesh.py" || log "HTTP/2 mesh benchmark failed"; }
 # Only namespace benchmarks asked for: the loopback part is not run.
 ns_only=1
-for w in $ONLY; do case $w in mtls|http|pool) ;; *) ns_only=0 ;; esac; done
+for w in $ONLY; do case $w in mtls|http|pool|h2mesh) ;; *) ns_only=0 ;; esac; done
 if [ "$ns_only" = 1 ]; then
   want mtls && run_mtls
   want http && { want mtls && echo; run_http; }
   want pool && { { want mtls || want http; } && echo; run_pool; }
+  want h2mesh && { { want mtls || want http || want pool; } && echo; run_h2mesh; }
   exit 0
 fi
 
@@ -459,6 +466,9 @@ if [ -z "${BENCH_ONLY:-}" ] || want http; then echo; run_http; fi
 
 # ---------------------------------------------------- a connection per request
 if [ -z "${BENCH_ONLY:-}" ] || want pool; then echo; run_pool; fi
+
+# ---------------------------------------------------- HTTP/2 through the mesh
+if [ -z "${BENCH_ONLY:-}" ] || want h2mesh; then echo; run_h2mesh; fi
 
 # ---------------------------------------------------- control plane
 # The controller's fan-out to 500 proxy streams (bench/fanout.sh) and gossip

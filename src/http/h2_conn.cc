@@ -121,8 +121,10 @@ struct H2ConnCallbacks {
 
   static int stream_close(nghttp2_session*, int32_t id, uint32_t error, void* user) {
     H2Conn* c = self(user);
-    if (c->streams_.erase(id) == 0) return 0;
+    if (c->streams_.count(id) == 0) return 0;
+    // Told first, so that the handler still finds the stream's user.
     c->handler_->on_stream_close(id, error);
+    c->streams_.erase(id);
     return 0;
   }
 

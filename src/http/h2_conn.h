@@ -84,6 +84,7 @@ class H2Conn {
     virtual void on_data_sent(int32_t stream, size_t n) noexcept = 0;
     // The stream is over, both ways: error 0 when it ended normally, else
     // the RST_STREAM code (sent or received) or the connection's error.
+    // Its stream_user() still answers during the call, not after.
     virtual void on_stream_close(int32_t stream, uint32_t error) noexcept = 0;
     // The peer will not process streams above last_stream.
     virtual void on_goaway(int32_t last_stream, uint32_t error) noexcept = 0;

@@ -515,6 +515,7 @@ http {{
   server {{
     listen 8085 http2;
     root {dir}/www;
+    keepalive_requests {h2_requests};
   }}
 }}
 """
@@ -604,7 +605,8 @@ class HttpMesh(Cluster):
     self.spread_logs, are spread.prod (SPREAD_VIP:80); mixed.prod (MIXED_VIP:80) is
     the one on 8088 and the one answering 503; halfdead.prod (HALFDEAD_VIP:80) is
     the one on 8089 and a port of the controller's host where nothing listens
-    (refused). Two gRPC-shaped h2c servers on 8090 and 8091, which name
+    (refused); nginx ends an h2 connection after h2_requests requests
+    (GOAWAY; its default 1000). Two gRPC-shaped h2c servers on 8090 and 8091, which name
     themselves in an x-server header ("a", "b"), are streams.prod
     (STREAMS_VIP:80); h2half.prod (H2HALF_VIP:80) is "a" and that refusing
     port; one on 8092 that answers no stream is h2hang.prod (H2HANG_VIP:80,
@@ -612,12 +614,13 @@ class HttpMesh(Cluster):
     client_flags to the client's only. Built from Cluster's parts; Cluster itself is
     unchanged."""
 
-    def __init__(self, meshd_flags=(), client_flags=()):
+    def __init__(self, meshd_flags=(), client_flags=(), h2_requests=1000):
         # The state Cluster's methods (host, token, identity_flags,
         # start_controller, services, close) rely on.
         self.hosts, self.controllers = [], []
         self.workdir = tempfile.TemporaryDirectory(prefix="meshd-http-")
         self.identity, self.cert_ttl, self.meshd_flags, self.gossip = True, "1h", list(meshd_flags), False
+        self.h2_requests = h2_requests
         self.ca_dir = os.path.join(self.workdir.name, "ca")
         self.backend_log = os.path.join(self.workdir.name, "backend.log")
         self.spread_logs = [os.path.join(self.workdir.name, f"spread-{p}.log") for p in (8088, 8089)]
@@ -687,7 +690,7 @@ class HttpMesh(Cluster):
             f.write(os.urandom(256 * 1024))
         conf = os.path.join(d, "nginx.conf")
         with open(conf, "w") as f:
-            f.write(NGINX_CONF.format(dir=d))
+            f.write(NGINX_CONF.format(dir=d, h2_requests=self.h2_requests))
         log = os.path.join(d, "nginx-error.log")
         p = self.server.ns.spawn(["nginx", "-p", d, "-e", log, "-c", conf], stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)

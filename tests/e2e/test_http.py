@@ -717,6 +717,28 @@ def test_h2_downloads_larger_than_every_window_arrive_whole(mesh):
 
 
 @pytest.mark.timeout(60)
+def test_h2_streams_past_a_servers_goaway_are_sent_again(mesh):
+    """nginx ends an HTTP/2 connection after 1000 requests (its default
+    keepalive_requests): a GOAWAY, and the streams already sent past its
+    last one are refused unprocessed. 1500 requests, 100 at a time, on one
+    client connection all succeed: the client's proxy sends the refused
+    ones again over a new connection to the endpoint."""
+    d = Delta(mesh)
+    r = mesh.client.ns.exec(["h2load", "-c1", "-t1", "-m100", "-n", "1500", f"http://{H2C_VIP}/index.html"],
+                            check=False, timeout=40)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert "1500 succeeded, 0 failed, 0 errored, 0 timeout" in r.stdout, r.stdout[-1500:]
+    d.until(lambda d: d.total("outbound", "response_total", direction="outbound", authority=H2C_VIP) >= 1500)
+    assert d.total("outbound", "response_total", direction="outbound", authority=H2C_VIP, status_code="200",
+                   classification="success") == 1500
+    # The server's proxy saw nginx refuse streams past its GOAWAY, and a
+    # second connection from the client's proxy.
+    assert d.total("inbound", "response_total", direction="inbound", authority=H2C_VIP,
+                   error="refused_stream") > 0
+    assert d.value("inbound", "protocol_detect_total", {"direction": "inbound", "protocol": "h2"}) == 2
+
+
+@pytest.mark.timeout(60)
 def test_h2_streams_bound_for_an_endpoint_that_refuses_go_to_the_other(mesh):
     """h2half.prod's second endpoint refuses connections. The streams the
     balancer gives it wait unsent while it connects; when the connect

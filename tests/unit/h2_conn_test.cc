@@ -30,6 +30,7 @@ struct Heard {
   bool closed = false;
   uint32_t error = 0;
   size_t sent = 0;  // on_data_sent, for this stream's outgoing body
+  void* user_at_close = nullptr;
 };
 
 class Recorder : public H2Conn::Handler {
@@ -53,6 +54,7 @@ class Recorder : public H2Conn::Handler {
   void on_stream_close(int32_t s, uint32_t error) noexcept override {
     streams[s].closed = true;
     streams[s].error = error;
+    streams[s].user_at_close = conn->stream_user(s);
   }
   void on_goaway(int32_t last, uint32_t) noexcept override { goaway_last = last; }
 };
@@ -207,7 +209,8 @@ TEST_CASE("a request head over the bound is reported for a 431, the stream kept"
 
 TEST_CASE("a reset reaches the other end with its code", "[h2conn]") {
   Pair p;
-  int32_t id = p.client.submit_request(post(), false, nullptr);
+  int tag = 0;
+  int32_t id = p.client.submit_request(post(), false, &tag);
   REQUIRE(p.client.send_data(id, bytes("part")));
   p.pump();
   p.client.reset(id, NGHTTP2_CANCEL);
@@ -215,6 +218,9 @@ TEST_CASE("a reset reaches the other end with its code", "[h2conn]") {
   CHECK(p.server_heard.streams[id].closed);
   CHECK(p.server_heard.streams[id].error == NGHTTP2_CANCEL);
   CHECK(p.client_heard.streams[id].closed);
+  // The closing stream's user is still there for the handler, then gone.
+  CHECK(p.client_heard.streams[id].user_at_close == &tag);
+  CHECK(p.client.stream_user(id) == nullptr);
   CHECK(p.client.open_streams() == 0);
   CHECK(p.server.open_streams() == 0);
 }
