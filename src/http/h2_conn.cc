@@ -335,6 +335,13 @@ uint32_t H2Conn::streams_available() const noexcept {
 
 uint32_t H2Conn::open_streams() const noexcept { return static_cast<uint32_t>(streams_.size()); }
 
+std::vector<int32_t> H2Conn::stream_ids() const {
+  std::vector<int32_t> ids;
+  ids.reserve(streams_.size());
+  for (const auto& [id, s] : streams_) ids.push_back(id);
+  return ids;
+}
+
 bool H2Conn::finished() const noexcept {
   if (out_head_ != out_.size()) return false;
   if (session_ == nullptr) return true;

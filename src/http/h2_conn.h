@@ -141,6 +141,7 @@ class H2Conn {
   // its limit and those open now; 0 once a GOAWAY came.
   uint32_t streams_available() const noexcept;
   uint32_t open_streams() const noexcept;
+  std::vector<int32_t> stream_ids() const;
   // Nothing more to read or write: the connection may be closed.
   bool finished() const noexcept;
   // The peer sent GOAWAY, or one was queued.

@@ -144,7 +144,7 @@ void Worker::run() noexcept {
 }
 
 bool Worker::finished() const noexcept {
-  if (!draining_ || live_ != 0) return false;
+  if (!draining_ || live_ != 0 || !h2_upstreams_.empty()) return false;
   for (const auto& l : listeners_)
     if (!l->stopped()) return false;
   return true;
@@ -179,10 +179,23 @@ void Worker::sweep() noexcept {
       c->close(TcpError::kIdleTimeout, false, false);
     }
   }
+  const bool cut = draining_ && now_ms_ >= drain_deadline_ms_;
+  for (size_t i = 0; i < h2_upstreams_.size();) {
+    if (cut) h2_upstreams_[i]->abort();
+    // Draining: a connection with no stream left closes at once.
+    h2_upstreams_[i]->sweep(now_ms_, draining_ ? 0 : shared_->config->upstream_idle_timeout_ms);
+    if (!h2_upstreams_[i]->done() || h2_upstreams_[i]->dirty) {
+      ++i;
+      continue;
+    }
+    h2_upstreams_[i] = std::move(h2_upstreams_.back());
+    h2_upstreams_.pop_back();
+  }
+  flush_h2();
   for (size_t i = 0; i < h2_.size();) {
-    if (draining_ && now_ms_ >= drain_deadline_ms_) h2_[i]->abort();
+    if (cut) h2_[i]->abort();
     h2_[i]->sweep(now_ms_);
-    if (!h2_[i]->done()) {
+    if (!h2_[i]->done() || h2_[i]->dirty) {
       ++i;
       continue;
     }
@@ -223,6 +236,32 @@ bool Worker::terminate_h2(int fd, std::span<const char> first, const SocketAddr&
   stats_->connections_live.inc();
   shared_->open_connections.fetch_add(1, std::memory_order_relaxed);
   return true;
+}
+
+H2Upstream* Worker::h2_upstream(const discovery::Endpoint& ep) noexcept {
+  const bool mtls = ep.meshed && !ep.identity.empty() && shared_->identity != nullptr;
+  const std::string_view identity = mtls ? std::string_view(ep.identity) : std::string_view();
+  for (auto& u : h2_upstreams_)
+    if (u->is(ep.address, identity) && u->usable()) return u.get();
+  auto u = std::unique_ptr<H2Upstream>(new (std::nothrow) H2Upstream(this, ep, mtls));
+  if (!u) return nullptr;
+  h2_upstreams_.push_back(std::move(u));
+  H2Upstream* up = h2_upstreams_.back().get();
+  if (!up->open()) {
+    up->abort();  // (freed by the sweep, with nothing in flight)
+    return nullptr;
+  }
+  return up;
+}
+
+void Worker::flush_h2() noexcept {
+  // Flushing one may queue frames on another (a window update): until none
+  // has any left. Each pass takes the list as it stands.
+  while (!h2_dirty_.empty()) {
+    std::vector<H2Flushable*> now;
+    now.swap(h2_dirty_);
+    for (H2Flushable* f : now) f->flush_now();
+  }
 }
 
 std::shared_ptr<const discovery::EndpointSet> Worker::latest_set(
@@ -380,10 +419,16 @@ void Worker::route(TcpForward* c, const SocketAddr& dst) noexcept {
 
 void Worker::resume_waiting() noexcept {
   // Only when something was published since the last look.
+  // Against the version the waiting connections were last looked at with,
+  // not table_version_: a connection accepted since the table changed
+  // refreshed that already (route), and those parked before it would then
+  // wait for nothing until their discovery timeout sent them as dialled.
   uint64_t names = shared_->names_version.load(std::memory_order_acquire);
-  bool table_changed = shared_->discovery != nullptr && shared_->discovery->version() != table_version_;
+  const uint64_t version = shared_->discovery != nullptr ? shared_->discovery->version() : 0;
+  bool table_changed = shared_->discovery != nullptr && version != waiting_version_;
   if (!table_changed && names == names_version_) return;
   names_version_ = names;
+  waiting_version_ = version;
   if (table_changed) table();
   waiting_.for_each([this](TcpForward* c) {
     if (!answer_ready(c)) return;

@@ -95,6 +95,18 @@ class Worker final : public io::OpOwner {
   // own. False (out of memory) when the caller keeps it.
   bool terminate_h2(int fd, std::span<const char> first, const SocketAddr& dialled,
                     std::shared_ptr<const discovery::EndpointSet> set) noexcept;
+  // The worker's HTTP/2 connection to an endpoint that takes another
+  // stream, opened if none does (h2_upstream.h); null when out of memory.
+  H2Upstream* h2_upstream(const discovery::Endpoint& ep) noexcept;
+  // Terminated HTTP/2 (H2Forward, H2Upstream): frames were queued on f;
+  // flush_h2() sends what every such connection has, once, after a
+  // completion's work.
+  void h2_dirty(H2Flushable* f) noexcept {
+    if (f->dirty) return;
+    f->dirty = true;
+    h2_dirty_.push_back(f);
+  }
+  void flush_h2() noexcept;
   // The service's endpoints as discovery knows them now: a long-lived
   // HTTP/2 connection balances each stream over the latest (had, when
   // discovery no longer has the service or it has no endpoint).
@@ -154,7 +166,9 @@ class Worker final : public io::OpOwner {
   std::vector<std::unique_ptr<Listener>> listeners_;
   std::vector<std::unique_ptr<TcpForward>> all_;  // every connection object ever made
   std::vector<TcpForward*> free_;
-  std::vector<std::unique_ptr<H2Forward>> h2_;  // terminated HTTP/2 connections, freed once done
+  std::vector<std::unique_ptr<H2Forward>> h2_;             // terminated HTTP/2 connections, freed once done
+  std::vector<std::unique_ptr<H2Upstream>> h2_upstreams_;  // their connections to endpoints, freed once done
+  std::vector<H2Flushable*> h2_dirty_;
   // Buffers of one size, a few kept for reuse, the rest given back.
   class SparePool {
    public:
@@ -186,6 +200,7 @@ class Worker final : public io::OpOwner {
   uint64_t now_ms_ = 0;
   std::shared_ptr<const discovery::DestinationTable> table_;
   uint64_t table_version_ = 0;
+  uint64_t waiting_version_ = 0;  // the table version waiting_ was last resumed against
   uint64_t names_version_ = 0;
   uint32_t name_turn_ = 0;  // round robin over a name's DNS addresses
   FastRandom random_;

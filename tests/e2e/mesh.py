@@ -412,6 +412,7 @@ HALFDEAD_VIP = "10.96.0.29"  # halfdead.prod: the backend on 8089, and an addres
 STREAMS_VIP = "10.96.0.30"   # streams.prod: two gRPC-shaped h2c servers (8090 "a", 8091 "b")
 H2HALF_VIP = "10.96.0.31"    # h2half.prod: the h2c server "a", and an address where nothing listens
 H2HANG_VIP = "10.96.0.32"    # h2hang.prod: an h2c server that answers no stream, under a 400 ms timeout
+BURST_VIP = "10.96.0.33"     # burst.prod: the HTTP backend, dialled only by the discovery burst test
 HTTP_REGISTRY = f"""
 [[service]]
 name = "http.prod"
@@ -475,6 +476,11 @@ address = "{CTRL_IP}:8099"
 name = "streams.prod"
 ports = [8090, 8091]
 virtual_addresses = ["{STREAMS_VIP}:80"]
+
+[[service]]
+name = "burst.prod"
+ports = [8080]
+virtual_addresses = ["{BURST_VIP}:80"]
 
 [[service]]
 name = "h2hang.prod"
@@ -648,7 +654,7 @@ class HttpMesh(Cluster):
                                     "--register", "mixed.prod=8088", "--register", "mixed.prod=8083",
                                     "--register", "halfdead.prod=8089",
                                     "--register", "streams.prod=8090", "--register", "streams.prod=8091",
-                                    "--register", "h2half.prod=8090", "--register", "h2hang.prod=8092",
+                                    "--register", "h2half.prod=8090", "--register", "h2hang.prod=8092", "--register", "burst.prod=8080",
                                     *self.identity_flags(self.server))
             self.client.start_meshd("--controller", self.controller_addrs, *self.identity_flags(self.client),
                                     *client_flags)
@@ -711,7 +717,7 @@ class HttpMesh(Cluster):
         want = {"http.prod": 1, "greet.prod": 1, "timed.prod": 1, "flaky.prod": 2, "nginx.prod": 1, "h2c.prod": 1,
                 "grpc.prod": 1, "retry.prod": 1, "spread.prod": 2,
                 "mixed.prod": 2, "halfdead.prod": 2, "streams.prod": 2, "h2half.prod": 2,
-                "h2hang.prod": 1}
+                "h2hang.prod": 1, "burst.prod": 1}
         wait_for(lambda: all((self.services() or {}).get(n, {}).get("endpoints") == k for n, k in want.items()), 15,
                  "the server's registrations")
 
