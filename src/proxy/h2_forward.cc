@@ -11,6 +11,7 @@
 #include "discovery/balancer.h"
 #include "http/error_response.h"
 #include "http/h1_parse.h"
+#include "http/retry.h"
 #include "io/socket.h"
 #include "proxy/http_tap.h"
 #include "proxy/worker.h"
@@ -227,6 +228,7 @@ void H2Forward::on_upstream_headers(H2Stream* s, H2Block kind, H2Fields&& f, boo
   switch (kind) {
     case H2Block::kInterim: down.submit_response(s->down, f, false); return;
     case H2Block::kResponse: {
+      if (retry(s, status_of(f))) return;
       s->answered = true;
       s->deadline_ms = 0;
       s->status = status_of(f);
@@ -245,6 +247,32 @@ void H2Forward::on_upstream_headers(H2Stream* s, H2Block kind, H2Fields&& f, boo
       return;
     case H2Block::kRequest: return;
   }
+}
+
+bool H2Forward::retry(H2Stream* s, uint16_t status) noexcept {
+  const auto& statuses = worker_->retry_statuses(set_.get());
+  if (std::find(statuses.begin(), statuses.end(), status) == statuses.end()) return false;
+  if (!s->replay_ok || !s->ended || s->retries >= kMaxRetries || s->upstream == nullptr) return false;
+  if (!http::retry_safe(http::method_of(http::h2_field(s->head, ":method")))) return false;
+  discovery::ServiceStats& stats = *first_set_->stats;
+  if (!stats.retry_budget.withdraw(worker_->now_ms())) {
+    stats.retries_refused.inc();
+    return false;
+  }
+  stats.retries.inc();
+  ++s->retries;
+  // The endpoint failed this attempt (failure accrual); the metrics never
+  // see it. Another endpoint takes the request when the service has one.
+  if (s->load)
+    s->load->record_response(false, 0, worker_->now_ms(), static_cast<uint32_t>(worker_->random().next() >> 32));
+  const SocketAddr from = s->upstream->address();
+  detach(s, true);
+  if (set_->endpoints.size() > 1)
+    for (size_t i = 0; i < set_->endpoints.size() && i < 64; ++i)
+      if (set_->endpoints[i].address == from) s->tried |= uint64_t{1} << i;
+  s->body = s->replay;
+  route(s);
+  return true;
 }
 
 bool H2Forward::on_upstream_data(H2Stream* s, std::span<const uint8_t> bytes) noexcept {

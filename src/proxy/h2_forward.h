@@ -56,6 +56,8 @@ class H2Forward final : public io::OpOwner, public H2Flushable, private http::H2
   // connections a worker keeps to an endpoint may all reach a server's
   // request limit at about the same time).
   static constexpr uint8_t kMaxRefusals = 4;
+  // Retries on a retryable status, as HTTP/1's (relay_http.cc).
+  static constexpr uint8_t kMaxRetries = 2;
 
   H2Forward() noexcept = default;
   H2Forward(const H2Forward&) = delete;
@@ -100,6 +102,9 @@ class H2Forward final : public io::OpOwner, public H2Flushable, private http::H2
   H2Stream* find(int32_t down) noexcept;
   void route(H2Stream* s) noexcept;
   void request_ended(H2Stream* s) noexcept;
+  // A response head with a retryable status: the request is sent again
+  // (true) when it is kept whole, idempotent, and the budget allows.
+  bool retry(H2Stream* s, uint16_t status) noexcept;
   void answer(H2Stream* s, uint16_t status, std::string_view reason) noexcept;
   void finish(H2Stream* s, bool complete, std::string_view error) noexcept;
   // The stream parts from its upstream (cancelled there when `cancel`),

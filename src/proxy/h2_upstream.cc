@@ -201,8 +201,7 @@ void H2Upstream::ready() noexcept {
 void H2Upstream::fail(std::string_view why) noexcept {
   if (pipe_.closing) return;
   const Lost unsent = pipe_.ready ? Lost::kNotSent : Lost::kConnectFailed;
-  LOG_DEBUG("proxy", "h2 connection to %s: %.*s", address_.str().c_str(), static_cast<int>(why.size()),
-            why.data());
+  LOG_DEBUG("proxy", "h2 connection to %s: %.*s", address_.str().c_str(), static_cast<int>(why.size()), why.data());
   pipe_.shut(*worker_);
   // The streams it never sent may go elsewhere; those it carried (nghttp2
   // does not close them when the socket goes) are lost. Collected first:

@@ -55,17 +55,18 @@ enum class Lost : uint8_t {
 // One request stream of a terminated client connection.
 struct H2Stream {
   H2Forward* owner = nullptr;
-  int32_t down = 0;              // the client's stream id
+  int32_t down = 0;                // the client's stream id
   H2Upstream* upstream = nullptr;  // once an endpoint is chosen
-  int32_t up = -1;               // the upstream's stream id, once submitted
-  void* tag = nullptr;           // the metrics' request (HttpTap)
+  int32_t up = -1;                 // the upstream's stream id, once submitted
+  void* tag = nullptr;             // the metrics' request (HttpTap)
   uint64_t start_us = 0;
   uint64_t deadline_ms = 0;  // the request timeout, until the response head
   uint64_t tried = 0;        // endpoints whose connect failed it (bits by index in the set)
-  uint8_t attempts = 0;  // endpoints chosen for it
-  uint8_t refusals = 0;  // times an endpoint gave it back unprocessed (REFUSED_STREAM, GOAWAY)
-  bool answered = false;  // a final response head went to the client
-  bool finished = false;  // its outcome was told to the metrics
+  uint8_t attempts = 0;      // endpoints chosen for it
+  uint8_t refusals = 0;      // times an endpoint gave it back unprocessed (REFUSED_STREAM, GOAWAY)
+  uint8_t retries = 0;       // times sent again after a retryable status
+  bool answered = false;     // a final response head went to the client
+  bool finished = false;     // its outcome was told to the metrics
   int32_t grpc_status = -1;
   uint16_t status = 0;
   uint64_t ttfb_us = 0;

@@ -243,9 +243,7 @@ bool TcpForward::discard_body(int chunk, int* res) noexcept {
 }
 
 // The service's retryable statuses (the registry's), else the proxy's.
-const std::vector<uint16_t>& TcpForward::retry_statuses() const noexcept {
-  return set_ && set_->retry_statuses_set ? set_->retry_statuses : worker_->config().retry_statuses;
-}
+const std::vector<uint16_t>& TcpForward::retry_statuses() const noexcept { return worker_->retry_statuses(set_.get()); }
 
 bool TcpForward::may_keep_request() noexcept {
   if (direction_ != metrics::Direction::kOutbound || !set_ || tap_ == nullptr || tap_->http2()) return false;

@@ -112,6 +112,10 @@ class Worker final : public io::OpOwner {
   // discovery no longer has the service or it has no endpoint).
   std::shared_ptr<const discovery::EndpointSet> latest_set(
       const SocketAddr& dialled, const std::shared_ptr<const discovery::EndpointSet>& had) noexcept;
+  // The statuses a service's requests are retried on: the registry's, else --retry-statuses.
+  const std::vector<uint16_t>& retry_statuses(const discovery::EndpointSet* set) const noexcept {
+    return set != nullptr && set->retry_statuses_set ? set->retry_statuses : shared_->config->retry_statuses;
+  }
   // The request timeout of a service's requests: the registry's, else the proxy's.
   uint32_t request_timeout_ms(const discovery::EndpointSet* set) const noexcept {
     return set != nullptr && set->request_timeout_ms != 0 ? set->request_timeout_ms

@@ -164,9 +164,10 @@ virtual_addresses = ["{GRPC_VIP}:80"]
               ", ".join(f"{s_.role} {int(n)}" for s_, n in zip(mesh.servers, seen)))
 
         step(f"gRPC over HTTP/2 (h2c): each server also runs a gRPC-shaped app on 8082, registered as grpc.prod "
-             f"({GRPC_VIP}:80); the client makes 30 calls with nghttp on one connection. Every third call fails "
-             "with grpc-status 14 (UNAVAILABLE) while HTTP says 200: the proxies follow each stream and read the "
-             "status from its trailers")
+             f"({GRPC_VIP}:80); the client makes 30 calls with nghttp on one connection. Its proxy terminates "
+             "HTTP/2 and balances each call on its own over both servers. Every third call a server gets fails "
+             "with grpc-status 14 (UNAVAILABLE) while HTTP says 200: the proxies read the status from each "
+             "stream's trailers")
         for s_ in mesh.servers:
             grpc_app = s_.ns.spawn([PYTHON, APPS, "grpc-serve", "8082", "3"])
             if grpc_app.stdout.readline().strip() != "ready":
@@ -185,6 +186,11 @@ virtual_addresses = ["{GRPC_VIP}:80"]
         for k, v in sorted(m.items()):
             if k.split("{")[0] in ("request_total", "response_total") and "grpc.prod" in k and v:
                 print(f"    {k} {int(v)}")
+        calls = [sum(v for k, v in s_.metrics().items()
+                     if k.startswith("request_total{") and 'direction="inbound"' in k and GRPC_VIP in k)
+                 for s_ in mesh.servers]
+        print("  calls each server's proxy saw (one client connection): " +
+              ", ".join(f"{s_.role} {int(n)}" for s_, n in zip(mesh.servers, calls)))
 
         step("meshd-ctl tap  (each request through the client's proxy, live)")
         tap = subprocess.Popen(client.ns.cmd([binary("meshd-ctl"), "tap", "--max", "6", "--duration", "10s"]),

@@ -522,6 +522,7 @@ http {{
     listen 8085 http2;
     root {dir}/www;
     keepalive_requests {h2_requests};
+    location = /status/503 {{ return 503; }}
   }}
 }}
 """

@@ -742,6 +742,28 @@ def test_h2_streams_past_a_servers_goaway_are_sent_again(mesh):
 
 
 @pytest.mark.timeout(60)
+def test_an_h2_get_answered_503_is_retried_within_budget(mesh):
+    """Through the terminating proxy, a GET stream answered 503 (nginx's
+    /status/503 on h2c.prod) is sent again like an HTTP/1 request: twice
+    more, then the last 503 reaches the client. The server's proxy counts
+    the three attempts, the client's one request and two retries; a POST
+    is not retried."""
+    d = Delta(mesh)
+    r = mesh.client.ns.exec(["nghttp", "-nv", f"http://{H2C_VIP}/status/503"], check=False)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    assert r.stdout.count(":status: 503") == 1, r.stdout[-2000:]
+    d.until(lambda d: d.total("outbound", "response_total", direction="outbound", authority=H2C_VIP) >= 1)
+    assert d.total("outbound", "outbound_http_retries_total", dst="h2c.prod") == 2
+    assert d.total("outbound", "response_total", direction="outbound", authority=H2C_VIP, status_code="503") == 1
+    d.until(lambda d: d.total("inbound", "response_total", direction="inbound", authority=H2C_VIP) >= 3)
+    assert d.total("inbound", "response_total", direction="inbound", authority=H2C_VIP, status_code="503") == 3
+    r = mesh.client.ns.exec(["nghttp", "-nv", "-d", "/etc/hostname", f"http://{H2C_VIP}/status/503"], check=False)
+    assert r.stdout.count(":status: 503") == 1, r.stdout[-2000:]
+    d.until(lambda d: d.total("inbound", "response_total", direction="inbound", authority=H2C_VIP) >= 4)
+    assert d.total("outbound", "outbound_http_retries_total", dst="h2c.prod") == 2
+
+
+@pytest.mark.timeout(60)
 def test_h2_streams_bound_for_an_endpoint_that_refuses_go_to_the_other(mesh):
     """h2half.prod's second endpoint refuses connections. The streams the
     balancer gives it wait unsent while it connects; when the connect
