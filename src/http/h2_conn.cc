@@ -291,6 +291,15 @@ void H2Conn::consume(int32_t stream, size_t n) noexcept {
   if (n > 0 && session_ != nullptr) nghttp2_session_consume(session_, stream, n);
 }
 
+void H2Conn::consume_connection(size_t n) noexcept {
+  if (n > 0 && session_ != nullptr) nghttp2_session_consume_connection(session_, n);
+}
+
+void H2Conn::consume_stream(int32_t stream, size_t n) noexcept {
+  // (A stream nghttp2 has closed has no window left to give back.)
+  if (n > 0 && session_ != nullptr && streams_.count(stream) != 0) nghttp2_session_consume_stream(session_, stream, n);
+}
+
 void H2Conn::reset(int32_t stream, uint32_t error) noexcept {
   if (streams_.count(stream) != 0) nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, stream, error);
 }

@@ -13,9 +13,11 @@
 // Flow control is end to end, stream by stream: received body bytes do not
 // reopen the sender's window until the caller consume()s them, which a
 // proxy does only once the other side actually sent them on. A stream whose
-// reader is slow therefore holds at most its own window (kStreamWindow) and
-// never stalls the others past kConnectionWindow; nothing here buffers more
-// than the peer was allowed to send.
+// reader is slow therefore holds at most its own window (kStreamWindow);
+// nothing here buffers more than the peer was allowed to send. A connection
+// whose streams belong to many clients gives its connection window back on
+// receipt (consume_connection), so one client's slow reads never stall the
+// others' streams; a client's own connection keeps both windows end to end.
 //
 // Bounds on what a peer controls: concurrent streams it may open
 // (kMaxConcurrentStreams, advertised and enforced by nghttp2), a header
@@ -126,6 +128,11 @@ class H2Conn {
   bool end_data(int32_t stream, H2Fields trailers) noexcept;
   // Received body bytes the caller is done with: the peer may send as many.
   void consume(int32_t stream, size_t n) noexcept;
+  // The same, one window at a time: a connection shared by many clients
+  // gives its connection window back on receipt, so that a client that
+  // does not read stalls only its own streams.
+  void consume_connection(size_t n) noexcept;
+  void consume_stream(int32_t stream, size_t n) noexcept;
   // RST_STREAM (a protocol error code: NGHTTP2_CANCEL, NGHTTP2_REFUSED_STREAM...).
   void reset(int32_t stream, uint32_t error) noexcept;
   // Graceful GOAWAY (error 0): streams open now finish, no new one is taken.

@@ -179,9 +179,9 @@ void H2Forward::on_data_sent(int32_t id, size_t n) noexcept {
 void H2Forward::on_stream_close(int32_t id, uint32_t error) noexcept {
   H2Stream* s = find(id);
   if (s == nullptr) return;
-  // Reset by the client (or ended while the endpoint still sends): the
-  // endpoint's side stops too.
-  detach(s, error != 0);
+  // Reset by the client (or ended while the endpoint still reads or
+  // sends): the endpoint's side stops too.
+  detach(s, true);
   if (!s->finished) finish(s, false, error == 0 ? "closed" : "client_reset");
   streams_.erase(id);  // frees s
 }
@@ -297,7 +297,11 @@ void H2Forward::on_upstream_took(H2Stream* s, size_t n) noexcept {
 void H2Forward::on_upstream_close(H2Stream* s, uint32_t error) noexcept {
   leave_endpoint(s);
   mark_dirty();
-  if (error == 0) return;  // ended cleanly: the client's side ends by its own frames
+  // Request bytes still queued there will never go: their window comes back.
+  client_.conn->consume(s->down, s->owed);
+  s->owed = 0;
+  if (s->finished) return;                         // the response came whole: the client has it, or will
+  if (error == 0) error = NGHTTP2_INTERNAL_ERROR;  // RST_STREAM(NO_ERROR) before the response ended
   if (!s->answered && error == NGHTTP2_REFUSED_STREAM && s->replay_ok && ++s->refusals <= kMaxRefusals) {
     // The endpoint did not process it (RFC 9113 §8.7: a GOAWAY's streams
     // past its last, a concurrency limit): sent again, whole, over a
@@ -322,9 +326,11 @@ void H2Forward::on_upstream_lost(H2Stream* s, const SocketAddr& from, Lost how, 
   if (how == Lost::kConnectFailed)
     for (size_t i = 0; i < set_->endpoints.size() && i < 64; ++i)
       if (set_->endpoints[i].address == from) s->tried |= uint64_t{1} << i;
-  const bool resend = how == Lost::kConnectFailed ? s->attempts < discovery::kMaxConnectAttempts
-                      : how == Lost::kNotSent     ? ++s->refusals <= kMaxRefusals
-                                                  : false;
+  // (Not when the worker cuts everything at its drain deadline.)
+  const bool resend = why == "shutdown"             ? false
+                      : how == Lost::kConnectFailed ? s->attempts < discovery::kMaxConnectAttempts
+                      : how == Lost::kNotSent       ? ++s->refusals <= kMaxRefusals
+                                                    : false;
   if (resend) {
     route(s);
     return;

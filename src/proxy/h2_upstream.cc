@@ -53,10 +53,12 @@ void H2Upstream::add(H2Stream* s) noexcept {
 
 void H2Upstream::pump() noexcept {
   if (!pipe_.ready) return;
-  size_t n = 0;
-  const size_t room = pipe_.conn->streams_available();
-  while (n < waiting_.size() && n < room) submit(waiting_[n++]);
+  // Taken out before they are submitted: a failed submit routes its stream
+  // again, maybe back here (add() and pump() again).
+  const size_t n = std::min<size_t>(waiting_.size(), pipe_.conn->streams_available());
+  std::vector<H2Stream*> batch(waiting_.begin(), waiting_.begin() + static_cast<std::ptrdiff_t>(n));
   waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<std::ptrdiff_t>(n));
+  for (H2Stream* s : batch) submit(s);
 }
 
 void H2Upstream::give_back_waiting(Lost how) noexcept {
@@ -105,14 +107,13 @@ void H2Upstream::consume(H2Stream* s, size_t n) noexcept {
   const size_t c = std::min(n, s->up_owed);  // (the mesh's own answers owe nothing)
   s->up_owed -= c;
   if (s->up >= 0 && c > 0) {
-    pipe_.conn->consume(s->up, c);
+    pipe_.conn->consume_stream(s->up, c);  // (the connection's window came back on receipt)
     mark_dirty();
   }
 }
 
 void H2Upstream::forget(H2Stream* s, bool cancel) noexcept {
   if (s->up >= 0) {
-    pipe_.conn->consume(s->up, s->up_owed);  // (at least the connection's window)
     pipe_.conn->set_stream_user(s->up, nullptr);
     if (cancel) pipe_.conn->reset(s->up, NGHTTP2_CANCEL);
     mark_dirty();
@@ -129,12 +130,16 @@ void H2Upstream::on_headers(int32_t id, H2Block kind, H2Fields&& f, bool end) no
 }
 
 void H2Upstream::on_data(int32_t id, std::span<const uint8_t> bytes) noexcept {
+  // The connection's window comes back at once: it is shared, and a client
+  // that does not read must stall only its own streams (each holds its
+  // stream's window at most, kStreamWindow).
+  pipe_.conn->consume_connection(bytes.size());
   H2Stream* s = stream(id);
   if (s == nullptr || !s->owner->on_upstream_data(s, bytes)) {
-    pipe_.conn->consume(id, bytes.size());
+    pipe_.conn->consume_stream(id, bytes.size());
     return;
   }
-  s->up_owed += bytes.size();  // consumed once framed to the client (consume())
+  s->up_owed += bytes.size();  // the stream's, once framed to the client (consume())
 }
 
 void H2Upstream::on_data_end(int32_t id) noexcept {
@@ -149,8 +154,7 @@ void H2Upstream::on_data_sent(int32_t id, size_t n) noexcept {
 void H2Upstream::on_stream_close(int32_t id, uint32_t error) noexcept {
   H2Stream* s = stream(id);
   if (s == nullptr) return;
-  pipe_.conn->consume(id, s->up_owed);  // (the connection's window: the stream's is gone)
-  s->up_owed = 0;
+  s->up_owed = 0;  // (its stream window is gone with it)
   s->up = -1;
   s->upstream = nullptr;
   s->owner->on_upstream_close(s, error);

@@ -36,6 +36,7 @@ struct Heard {
 class Recorder : public H2Conn::Handler {
  public:
   bool auto_consume = true;
+  bool consume_connection_only = false;  // a shared connection: its window back on receipt
   H2Conn* conn = nullptr;
   std::map<int32_t, Heard> streams;
   int32_t goaway_last = -1;
@@ -47,7 +48,10 @@ class Recorder : public H2Conn::Handler {
   void on_head_too_large(int32_t s) noexcept override { streams[s].too_large = true; }
   void on_data(int32_t s, std::span<const uint8_t> b) noexcept override {
     streams[s].data.append(reinterpret_cast<const char*>(b.data()), b.size());
-    if (auto_consume) conn->consume(s, b.size());
+    if (consume_connection_only)
+      conn->consume_connection(b.size());
+    else if (auto_consume)
+      conn->consume(s, b.size());
   }
   void on_data_end(int32_t s) noexcept override { streams[s].data_end = true; }
   void on_data_sent(int32_t s, size_t n) noexcept override { streams[s].sent += n; }
@@ -186,6 +190,26 @@ TEST_CASE("received bytes hold the window until consumed, stream by stream", "[h
   CHECK(p.server_heard.streams[slow].data == big);
   CHECK(p.server_heard.streams[slow].data_end);
   CHECK(p.client.queued(slow) == 0);
+}
+
+TEST_CASE("with its connection window given back on receipt, each unread stream holds only its own", "[h2conn]") {
+  Pair p;
+  p.server_heard.consume_connection_only = true;
+  // 20 streams of 3 windows each: unread, they would fill the 4 MiB
+  // connection window after 16; here every one gets its stream's window.
+  const std::string big(3 * H2Conn::kStreamWindow, 'x');
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 20; ++i) {
+    ids.push_back(p.client.submit_request(post(), false, nullptr));
+    REQUIRE(p.client.send_data(ids.back(), bytes(big)));
+  }
+  p.pump();
+  for (int32_t id : ids) CHECK(p.server_heard.streams[id].data.size() == H2Conn::kStreamWindow);
+  // Reading one stream lets that one go on.
+  p.server.consume_stream(ids[0], H2Conn::kStreamWindow);
+  p.pump();
+  CHECK(p.server_heard.streams[ids[0]].data.size() == 2 * H2Conn::kStreamWindow);
+  CHECK(p.server_heard.streams[ids[1]].data.size() == H2Conn::kStreamWindow);
 }
 
 TEST_CASE("a request head over the bound is reported for a 431, the stream kept", "[h2conn]") {
