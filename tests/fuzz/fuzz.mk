@@ -15,7 +15,7 @@ FUZZ_CXXFLAGS := -std=c++2b -g -O1 -fno-omit-frame-pointer $(FUZZ_SAN) $(WARN) -
 FUZZ_SECONDS  ?= 15
 FUZZ_RUNS     ?= 1000000
 
-FUZZ_TARGETS := detect frame h1 tap h2
+FUZZ_TARGETS := detect frame h1 tap h2 h2conn
 FUZZ_BINS    := $(addprefix $(OUT)/fuzz/,$(FUZZ_TARGETS))
 fuzzobj       = $(patsubst %.cc,$(OUT)/fuzz/obj/%.o,$(1))
 
@@ -29,6 +29,9 @@ $(OUT)/fuzz/tap: $(call fuzzobj,tests/fuzz/tap_fuzz.cc src/http/h1_tap.cc src/ht
 	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^
 
 $(OUT)/fuzz/h2: $(call fuzzobj,tests/fuzz/h2_fuzz.cc src/http/h2_tap.cc src/http/h1_parse.cc)
+	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^ -lnghttp2
+
+$(OUT)/fuzz/h2conn: $(call fuzzobj,tests/fuzz/h2conn_fuzz.cc src/http/h2_conn.cc)
 	$(FUZZ_CXX) $(FUZZ_SAN) -o $@ $^ -lnghttp2
 
 $(OUT)/fuzz/frame: $(call fuzzobj,tests/fuzz/frame_fuzz.cc src/proto/frame.cc) \
