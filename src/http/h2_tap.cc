@@ -7,6 +7,7 @@
 #include <new>
 
 #include "base/bytes.h"
+#include "http/classify.h"
 #include "http/h1_parse.h"
 
 namespace meshd::http {
@@ -33,24 +34,6 @@ enum FrameFlag : uint8_t {
 constexpr uint16_t kSettingsHeaderTableSize = 0x1;
 constexpr uint32_t kRefusedStream = 0x7;
 constexpr uint32_t kPrefaceSize = 24;  // "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-// A decimal status of at most `digits` digits, or -1.
-int32_t parse_number(std::string_view v, size_t digits) noexcept {
-  if (v.empty() || v.size() > digits) return -1;
-  int32_t n = 0;
-  for (char c : v) {
-    if (c < '0' || c > '9') return -1;
-    n = n * 10 + (c - '0');
-  }
-  return n;
-}
-
-// application/grpc, application/grpc+proto, application/grpc;charset=...
-bool is_grpc_content_type(std::string_view v) noexcept {
-  constexpr std::string_view kGrpc = "application/grpc";
-  if (v.size() < kGrpc.size() || v.substr(0, kGrpc.size()) != kGrpc) return false;
-  return v.size() == kGrpc.size() || v[kGrpc.size()] == '+' || v[kGrpc.size()] == ';';
-}
 
 template <size_t N, typename Len>
 void keep(char (&out)[N], Len* len, std::string_view v) noexcept {
@@ -308,9 +291,9 @@ void H2Tap::collect(Reader& r, std::string_view name, std::string_view value) no
       keep(f.host, &f.host_len, value);
   } else {
     if (name == ":status")
-      f.status = parse_number(value, 3);
+      f.status = parse_decimal(value, 3);
     else if (name == "grpc-status")
-      f.grpc_status = parse_number(value, 2);
+      f.grpc_status = parse_decimal(value, 2);
     else if (name == "content-type")
       f.grpc = is_grpc_content_type(value);
   }
@@ -415,7 +398,7 @@ void H2Tap::reset_stream(TapSide side, uint32_t id, uint32_t code) noexcept {
   if (s == nullptr) return;
   if (s->status != 0) {
     // Cut in the response's body, by either side.
-    sink_->on_response(s->tag, s->status, s->ttfb_us, false, s->grpc ? s->grpc_status : -1);
+    sink_->on_response(s->tag, s->status, s->ttfb_us, false, reported_grpc_status(s->grpc, s->grpc_status, false));
     remove(s);
     return;
   }
@@ -448,10 +431,7 @@ void H2Tap::complete(Stream* s) noexcept {
     fail(s, "h2_protocol");
     return;
   }
-  // A gRPC response without grpc-status is UNKNOWN (2), as gRPC clients
-  // read it.
-  int32_t grpc = s->grpc ? (s->grpc_status >= 0 ? s->grpc_status : 2) : -1;
-  sink_->on_response(s->tag, s->status, s->ttfb_us, true, grpc);
+  sink_->on_response(s->tag, s->status, s->ttfb_us, true, reported_grpc_status(s->grpc, s->grpc_status, true));
   remove(s);
 }
 
@@ -471,7 +451,7 @@ void H2Tap::finish(std::string_view error, uint64_t) noexcept {
   while (stream_count_ > 0) {
     Stream* s = &streams_[stream_count_ - 1];
     if (s->status != 0) {
-      sink_->on_response(s->tag, s->status, s->ttfb_us, false, s->grpc ? s->grpc_status : -1);
+      sink_->on_response(s->tag, s->status, s->ttfb_us, false, reported_grpc_status(s->grpc, s->grpc_status, false));
       remove(s);
     } else {
       fail(s, error);

@@ -9,6 +9,7 @@
 
 #include "base/log.h"
 #include "discovery/balancer.h"
+#include "http/classify.h"
 #include "http/error_response.h"
 #include "http/h1_parse.h"
 #include "http/retry.h"
@@ -25,18 +26,14 @@ using metrics::TcpError;
 
 namespace {
 
+// Read as the HTTP/2 tap reads them (http/classify.h).
 int32_t grpc_status_of(const H2Fields& fields) noexcept {
-  std::string_view v = http::h2_field(fields, "grpc-status");
-  int32_t n = -1;
-  if (v.empty() || std::from_chars(v.data(), v.data() + v.size(), n).ec != std::errc{}) return -1;
-  return n;
+  return http::parse_decimal(http::h2_field(fields, "grpc-status"), 2);
 }
 
 uint16_t status_of(const H2Fields& fields) noexcept {
-  std::string_view v = http::h2_field(fields, ":status");
-  uint16_t n = 0;
-  if (std::from_chars(v.data(), v.data() + v.size(), n).ec != std::errc{}) return 0;
-  return n;
+  const int32_t n = http::parse_decimal(http::h2_field(fields, ":status"), 3);
+  return static_cast<uint16_t>(n >= 100 ? n : 0);
 }
 
 }  // namespace
@@ -233,9 +230,9 @@ void H2Forward::on_upstream_headers(H2Stream* s, H2Block kind, H2Fields&& f, boo
       s->deadline_ms = 0;
       s->status = status_of(f);
       s->ttfb_us = worker_->now_us() - s->start_us;
+      s->grpc = http::is_grpc_content_type(http::h2_field(f, "content-type"));
       s->grpc_status = grpc_status_of(f);  // a trailers-only gRPC answer
-      if (http::h2_field(f, "content-type").substr(0, 16) != "application/grpc")
-        tap_->on_response_head(s->tag, s->status, s->ttfb_us);
+      if (!s->grpc) tap_->on_response_head(s->tag, s->status, s->ttfb_us);
       down.submit_response(s->down, f, end);
       if (end) finish(s, true, {});
       return;
@@ -381,7 +378,8 @@ void H2Forward::finish(H2Stream* s, bool complete, std::string_view error) noexc
   if (s->finished) return;
   s->finished = true;
   if (s->status != 0)
-    tap_->on_response(s->tag, s->status, s->ttfb_us, complete, s->grpc_status);
+    tap_->on_response(s->tag, s->status, s->ttfb_us, complete,
+                      http::reported_grpc_status(s->grpc, s->grpc_status, complete));
   else
     tap_->on_failure(s->tag, error);
 }

@@ -67,6 +67,7 @@ struct H2Stream {
   uint8_t retries = 0;       // times sent again after a retryable status
   bool answered = false;     // a final response head went to the client
   bool finished = false;     // its outcome was told to the metrics
+  bool grpc = false;         // the response is gRPC (content-type application/grpc...)
   int32_t grpc_status = -1;
   uint16_t status = 0;
   uint64_t ttfb_us = 0;
