@@ -290,6 +290,17 @@ std::string render_status(const ProxyView& view) {
 Handler make_handler(const ProxyView& view) {
   return [view](const Request& request) -> Response {
     std::string_view path = request.path;
+    if (path == "/shutdown") {
+      // Only from inside the host or pod: the admin port may be open to the
+      // kubelet's probes, and anyone who reaches it must not stop the proxy.
+      if (!request.post) return {405, "text/plain; charset=utf-8", "use POST /shutdown\n"};
+      if (!request.from_loopback)
+        return {403, "text/plain; charset=utf-8", "/shutdown is accepted from this host (loopback) only\n"};
+      if (!view.shutdown) return {404, "text/plain; charset=utf-8", "not found\n"};
+      view.shutdown();
+      return {202, "text/plain; charset=utf-8", "shutting down\n"};
+    }
+    if (request.post) return {405, "text/plain; charset=utf-8", "only /shutdown takes POST\n"};
     if (path == "/tap") {
       std::vector<const metrics::TapEvents*> taps;
       for (const auto* w : view.workers) taps.push_back(&w->tap);
@@ -314,7 +325,7 @@ Handler make_handler(const ProxyView& view) {
       return {200, "text/plain; charset=utf-8", "ready\n"};
     }
     return {404, "text/plain; charset=utf-8",
-            "not found; try /metrics /ready /live /status.json /endpoints/SERVICE /tap\n"};
+            "not found; try /metrics /ready /live /status.json /endpoints/SERVICE /tap (POST /shutdown)\n"};
   };
 }
 

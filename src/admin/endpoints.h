@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -29,6 +30,8 @@ struct ProxyView {
   discovery::DiscoveryClient* discovery = nullptr;  // null: no controller
   const identity::Agent* identity = nullptr;        // null: no identity (no mTLS)
   const policy::PolicyStore* policy = nullptr;      // null: no inbound policy
+  // POST /shutdown: starts the drain, as SIGTERM does (a Job's last step).
+  std::function<void()> shutdown;
 };
 
 // Connections that went where they were dialled (the worker counters)...

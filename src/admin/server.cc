@@ -1,5 +1,7 @@
 #include "admin/server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -19,7 +21,9 @@ namespace {
 const char* reason(int status) {
   switch (status) {
     case 200: return "OK";
+    case 202: return "Accepted";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -40,9 +44,24 @@ std::string render(const Response& r, bool head_only) {
   return out;
 }
 
+bool is_loopback(const sockaddr_storage& peer) {
+  if (peer.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&peer);
+    return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+  }
+  if (peer.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&peer);
+    if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr)) return true;
+    // An IPv4 client of a dual-stack listener: ::ffff:127.x.y.z.
+    return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+  }
+  return false;
+}
+
 struct Client {
   int fd = -1;
   uint64_t deadline = 0;
+  bool loopback = false;
   std::string in;
   std::string out;
   size_t sent = 0;
@@ -82,6 +101,8 @@ RequestLine parse_request_head(std::string_view head) noexcept {
     }
   if (method == "HEAD")
     r.head = true;
+  else if (method == "POST")
+    r.post = true;
   else if (method != "GET") {
     r.error = 405;
     return r;
@@ -171,8 +192,9 @@ Result<void> Server::bind(const SocketAddr& addr) noexcept {
   return {};
 }
 
-void Server::start(Handler handler) {
+void Server::start(Handler handler, bool accepts_post) {
   handler_ = std::move(handler);
+  accepts_post_ = accepts_post;
   thread_ = std::thread([this] { serve(); });
 }
 
@@ -199,9 +221,11 @@ void Server::serve() {
     if (fds[0].revents) break;
     uint64_t now = monotonic_ms();
     if (fds[1].revents & POLLIN) {
-      int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      sockaddr_storage peer{};
+      socklen_t peer_len = sizeof peer;
+      int fd = accept4(listen_fd_, reinterpret_cast<sockaddr*>(&peer), &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0)
-        clients.push_back({fd, now + kClientTimeoutMs, {}, {}, 0});
+        clients.push_back({fd, now + kClientTimeoutMs, is_loopback(peer), {}, {}, 0});
       else if (errno == EMFILE || errno == ENFILE)
         poll(nullptr, 0, 100);  // out of descriptors: do not spin on a listener that stays readable
     }
@@ -224,11 +248,12 @@ void Server::serve() {
           if (end != std::string::npos) {
             RequestLine req = parse_request_head(std::string_view(c.in).substr(0, end + 1));
             Response resp;
+            if (req.post && !accepts_post_) req.error = 405;
             if (req.error != 0) {
               resp.status = req.error;
               resp.body = std::string(reason(req.error)) + "\n";
             } else {
-              resp = handler_(Request{req.path, req.query});
+              resp = handler_(Request{req.path, req.query, req.post, c.loopback});
             }
             c.out = render(resp, req.head);
           } else if (c.in.size() > kMaxRequestHead) {

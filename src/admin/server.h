@@ -1,7 +1,9 @@
 // The admin endpoint: a small HTTP/1.1 server on its own thread, away from
 // the workers, so that a scrape never delays a proxied byte.
 //
-// It serves GET only, answers each request with Connection: close, bounds
+// It serves GET and HEAD (and POST to a server started with accepts_post,
+// for actions such as meshd's /shutdown), answers each request with
+// Connection: close, bounds
 // what a client may send (request head size, concurrent clients, time) and
 // answers anything else with a proper 4xx.
 #pragma once
@@ -30,18 +32,22 @@ struct Response {
 // reads it with parse_query() and answers 400 to what it does not know;
 // the others ignore it.
 struct Request {
-  std::string_view path;   // up to '?'
-  std::string_view query;  // after '?'; empty when none
+  std::string_view path;       // up to '?'
+  std::string_view query;      // after '?'; empty when none
+  bool post = false;           // POST (only on a server started with accepts_post); else GET or HEAD
+  bool from_loopback = false;  // the client's address is 127.0.0.0/8 or ::1 (it is on this host or pod)
 };
 
 // Routes a request to a response.
 using Handler = std::function<Response(const Request& request)>;
 
-// Parses the head of an HTTP request: the path and query of a GET or HEAD,
-// or the error status to answer with (400, 405, 414, 505). Pure, for tests.
+// Parses the head of an HTTP request: the path and query of a GET, HEAD or
+// POST, or the error status to answer with (400, 405, 414, 505). Pure, for
+// tests.
 struct RequestLine {
   int error = 0;
   bool head = false;
+  bool post = false;
   std::string path;
   std::string query;  // raw, without the '?'
 };
@@ -68,7 +74,9 @@ class Server {
   ~Server();
   // Binds now (so a taken port fails start-up), serves once start() runs.
   Result<void> bind(const SocketAddr& addr) noexcept;
-  void start(Handler handler);
+  // accepts_post: POST requests reach the handler (their body is not read);
+  // otherwise they are answered 405.
+  void start(Handler handler, bool accepts_post = false);
   void stop();
 
   static constexpr size_t kMaxRequestHead = 8192;
@@ -80,6 +88,7 @@ class Server {
   int listen_fd_ = -1;
   int stop_fd_ = -1;
   Handler handler_;
+  bool accepts_post_ = false;
   std::thread thread_;
 };
 

@@ -212,8 +212,12 @@ int run(int argc, char** argv) {
     o.anchors_der = anchors;
     o.control = control_tls;
     o.token_file = config.identity_token_file;
+    if (!config.identity_sa_token_file.empty()) {
+      o.token_file = config.identity_sa_token_file;
+      o.token_kind = identity::TokenKind::kServiceAccount;
+    }
     if (!o.token_file.empty())
-      if (auto t = identity::read_small_file(o.token_file, 4096)) o.token = std::move(*t);
+      if (auto t = identity::read_token(o.token_file, o.token_kind)) o.token = std::move(*t);
     identity_agent = std::make_unique<identity::Agent>(std::move(o));
     shared.identity = identity_agent.get();
   }
@@ -335,7 +339,9 @@ int run(int argc, char** argv) {
   if (identity_agent) identity_agent->start(nullptr);
   view.identity = identity_agent.get();
   view.policy = policy_store.get();
-  if (config.admin) admin_server.start(admin::make_handler(view));
+  // The main thread waits for SIGTERM below: /shutdown sends it one.
+  view.shutdown = [] { kill(getpid(), SIGTERM); };
+  if (config.admin) admin_server.start(admin::make_handler(view), /*accepts_post=*/true);
   ready.store(true);
   std::vector<discovery::Registration> registrations;
   for (const auto& r : config.registrations) registrations.push_back({r.service, r.port});

@@ -142,7 +142,7 @@ const Setting kSettings[] = {
        }
        return true;
      }},
-    {"admin", "ADDR", "127.0.0.1:4191", "admin endpoint: /metrics /ready /live /status.json ('off' to disable)", false,
+    {"admin", "ADDR", "127.0.0.1:4191", "admin endpoint: /metrics /ready /live /status.json, and POST /shutdown from loopback ('off' to disable)", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (v.back().text == "off") {
          c.admin.reset();
@@ -357,6 +357,15 @@ const Setting kSettings[] = {
        c.identity_token_file = v.back().text;
        return true;
      }},
+    {"identity-sa-token-file", "FILE", "",
+     "in a pod: the projected Kubernetes service-account token that gets this proxy its certificates (the controller "
+     "reviews it with the API server; re-read at each request, as the kubelet rotates it); instead of "
+     "--identity-token-file",
+     false,
+     [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
+       c.identity_sa_token_file = v.back().text;
+       return true;
+     }},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false,
      [](Config& c, const std::vector<Raw>& v) -> Parsed<bool> {
        if (!log::parse_level(v.back().text.c_str(), &c.log_level))
@@ -528,9 +537,11 @@ Parsed<Loaded> load(int argc, const char* const* argv, const char* const* envp) 
       if (auto ok = identity::check_identity(c.identity); !ok)
         return invalid("the default identity from the host name: " + ok.error() + "; give --identity");
     }
-  } else if (!c.identity.empty() || !c.identity_token_file.empty()) {
-    return invalid("--identity and --identity-token-file need --trust-anchors");
+  } else if (!c.identity.empty() || !c.identity_token_file.empty() || !c.identity_sa_token_file.empty()) {
+    return invalid("--identity, --identity-token-file and --identity-sa-token-file need --trust-anchors");
   }
+  if (!c.identity_token_file.empty() && !c.identity_sa_token_file.empty())
+    return invalid("--identity-token-file and --identity-sa-token-file are two ways to get a certificate: give one");
 
   // Cross-setting checks: two listeners on one address would steal each
   // other's connections.

@@ -95,6 +95,9 @@ struct Config {
   std::string trust_domain;
   std::string identity;  // spiffe://... asked for; default spiffe://TRUST-DOMAIN/host/HOSTNAME
   std::string identity_token_file;
+  // A pod's projected service-account token: the first certificate is asked
+  // for with it instead of a join token (the controller reviews it).
+  std::string identity_sa_token_file;
   log::Level log_level = log::Level::kInfo;
   std::string config_file;
 };

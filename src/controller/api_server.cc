@@ -248,6 +248,7 @@ void ApiServer::handle(Client& c, const proto::Request& req) {
   stats_->requests.inc();
   proto::Response resp;
   resp.set_id(req.id());
+  resp.set_now_unix_ms(now_ms_());
   // A join token, a revocation's proof and a certificate never cross in
   // clear, nor to a controller the client has not verified.
   const bool secret = req.kind_case() == proto::Request::kCertify || req.kind_case() == proto::Request::kRevokeToken;

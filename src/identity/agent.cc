@@ -15,16 +15,20 @@ namespace meshd::identity {
 namespace {
 
 constexpr uint64_t kCallTimeoutMs = 3000;
-constexpr size_t kMaxTokenFileBytes = 4096;
-
-Parsed<std::string> read_token(const std::string& path) {
-  if (path.empty()) return invalid("no join token: start meshd with --identity-token-file");
-  auto token = read_small_file(path, kMaxTokenFileBytes);
-  if (!token) return invalid("the join token: " + token.error());
-  return token;
-}
 
 }  // namespace
+
+Parsed<std::string> read_token(const std::string& path, TokenKind kind) {
+  if (path.empty())
+    return invalid("no token: start meshd with --identity-token-file (a host) or --identity-sa-token-file (a pod)");
+  auto token = read_small_file(path, kMaxTokenFileBytes);
+  if (!token)
+    return invalid(std::string(kind == TokenKind::kJoin ? "the join token: " : "the service-account token: ") +
+                   token.error());
+  // A projected token file may end with a newline; the token does not.
+  while (!token->empty() && (token->back() == '\n' || token->back() == '\r')) token->pop_back();
+  return token;
+}
 
 Agent::Agent(AgentOptions options) : options_(std::move(options)) { status_.identity = options_.identity; }
 
@@ -107,9 +111,13 @@ Parsed<void> Agent::certify_once() {
     for (const auto& d : chain_) c->mutable_renewal()->add_chain_der(d);
     c->mutable_renewal()->set_signature(*sig);
   } else {
-    auto token = read_token(options_.token_file);
+    auto token = read_token(options_.token_file, options_.token_kind);
     if (!token && options_.token.empty()) return std::unexpected(token.error());
-    c->set_join_token(token ? *token : options_.token);
+    const std::string& t = token ? *token : options_.token;
+    if (options_.token_kind == TokenKind::kServiceAccount)
+      c->set_k8s_token(t);
+    else
+      c->set_join_token(t);
   }
 
   std::string last_error = "no controller";

@@ -4,6 +4,7 @@
 // uses for mTLS, renewing before expiry (renewal.h).
 //
 // The first certificate is granted on the join token in --identity-token-file
+// or, in a pod, on the service-account token in --identity-sa-token-file
 // (read at each attempt, so it may be written after start); later ones on the
 // certificate held now (identity/proof.h). Until a certificate arrives, or
 // after it expired with no renewal, current() has no contexts: connections
@@ -35,13 +36,24 @@ class Resolver;
 
 namespace meshd::identity {
 
+// What the token file holds: a join token (hosts) or a projected
+// Kubernetes service-account token (pods), which the controller reviews.
+enum class TokenKind { kJoin, kServiceAccount };
+// Service-account tokens are JWTs of one to a few KiB.
+inline constexpr size_t kMaxTokenFileBytes = 16384;
+
+// Reads a token file as the agent does at each attempt: bounded, without a
+// trailing newline. The error names the kind of token.
+Parsed<std::string> read_token(const std::string& path, TokenKind kind);
+
 struct AgentOptions {
   std::vector<HostPort> controllers;
   discovery::Resolver* resolver = nullptr;
   std::string identity;                  // spiffe://... this proxy asks for
   std::vector<std::string> anchors_der;  // --trust-anchors: what peers' certificates must chain to
-  std::string token_file;                // --identity-token-file
-  discovery::ControlTls control;         // how the controllers are reached
+  std::string token_file;                // --identity-token-file or --identity-sa-token-file
+  TokenKind token_kind = TokenKind::kJoin;
+  discovery::ControlTls control;  // how the controllers are reached
   // The token as read at start-up, before meshd dropped its privileges: a
   // file only root can read still works once.
   std::string token;

@@ -59,7 +59,8 @@ TEST_CASE("admin: request heads") {
   REQUIRE(r.path == "/metrics");
   REQUIRE(admin::parse_request_head("HEAD /live HTTP/1.0\r\n").head);
   REQUIRE(admin::parse_request_head("GET /ready HTTP/1.1\n").path == "/ready");  // bare LF
-  REQUIRE(admin::parse_request_head("POST /metrics HTTP/1.1\r\n").error == 405);
+  REQUIRE(admin::parse_request_head("POST /shutdown HTTP/1.1\r\n").post);
+  REQUIRE(admin::parse_request_head("PUT /metrics HTTP/1.1\r\n").error == 405);
   REQUIRE(admin::parse_request_head("GET /metrics HTTP/2.0\r\n").error == 505);
   REQUIRE(admin::parse_request_head("GET metrics HTTP/1.1\r\n").error == 400);
   REQUIRE(admin::parse_request_head("garbage\r\n").error == 400);
