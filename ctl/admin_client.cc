@@ -236,8 +236,9 @@ std::expected<std::string, AdminError> admin_get(const AdminTarget& target, std:
     if (!resp->reason.empty()) msg += " " + resp->reason;
     // The body of an error often says why; one line of it is enough.
     std::string_view first = trim(std::string_view(resp->body).substr(0, resp->body.find('\n')));
-    if (!first.empty()) msg += ": " + printable_prefix(first, 120);
-    return std::unexpected(AdminError{AdminError::Kind::kStatus, std::move(msg)});
+    std::string said = printable_prefix(first, 120);
+    if (!first.empty()) msg += ": " + said;
+    return std::unexpected(AdminError{AdminError::Kind::kStatus, std::move(msg), resp->status, std::move(said)});
   }
   return std::move(resp->body);
 }

@@ -68,6 +68,8 @@ struct AdminError {
   };
   Kind kind = Kind::kUnreachable;
   std::string message;  // one line, without the program name
+  int status = 0;       // kStatus: the HTTP status
+  std::string said;     // kStatus: the body's first line, printable
 };
 
 // GETs `path` from the admin endpoint and returns the body of a 2xx answer.

@@ -39,6 +39,7 @@ constexpr Command kCommands[] = {
     {"members", "the controller replicas a controller gossips with, and their state", meshd::ctl::run_members},
     {"identity", "the mesh CA's files (init), join tokens (token, revoke), a certificate file (inspect)",
      meshd::ctl::run_identity},
+    {"check", "pre-flight and health checks, one pass/fail line each with a fix hint", meshd::ctl::run_check},
 };
 
 const Command* find_command(std::string_view name) {

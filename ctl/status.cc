@@ -197,7 +197,8 @@ std::string identity_text(const JsonValue& doc, double now_unix_s) {
   return s;
 }
 
-// The port of "0.0.0.0:4143" or "[::]:4143"; 0 when there is none.
+}  // namespace
+
 int port_of(std::string_view address) {
   size_t colon = address.rfind(':');
   if (colon == std::string_view::npos) return 0;
@@ -205,9 +206,6 @@ int port_of(std::string_view address) {
   return port ? *port : 0;
 }
 
-// A redirect to a port nothing listens on blackholes the workload's traffic,
-// the one failure a status command most needs to point out. Empty when the
-// port matches a listener of that direction (or there is nothing to compare).
 std::string listener_mismatch(const JsonValue& doc, std::string_view direction, int port) {
   const JsonValue& listeners = doc["listeners"];
   if (!listeners.is_array() || port == 0) return "";
@@ -216,6 +214,8 @@ std::string listener_mismatch(const JsonValue& doc, std::string_view direction, 
   }
   return "no " + std::string(direction) + " listener on port " + std::to_string(port);
 }
+
+namespace {
 
 std::string redirect_text(const JsonValue& doc, const RedirectReport& redirect) {
   if (!redirect) return "unknown (" + redirect.error() + ")";

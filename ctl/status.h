@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "base/json_value.h"
 #include "base/result.h"
@@ -20,6 +21,15 @@ using RedirectReport = Parsed<init::NatState>;
 // are ignored: a newer or older proxy must still get a readable summary.
 // now_unix_s: the clock the controller line's "ago" is measured against.
 std::string render_status_text(const JsonValue& doc, const RedirectReport& redirect, double now_unix_s);
+
+// The port of "0.0.0.0:4143" or "[::]:4143"; 0 when there is none.
+int port_of(std::string_view address);
+
+// A redirect to a port nothing listens on blackholes the workload's traffic,
+// the one failure status and check most need to point out. Empty when the
+// port matches a listener of that direction (or there is nothing to compare,
+// or port is 0); else "no inbound listener on port N".
+std::string listener_mismatch(const JsonValue& doc, std::string_view direction, int port);
 
 // "13s", "2m13s", "5h3m", "3d4h": the two most significant units.
 std::string format_uptime(double seconds);

@@ -210,6 +210,9 @@ virtual_addresses = ["{GRPC_VIP}:80"]
         step("meshd-ctl endpoints web.prod  (what the client's proxy balances over)")
         print(ctl(client, "endpoints", "web.prod"), end="")
 
+        step(f"meshd-ctl check  (in {client.ns.name}: pre-flight and health, one line each, with the mesh's CA)")
+        print(ctl(client, "check", "--trust-anchors", os.path.join(mesh.ca_dir, "ca.crt")), end="")
+
         step("server 2 dies (its proxy and its app): the next connections go to server 1, none fails")
         s2 = mesh.servers[1]
         s2.meshd.kill()
