@@ -38,5 +38,7 @@ int run_deregister(std::span<const std::string_view> args, const Io& io);
 int run_members(std::span<const std::string_view> args, const Io& io);
 int run_stat(std::span<const std::string_view> args, const Io& io);
 int run_check(std::span<const std::string_view> args, const Io& io);
+int run_inject(std::span<const std::string_view> args, const Io& io);
+int run_uninject(std::span<const std::string_view> args, const Io& io);
 
 }  // namespace meshd::ctl

@@ -40,6 +40,8 @@ constexpr Command kCommands[] = {
     {"identity", "the mesh CA's files (init), join tokens (token, revoke), a certificate file (inspect)",
      meshd::ctl::run_identity},
     {"check", "pre-flight and health checks, one pass/fail line each with a fix hint", meshd::ctl::run_check},
+    {"inject", "add the meshd init container and sidecar to Kubernetes manifests", meshd::ctl::run_inject},
+    {"uninject", "remove what inject added from Kubernetes manifests", meshd::ctl::run_uninject},
 };
 
 const Command* find_command(std::string_view name) {
