@@ -129,6 +129,9 @@ $(OUT)/obj/%.o: %.cc | $(OUT)/gen/version.h $(PROTO_HDRS)
 # libFuzzer targets: `make fuzz` (clang-built, in $(OUT)/fuzz/).
 include tests/fuzz/fuzz.mk
 
+# Host packages: `make deb`, `make rpm` (from packaging/, into $(OUT)/pkg/).
+include packaging/packaging.mk
+
 # compile_commands.json for editors and clang-tidy, written from the same
 # flags the build uses (no extra tool needed).
 compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS)
@@ -142,7 +145,8 @@ compile_commands.json: Makefile $(LIB_SRCS) $(TEST_SRCS) $(INIT_SRCS) $(CTL_SRCS
 DEB_PKGS := g++ make liburing-dev libwolfssl-dev libc-ares-dev libprotobuf-dev \
             protobuf-compiler catch2 iptables iproute2 util-linux procps \
             libtomlplusplus-dev python3 python3-pytest python3-pytest-timeout clang-format tcpdump \
-            clang libclang-rt-dev curl nginx nghttp2-client libnghttp2-dev
+            clang libclang-rt-dev curl nginx nghttp2-client libnghttp2-dev \
+            lintian rpm rpmlint python3-yaml yamllint systemd
 BENCH_PKGS := wrk haproxy nginx libnginx-mod-stream openssl nghttp2-client
 define apt_install
 	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
