@@ -795,6 +795,72 @@ def client_http_hosts(host, port, count, seed, batch):
     return {"statuses": statuses, "end": "done", "sent": done}
 
 # The clients an agent runs, by mode; each takes apps.py's arguments.
+# --- A pod's stand-ins, for test_pod.py -----------------------------------------
+#
+# apps.py kube-api PORT CERT KEY BEARER TOKENS_JSON: the Kubernetes API server's
+# TokenReview, over TLS: a review posted with "Authorization: Bearer BEARER"
+# (the controller's own token) of a token listed in TOKENS_JSON
+# ({"token": "system:serviceaccount:NS:SA"}) is authenticated as that user for
+# the audiences asked; any other token is not; a wrong bearer gets 401.
+def kube_api_serve(port, cert, key, bearer, tokens_json):
+    import http.server
+    import ssl
+    tokens = json.loads(tokens_json)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path != "/apis/authentication.k8s.io/v1/tokenreviews":
+                return self.answer(404, {"kind": "Status", "message": "not found"})
+            if self.headers.get("Authorization") != f"Bearer {bearer}":
+                return self.answer(401, {"kind": "Status", "message": "Unauthorized"})
+            spec = json.loads(body)["spec"]
+            user = tokens.get(spec["token"])
+            status = {"authenticated": False, "error": "invalid bearer token"}
+            if user:
+                status = {"authenticated": True, "user": {"username": user}, "audiences": spec.get("audiences", [])}
+            self.answer(201, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": status})
+
+        def answer(self, code, doc):
+            data = json.dumps(doc).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+# apps.py job HOST PORT ADMIN: a Kubernetes Job's work in a meshed pod: asks
+# HOST:PORT who it is talking to (WHO), then, done, tells its proxy to shut
+# down (POST http://ADMIN/shutdown), as a Job must for its pod to finish.
+def client_job(host, port, admin):
+    import urllib.request
+    who = client_who(host, port)
+    req = urllib.request.Request(f"http://{admin}/shutdown", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return {"who": who, "shutdown": r.status, "said": r.read().decode().strip()}
+
+
+def http_post(url):
+    import urllib.request
+    import urllib.error
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=b"", method="POST"), timeout=5) as r:
+            return {"status": r.status, "body": r.read().decode()}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code, "body": e.read().decode()}
+
+
 AGENT_CLIENTS = {
     "get": lambda a: http_get(a[0]),
     "http-raw": lambda a: client_http_raw(a[0], int(a[1]), a[2], int(a[3]), float(a[4]) if len(a) > 4 else 10,
@@ -837,6 +903,9 @@ def main():
     if mode == "grpc-serve":
         grpc_serve(int(args[0]), int(args[1]) if len(args) > 1 else 0, args[2] if len(args) > 2 else "")
         return
+    if mode == "kube-api":
+        kube_api_serve(int(args[0]), args[1], args[2], args[3], args[4])
+        return
     if mode == "greet":
         greet_serve(int(args[0]))
         return
@@ -868,6 +937,10 @@ def main():
         out = asyncio.run(client_stall(args[0], int(args[1]), int(args[2]), int(args[3]), float(args[4])))
     elif mode == "get":
         out = http_get(args[0])
+    elif mode == "post":
+        out = http_post(args[0])
+    elif mode == "job":
+        out = client_job(args[0], int(args[1]), args[2])
     elif mode in AGENT_CLIENTS:
         out = AGENT_CLIENTS[mode](args)
     else:

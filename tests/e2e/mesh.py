@@ -253,8 +253,9 @@ class Cluster:
     host has the redirect rules; everything started is stopped by pid."""
 
     def __init__(self, controllers=1, registry=REGISTRY, lease="3s", gossip=False, register=True, identity=False,
-                 cert_ttl="1h", meshd_flags=()):
+                 cert_ttl="1h", meshd_flags=(), controller_flags=()):
         self.hosts, self.controllers = [], []
+        self.controller_flags = list(controller_flags)
         self.workdir = tempfile.TemporaryDirectory(prefix="meshd-cluster-")
         self.lan = Lan()
         self.identity, self.cert_ttl, self.meshd_flags = identity, cert_ttl, list(meshd_flags)
@@ -270,6 +271,7 @@ class Cluster:
             if gossip:
                 with open(os.path.join(self.workdir.name, "cluster.key"), "w") as f:
                     f.write(os.urandom(32).hex() + "\n")
+            self.before_controllers()
             for i in range(controllers):
                 self.start_controller(i)
             self.client = self.host("client", "10.78.0.1")
@@ -290,6 +292,10 @@ class Cluster:
         except BaseException:
             self.close()
             raise
+
+    def before_controllers(self):
+        """For a scenario's own services on the controllers' hosts, started
+        before the controllers that use them."""
 
     def identity_of(self, host):
         return f"spiffe://{TRUST_DOMAIN}/host/{host.role}"
@@ -327,6 +333,7 @@ class Cluster:
                 os.path.join(self.workdir.name, "registry.toml")]
         if self.identity:
             argv += ["--identity-dir", self.ca_dir, "--trust-domain", TRUST_DOMAIN, "--cert-ttl", self.cert_ttl]
+        argv += self.controller_flags
         if self.gossip:
             others = ",".join(f"{o.v4}:4192" for o in self.ctrl_hosts if o is not h)
             argv += ["--cluster-key-file", os.path.join(self.workdir.name, "cluster.key"), "--gossip-listen",
