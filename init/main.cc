@@ -91,12 +91,21 @@ int main(int argc, char** argv) {
                 "changing the nat table needs CAP_NET_ADMIN: run as root on a host, or add NET_ADMIN to the "
                 "init container's capabilities (--dry-run works without it)");
 
+  for (const auto& e : o.ignored_env) LOG_WARN("meshd-init", "cleanup: ignoring %s", e.c_str());
+
+  // A cleanup removes IPv6 rules whenever they are there: --ipv6 may have
+  // been turned off since they were installed.
   std::vector<bool> families = {false};
-  if (o.ipv6) families.push_back(true);
+  if (o.ipv6 || o.cleanup) families.push_back(true);
 
   std::vector<Step> steps;
   for (bool ipv6 : families) {
     auto text = read_nat_table(ipv6);
+    if (!text && ipv6 && !o.ipv6) {
+      // Not asked for: no ip6tables (or no IPv6) means no IPv6 rules to remove.
+      LOG_INFO("meshd-init", "IPv6: nat table not readable (%s); nothing to remove", text.error().c_str());
+      continue;
+    }
     if (!text) {
       if (!o.dry_run) return fail(kExitRuntime, text.error());
       // A dry run is also how people read the rules on a laptop, without

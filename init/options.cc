@@ -120,13 +120,19 @@ Parsed<Options> parse_options(const std::vector<std::string_view>& args, EnvLook
   Options o;
   for (uint16_t p : kAlwaysSkippedInboundPorts) o.skip_inbound_ports.push_back({p, p});
 
+  // --cleanup is a flag only; known before the environment is read.
+  bool cleanup = false;
+  for (std::string_view a : args) cleanup = cleanup || a == "--cleanup" || a == "--cleanup=true" || a == "--cleanup=1";
   if (env) {
     for (const auto& f : kFlags) {
       if (!f.from_env) continue;
       std::string name = env_name(f.name);
       const char* value = env(name.c_str());
       if (!value) continue;
-      if (auto ok = apply(o, f.name, name, value); !ok) return invalid(ok.error());
+      if (auto ok = apply(o, f.name, name, value); !ok) {
+        if (!cleanup) return invalid(ok.error());
+        o.ignored_env.push_back(ok.error());
+      }
     }
   }
 
@@ -158,7 +164,7 @@ Parsed<Options> parse_options(const std::vector<std::string_view>& args, EnvLook
     if (auto ok = apply(o, name, "--" + std::string(name), value); !ok) return invalid(ok.error());
   }
 
-  if (o.inbound_port == o.outbound_port)
+  if (o.inbound_port == o.outbound_port && !o.cleanup)
     return invalid("--inbound-port and --outbound-port are both " + std::to_string(o.inbound_port) +
                    ": the proxy needs two listeners to tell the directions apart");
   return o;
@@ -194,7 +200,9 @@ flags:
   --ipv6                     also install (or remove) the IPv6 rules with ip6tables
   --templates DIR            read the rule templates from DIR/*.rules instead of the built-in ones
   --dry-run                  print what would be fed to iptables-restore (per family), change nothing
-  --cleanup                  remove exactly what meshd-init installed: the jumps from
+  --cleanup                  remove exactly what meshd-init installed, in both families
+                             (IPv6 too when present; MESHD_INIT_* values that do not parse
+                             are ignored with a warning): the jumps from
                              PREROUTING/OUTPUT, then the MESHD_* chains; a no-op if absent
   --version                  print the version
   -h, --help                 this text

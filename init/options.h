@@ -33,6 +33,11 @@ struct Options {
   bool help = false;
   bool version = false;
   std::string templates_dir;  // empty: the compiled-in templates
+  // With --cleanup, MESHD_INIT_* variables that do not parse are set aside
+  // (and named here) instead of stopping the run: the cleanup needs none of
+  // them, and refusing it over a typo would leave traffic redirected to a
+  // proxy that is gone.
+  std::vector<std::string> ignored_env;
 };
 
 // Looks up an environment variable; injected so that tests do not depend on

@@ -173,6 +173,22 @@ def test_cleanup_restores_the_table_exactly(netns):
 
 
 @pytest.mark.timeout(60)
+def test_cleanup_removes_both_families_whatever_the_environment_says_now(netns):
+    """A service manager's stop runs the cleanup with today's settings: an
+    edit since the install (IPv6 turned off, a typo) must not leave traffic
+    redirected to a proxy that is gone."""
+    before = (nat(netns), nat(netns, ipv6=True))
+    assert meshd_init(netns, "--ipv6").returncode == 0
+    env = dict(os.environ, MESHD_INIT_SKIP_INBOUND_PORTS="22,80-", MESHD_INIT_IPV6="false")
+    install = ns_run(netns, INIT, check=False, env=env)
+    assert install.returncode == 2 and "MESHD_INIT_SKIP_INBOUND_PORTS" in install.stderr
+    r = ns_run(netns, INIT, "--cleanup", check=False, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "ignoring" in r.stderr and "80-" in r.stderr
+    assert (nat(netns), nat(netns, ipv6=True)) == before
+
+
+@pytest.mark.timeout(60)
 def test_dry_run_changes_nothing_and_prints_the_restore_input(make_netns):
     dry, real = make_netns(), make_netns()
     before = nat(dry)

@@ -209,6 +209,10 @@ def check_units(root):
     assert meshd["ExecStartPre"] == ["+/usr/bin/meshd-init"]
     assert meshd["ExecStart"] == ["/usr/bin/meshd --config /etc/meshd/meshd.conf"]
     assert meshd["ExecStopPost"] == ["+/usr/bin/meshd-init --cleanup"]
+    # The rules go before the drain (new connections are not refused), and
+    # again after any stop, crashes included.
+    assert meshd["ExecStop"] == ["+/usr/bin/meshd-init --cleanup"]
+    assert meshd["RestartPreventExitStatus"] == ["2"]
     assert meshd["EnvironmentFile"] == ["-/etc/meshd/init.env"]
     assert meshd["CapabilityBoundingSet"] == [""] and meshd["AmbientCapabilities"] == [""]
     assert meshd["NoNewPrivileges"] == ["yes"]
@@ -217,6 +221,9 @@ def check_units(root):
     # The io_uring syscalls must stay allowed: no allow-list filter.
     for f in meshd.get("SystemCallFilter", []):
         assert f.startswith("~"), f
+        for group in f[1:].split():
+            calls = run(["systemd-analyze", "syscall-filter", group]).stdout if group.startswith("@") else group
+            assert "io_uring" not in calls, (group, calls)
     ctl = unit_settings(os.path.join(unitdir, "meshd-controller.service"))
     assert ctl["User"] == ["meshd-controller"]
     assert ctl["StateDirectory"] == ["meshd-controller"]

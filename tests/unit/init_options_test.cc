@@ -100,6 +100,19 @@ TEST_CASE("meshd-init reads MESHD_INIT_* and flags override them", "[init][optio
   CHECK(e.error() == "MESHD_INIT_INBOUND_PORT: 'x' is not a port (1-65535)");
 }
 
+TEST_CASE("meshd-init --cleanup is not stopped by a bad MESHD_INIT_* value", "[init][options]") {
+  auto env = [](const char* name) -> const char* {
+    return std::strcmp(name, "MESHD_INIT_SKIP_INBOUND_PORTS") == 0 ? "22,80-" : nullptr;
+  };
+  REQUIRE_FALSE(parse({}, env).has_value());  // installing: refused
+  auto o = parse({"--cleanup"}, env);
+  REQUIRE(o.has_value());
+  REQUIRE(o->ignored_env.size() == 1);
+  CHECK(o->ignored_env[0].find("MESHD_INIT_SKIP_INBOUND_PORTS") != std::string::npos);
+  // A bad flag is still an error: it was typed on this command line.
+  REQUIRE_FALSE(parse({"--cleanup", "--inbound-port", "x"}, env).has_value());
+}
+
 TEST_CASE("meshd-init --help documents every flag", "[init][options]") {
   std::string text = usage();
   for (const char* flag : {"--inbound-port", "--outbound-port", "--proxy-uid", "--skip-inbound-ports",
