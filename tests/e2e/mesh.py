@@ -252,6 +252,8 @@ class Cluster:
     client host (.1) whose meshd learns web.prod from the controllers. Every
     host has the redirect rules; everything started is stopped by pid."""
 
+    controller_flags = ()  # more flags for every controller replica
+
     def __init__(self, controllers=1, registry=REGISTRY, lease="3s", gossip=False, register=True, identity=False,
                  cert_ttl="1h", meshd_flags=(), controller_flags=()):
         self.hosts, self.controllers = [], []
@@ -333,7 +335,7 @@ class Cluster:
                 os.path.join(self.workdir.name, "registry.toml")]
         if self.identity:
             argv += ["--identity-dir", self.ca_dir, "--trust-domain", TRUST_DOMAIN, "--cert-ttl", self.cert_ttl]
-        argv += self.controller_flags
+        argv += list(self.controller_flags)
         if self.gossip:
             others = ",".join(f"{o.v4}:4192" for o in self.ctrl_hosts if o is not h)
             argv += ["--cluster-key-file", os.path.join(self.workdir.name, "cluster.key"), "--gossip-listen",

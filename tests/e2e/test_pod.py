@@ -263,6 +263,14 @@ def test_an_injected_job_runs_meshed_and_its_proxy_stops_when_it_is_done(mesh, w
     log = proxy_log.read()
     assert code == 0 and "draining" in log and "stopped" in log and "Sanitizer" not in log, log
 
+    # With the proxy gone and the rules still there, check says so and fails.
+    check = subprocess.run(pod.ns.cmd([binary("meshd-ctl"), "check", "-o", "json"]), capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, **kubelet.env(inits["meshd-proxy"])))
+    verdicts = {c["name"]: c for c in json.loads(check.stdout)["checks"]}
+    assert check.returncode == 1, check.stdout
+    assert verdicts["proxy live"]["result"] == "fail" and "meshd" in verdicts["proxy live"]["fix"], verdicts
+    assert verdicts["redirect rules"]["result"] == "ok", verdicts
+
     seen = sum(parse_metrics(s.ns.app("get", "http://127.0.0.1:4191/metrics")["body"]).get(
         f'tcp_open_total{{direction="inbound",tls="true",client_id="{pod_identity}"}}', 0) for s in mesh.servers)
     assert seen >= 1, "web.prod's proxies saw no mTLS connection from the pod's identity"
