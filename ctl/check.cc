@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <vector>
 
 #include "base/flags.h"
 #include "base/json.h"
@@ -104,7 +105,15 @@ CheckResult check_io_uring(const IoUringFacts& f) {
     return fail(name, "disabled by the kernel (kernel.io_uring_disabled = 2)",
                 "sysctl -w kernel.io_uring_disabled=0 (and in /etc/sysctl.d/ to keep it), or 1 with the proxy's "
                 "user in kernel.io_uring_group");
-  if (f.disabled && *f.disabled == 1 && !f.proxy_in_group) {
+  const bool proven = f.running_as_proxy && f.setup_errno == 0;
+  if (f.disabled && *f.disabled == 1 && !proven && !f.proxy_in_group)
+    return warn(name,
+                "kernel.io_uring_disabled = 1 lets only root and the group kernel.io_uring_group use it, and "
+                "whether UID " +
+                    std::to_string(f.proxy_uid) + " is in that group cannot be told here (no user entry)",
+                "run meshd-ctl check as the proxy's UID (in a pod, in the meshd-proxy container), or set "
+                "kernel.io_uring_disabled=0");
+  if (f.disabled && *f.disabled == 1 && !proven && f.proxy_in_group == false) {
     std::string why = "kernel.io_uring_disabled = 1 lets only root and the group kernel.io_uring_group (" +
                       (f.group < 0 ? std::string("none set") : std::to_string(f.group)) +
                       ") use it, and the proxy's UID " + std::to_string(f.proxy_uid) + " is not in it";
@@ -134,6 +143,8 @@ CheckResult check_io_uring(const IoUringFacts& f) {
     detail += " (no kernel.io_uring_disabled knob)";
   else if (*f.disabled == 0)
     detail += " (kernel.io_uring_disabled = 0)";
+  else if (proven)
+    detail += " (kernel.io_uring_disabled = 1, and the proxy's UID, this process's, may use it)";
   else
     detail += " (kernel.io_uring_disabled = 1, the proxy's UID is in kernel.io_uring_group)";
   return ok(name, detail);
@@ -150,9 +161,11 @@ CheckResult check_capabilities(uint64_t cap_eff, bool required) {
   return required ? fail(name, detail, hint) : warn(name, detail, hint);
 }
 
-CheckResult check_iptables(const std::string& read_error) {
+CheckResult check_iptables(const std::string& read_error, bool have_net_raw) {
   const std::string name = "iptables";
   if (read_error.empty()) return ok(name, "the nat table can be read");
+  if (!have_net_raw)
+    return fail(name, read_error, "the legacy iptables backend also needs NET_RAW: run as root (sudo meshd-ctl check)");
   return fail(name, read_error,
               "install iptables (apt-get install iptables), run as root, and make sure the kernel has the nat "
               "table (modprobe iptable_nat, or nf_tables with iptables-nft)");
@@ -168,13 +181,12 @@ CheckResult check_redirect_rules(const init::NatTable& nat, const JsonValue* sta
     return fail(name, std::string("half installed: ") + (in_jump ? "outbound" : "inbound") + " is not redirected",
                 install);
   // What the rules say: the REDIRECT ports and the UID left alone.
-  int in_port = 0, out_port = 0;
+  int in_port = init::redirect_port(nat, init::kInboundRedirectChain);
+  int out_port = init::redirect_port(nat, init::kOutboundRedirectChain);
   std::optional<uint32_t> excluded_uid;
   for (const auto& r : nat.rules) {
     auto words = init::split_rule_words(r.spec);
     for (size_t i = 0; i + 1 < words.size(); ++i) {
-      if (words[i] == "--to-ports" && r.chain == init::kInboundRedirectChain) in_port = port_of(":" + words[i + 1]);
-      if (words[i] == "--to-ports" && r.chain == init::kOutboundRedirectChain) out_port = port_of(":" + words[i + 1]);
       if (words[i] == "--uid-owner" && r.chain == init::kOutputChain && r.target == "RETURN")
         if (auto u = parse_u64(words[i + 1]); u && *u <= UINT32_MAX) excluded_uid = static_cast<uint32_t>(*u);
     }
@@ -369,16 +381,21 @@ uint64_t effective_capabilities() {
   return 0;
 }
 
-// Whether the user with this UID is in group `gid` (primary or listed).
-bool uid_in_group(uint32_t uid, int64_t gid) {
+// Whether the user with this UID is in group `gid` (primary or
+// supplementary, through NSS); nullopt when there is no such user to ask.
+std::optional<bool> uid_in_group(uint32_t uid, int64_t gid) {
   if (gid < 0) return false;
   const passwd* pw = getpwuid(uid);
-  if (pw == nullptr) return false;
+  if (pw == nullptr) return std::nullopt;
   if (static_cast<int64_t>(pw->pw_gid) == gid) return true;
-  const group* gr = getgrgid(static_cast<gid_t>(gid));
-  if (gr == nullptr) return false;
-  for (char** m = gr->gr_mem; *m != nullptr; ++m)
-    if (std::strcmp(*m, pw->pw_name) == 0) return true;
+  std::vector<gid_t> groups(64);
+  int n = static_cast<int>(groups.size());
+  if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) {
+    groups.resize(static_cast<size_t>(n));
+    if (getgrouplist(pw->pw_name, pw->pw_gid, groups.data(), &n) < 0) return std::nullopt;
+  }
+  for (int i = 0; i < n; ++i)
+    if (static_cast<int64_t>(groups[static_cast<size_t>(i)]) == gid) return true;
   return false;
 }
 
@@ -388,7 +405,7 @@ IoUringFacts io_uring_facts(uint32_t proxy_uid) {
   if (auto d = read_proc_number("/proc/sys/kernel/io_uring_disabled")) f.disabled = static_cast<int>(*d);
   if (auto g = read_proc_number("/proc/sys/kernel/io_uring_group")) f.group = *g;
   f.proxy_in_group = uid_in_group(proxy_uid, f.group);
-  f.running_as_root = geteuid() == 0;
+  f.running_as_proxy = geteuid() == proxy_uid;
   // What meshd's workers do at start: a ring, and a provided-buffer ring on it.
   io::Ring ring;
   if (auto r = ring.init(8); !r) {
@@ -486,7 +503,7 @@ int run_check(std::span<const std::string_view> args, const Io& io) {
   const bool can_read_rules = (caps & kCapNetAdmin) != 0;
   auto table = can_read_rules ? init::read_nat_table(/*ipv6=*/false) : Parsed<std::string>(invalid(""));
   if (can_read_rules)
-    results.push_back(check_iptables(table ? std::string() : table.error()));
+    results.push_back(check_iptables(table ? std::string() : table.error(), (caps & kCapNetRaw) != 0));
   else
     results.push_back(skip("iptables", "needs NET_ADMIN (see capabilities)"));
   if (pre) {

@@ -27,14 +27,17 @@ struct CheckResult {
 // io_uring: `disabled` is /proc/sys/kernel/io_uring_disabled (nullopt: the
 // file is absent, kernels before 6.6, where io_uring cannot be turned off
 // this way); `group` is /proc/sys/kernel/io_uring_group (-1: none);
-// `proxy_in_group` whether the proxy UID's user belongs to that group;
-// `setup_errno` what setting up a ring with a provided-buffer ring, as meshd
-// does, gave in this process (0: it worked).
+// `proxy_in_group` whether the proxy UID's user belongs to that group
+// (nullopt: no user entry to tell, as in a container image);
+// `running_as_proxy` whether this process runs as the proxy's UID (then
+// its own ring setup answers for the proxy); `setup_errno` what setting up
+// a ring with a provided-buffer ring, as meshd does, gave in this process
+// (0: it worked).
 struct IoUringFacts {
   std::optional<int> disabled;
   int64_t group = -1;
-  bool proxy_in_group = false;
-  bool running_as_root = false;
+  std::optional<bool> proxy_in_group = false;
+  bool running_as_proxy = false;
   int setup_errno = 0;
   uint32_t proxy_uid = 2102;
 };
@@ -46,8 +49,9 @@ CheckResult check_io_uring(const IoUringFacts& f);
 // rules is all that is left undone.
 CheckResult check_capabilities(uint64_t cap_eff, bool required);
 
-// iptables' nat table: `read_error` is what reading it gave (empty: read).
-CheckResult check_iptables(const std::string& read_error);
+// iptables' nat table: `read_error` is what reading it gave (empty: read);
+// without NET_RAW, the legacy backend cannot read it.
+CheckResult check_iptables(const std::string& read_error, bool have_net_raw);
 
 // The redirect rules: installed, redirecting to the ports the proxy listens
 // on, and leaving the proxy's own UID alone. `status` is the proxy's

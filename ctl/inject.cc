@@ -8,9 +8,11 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <span>
 #include <string>
+#include <utility>
 
 #include "base/flags.h"
 #include "base/parse.h"
@@ -187,6 +189,30 @@ std::string check_quantity(const std::string& value) {
   bool known = false;
   for (auto s : kSuffixes) known = known || suffix == s;
   if (!ok || !known) return "'" + value + "' is not a quantity (e.g. 100m, 20Mi)";
+  return "";
+}
+
+// The value of a quantity check_quantity accepted, in base units (bytes).
+double quantity_value(const std::string& value) {
+  size_t i = value.find_first_not_of("0123456789.");
+  double n = std::strtod(value.substr(0, i).c_str(), nullptr);
+  std::string_view suffix = i == std::string::npos ? std::string_view() : std::string_view(value).substr(i);
+  static constexpr std::pair<std::string_view, double> kScale[] = {
+      {"m", 1e-3},    {"k", 1e3},     {"M", 1e6},     {"G", 1e9},     {"T", 1e12},    {"P", 1e15},   {"E", 1e18},
+      {"Ki", 0x1p10}, {"Mi", 0x1p20}, {"Gi", 0x1p30}, {"Ti", 0x1p40}, {"Pi", 0x1p50}, {"Ei", 0x1p60}};
+  for (const auto& [s, scale] : kScale)
+    if (suffix == s) return n * scale;
+  return n;
+}
+
+// The API server refuses a container whose request is above its limit,
+// and a zero limit would kill the proxy at once.
+std::string check_memory(const InjectOptions& o) {
+  double request = quantity_value(o.proxy_memory_request), limit = quantity_value(o.proxy_memory_limit);
+  if (limit <= 0) return "the proxy's memory limit (" + o.proxy_memory_limit + ") must be above zero";
+  if (request > limit)
+    return "the proxy's memory request (" + o.proxy_memory_request + ") is above its limit (" + o.proxy_memory_limit +
+           "): the API server would refuse the pod";
   return "";
 }
 
@@ -441,6 +467,12 @@ std::vector<std::pair<std::string, const Entry*>> read_annotations(const Object&
   return out;
 }
 
+bool yaml11_true(std::string_view v) {
+  for (std::string_view t : {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON", "y", "Y"})
+    if (v == t) return true;
+  return false;
+}
+
 std::string container_name(const Document& d, const Entry& item) {
   if (!item.value.is_map()) return "";
   const Node* name = item.value.get("name");
@@ -532,6 +564,15 @@ void inject_object(Object& ob, const Node& obj, const std::vector<std::string_vi
   PodTemplate t;
   if (!find_template(ob, obj, path, &t)) return;
   const Node& spec = t.spec->value;
+  // A merge key ("<<: *base") brings in entries that are not written here:
+  // an added initContainers or volumes would replace the merged ones, and
+  // what is merged cannot be checked (already injected? hostNetwork?).
+  for (const Node* m : {t.tmpl, &spec, t.meta ? &t.meta->value : nullptr}) {
+    if (const Entry* merge = m ? m->entry("<<") : nullptr) {
+      ob.error(merge->line, "a merge key ('<<') in the pod template is not supported; write its entries out");
+      return;
+    }
+  }
   auto annotations = read_annotations(ob, t);
   auto annotation = [&](std::string_view key) -> const Entry* {
     for (const auto& [k, e] : annotations)
@@ -551,7 +592,8 @@ void inject_object(Object& ob, const Node& obj, const std::vector<std::string_vi
     }
   }
   if (annotation(kInjectedAnnotation)) return skip("already injected");
-  if (const Node* hn = spec.get("hostNetwork"); hn && d.scalar(*hn) == "true")
+  // Kubernetes reads manifests as YAML 1.1: True, yes and on are true too.
+  if (const Node* hn = spec.get("hostNetwork"); hn && yaml11_true(d.scalar(*hn)))
     return skip("hostNetwork: true: the redirect rules would apply to the node's own traffic");
 
   // The settings: flags, then this pod's annotations.
@@ -571,6 +613,7 @@ void inject_object(Object& ob, const Node& obj, const std::vector<std::string_vi
     }
     o.*s.field = value;
   }
+  if (std::string why = ob.failed ? "" : check_memory(o); !why.empty()) ob.error(t.spec->line, why);
   const Entry* vols = spec.entry("volumes");
   if (refuse_flow(ob, vols, "volumes")) return;
   if (ob.failed) return;
@@ -704,6 +747,13 @@ bool blank_text(std::string_view text) {
 
 InjectResult process(std::string_view input, const InjectOptions* inject) {
   InjectResult r;
+  // A byte-order mark (editors on Windows write one) is kept as it was,
+  // and kept out of the first key.
+  constexpr std::string_view kBom = "\xEF\xBB\xBF";
+  if (input.starts_with(kBom)) {
+    r.output += kBom;
+    input.remove_prefix(kBom.size());
+  }
   auto parts = yaml::split_stream(input);
   int doc_no = 0;
   for (const auto& part : parts) {
@@ -782,8 +832,16 @@ InjectResult process(std::string_view input, const InjectOptions* inject) {
                            ": flow-style 'items' is not supported; write it in block style");
       } else if (items && items->value.is_seq()) {
         for (size_t i = 0; i < items->value.entries.size(); ++i) {
-          const Node& item = items->value.entries[i].value;
-          if (item.is_map()) one(item, "List item " + std::to_string(i + 1) + ": ");
+          const Entry& entry = items->value.entries[i];
+          if (entry.value.is_map()) {
+            one(entry.value, "List item " + std::to_string(i + 1) + ": ");
+          } else if (entry.value.kind == Node::Kind::kFlow || entry.value.kind == Node::Kind::kAlias) {
+            // Silently passing it on would leave a workload unmeshed.
+            r.errors.push_back(where + " (List), line " + std::to_string(d.line_no(entry.line)) + ": item " +
+                               std::to_string(i + 1) +
+                               " is written in flow style or as an alias; write it in block "
+                               "style");
+          }
         }
       }
     } else {
@@ -870,7 +928,7 @@ std::string check_inject_options(const InjectOptions& o) {
     if (value.empty() && optional) continue;
     if (std::string why = s.check(value); !why.empty()) return "--" + std::string(s.flag) + ": " + why;
   }
-  return "";
+  return check_memory(o);
 }
 
 InjectResult inject_manifests(std::string_view input, const InjectOptions& options) {

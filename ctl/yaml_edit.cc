@@ -201,6 +201,10 @@ class Parser {
       }
       out.end_line = last + 1;
       out.text_end = lines_[last].end;
+      // Keep chomping ("|+"): the blank lines after the text are part of
+      // the value, so nothing may be inserted between them and it.
+      if (s.substr(0, s.find(' ')).find('+') != std::string_view::npos)
+        while (out.end_line < lines_.size() && lines_[out.end_line].blank) ++out.end_line;
       return true;
     }
     if (c == '[' || c == '{') {
@@ -362,6 +366,15 @@ const Node* Node::get(std::string_view key) const {
   return e ? &e->value : nullptr;
 }
 
+const Node* Node::at(std::initializer_list<std::string_view> path) const {
+  const Node* n = this;
+  for (std::string_view key : path) {
+    n = n->get(key);
+    if (n == nullptr) return nullptr;
+  }
+  return n;
+}
+
 const Entry* Node::entry(std::string_view key) const {
   if (kind != Kind::kMap) return nullptr;
   for (const Entry& e : entries)
@@ -412,6 +425,14 @@ Parsed<Document> Document::parse(std::string text, size_t first_line) {
   auto root = p.root();
   if (!root) return invalid(root.error());
   d.root_ = std::move(*root);
+  // A line inside a multi-line scalar or flow is part of its text, even one
+  // that starts with '#': only lines outside every value are comments (an
+  // insertion "above an entry's comments" must never land inside a string).
+  walk(d.root_, [&d](const Node&, const Entry& e) {
+    const Node& v = e.value;
+    if (v.is_map() || v.is_seq()) return;
+    for (size_t k = v.line + 1; k < v.end_line && k < d.lines_.size(); ++k) d.lines_[k].comment = false;
+  });
   return d;
 }
 

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstddef>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,8 @@ struct Node {
   // "null": what a caller may replace by a block collection.
   bool empty_value(std::string_view doc) const;
   const Node* get(std::string_view key) const;  // kMap only; nullptr if absent
+  // get() key after key: {"spec", "template"}; nullptr where one is absent.
+  const Node* at(std::initializer_list<std::string_view> path) const;
   const Entry* entry(std::string_view key) const;
 };
 

@@ -92,9 +92,6 @@ NatTable parse_nat_table(std::string_view text) {
   return table;
 }
 
-namespace {
-// The port a REDIRECT rule in `chain` points at: "--to-ports 4143" (or a
-// range "4143-4143", of which the first port counts).
 int redirect_port(const NatTable& table, std::string_view chain) {
   for (const auto& r : table.rules) {
     if (r.chain != chain || r.target != "REDIRECT") continue;
@@ -109,7 +106,6 @@ int redirect_port(const NatTable& table, std::string_view chain) {
   }
   return 0;
 }
-}  // namespace
 
 NatState parse_nat_state(std::string_view output) {
   NatTable table = parse_nat_table(output);

@@ -53,6 +53,10 @@ struct NatTable {
   bool has_jump(std::string_view chain, std::string_view target) const;
 };
 
+// The port a REDIRECT rule in `chain` points at: "--to-ports 4143" (or a
+// range "4143-4143", of which the first port counts); 0 when none.
+int redirect_port(const NatTable& table, std::string_view chain);
+
 // Only the *nat section is read when the text holds several tables.
 NatTable parse_nat_table(std::string_view iptables_save_output);
 

@@ -50,6 +50,13 @@ TEST_CASE("check: io_uring verdicts name the knob and the fix", "[check]") {
   REQUIRE(check_io_uring(f).verdict == Verdict::kFail);
   f.proxy_in_group = true;
   REQUIRE(check_io_uring(f).verdict == Verdict::kOk);
+  // No user entry to tell (a container image): a warning, unless this
+  // process is the proxy's UID and set up a ring itself.
+  f.proxy_in_group = std::nullopt;
+  REQUIRE(check_io_uring(f).verdict == Verdict::kWarn);
+  f.running_as_proxy = true;
+  REQUIRE(check_io_uring(f).verdict == Verdict::kOk);
+  f.running_as_proxy = false;
   f.disabled = 0;
   f.setup_errno = EPERM;
   REQUIRE(check_io_uring(f).hint.find("seccomp") != std::string::npos);

@@ -53,14 +53,8 @@ std::vector<Document> docs(const std::string& stream) {
   return out;
 }
 
-const Node* at(const Node& root, std::vector<std::string> path) {
-  const Node* n = &root;
-  for (const auto& key : path) {
-    if (!n) return nullptr;
-    n = n->get(key);
-  }
-  return n;
-}
+// Keeps the tests' calls short: at(node, {"spec", "template"}).
+const Node* at(const Node& root, std::initializer_list<std::string_view> path) { return root.at(path); }
 
 std::vector<std::string> names(const Document& d, const Node* seq) {
   std::vector<std::string> out;
@@ -175,7 +169,8 @@ TEST_CASE("inject: every workload kind, at its pod template", "[inject]") {
     InjectResult r = inject_ok(c.text);
     auto ds = docs(r.output);
     REQUIRE(ds.size() == 1);
-    const Node* t = at(ds[0].root(), c.path);
+    const Node* t = &ds[0].root();
+    for (const auto& key : c.path) t = t ? t->get(key) : nullptr;
     REQUIRE(t);
     CHECK(names(ds[0], at(*t, {"spec", "initContainers"})) == std::vector<std::string>{"meshd-init", "meshd-proxy"});
     CHECK(at(*t, {"metadata", "annotations", "meshd.io/injected"}) != nullptr);
@@ -517,4 +512,59 @@ TEST_CASE("inject: CRLF lines, directives and document markers", "[inject]") {
   InjectResult marker = inject_manifests("--- !!map\nkind: Pod\n", opts());
   REQUIRE_FALSE(marker.errors.empty());
   CHECK(marker.errors[0].starts_with("line 1: content on a document marker line"));
+}
+
+TEST_CASE("inject: what a review found: strings, merges, BOMs, YAML 1.1 booleans, quantities", "[inject]") {
+  const std::string pod = "kind: Pod\nmetadata:\n  name: q\nspec:\n";
+  const std::string app = "  containers:\n  - name: app\n    image: nginx\n";
+  SECTION("a quoted string's line that starts with '#' is its text, not a comment to insert above") {
+    std::string in = pod + "  hostname: 'a\n  # b'\n" + app;
+    InjectResult r = inject_ok(in);
+    auto ds = docs(r.output);
+    REQUIRE(ds.size() == 1);
+    CHECK(ds[0].scalar(*at(ds[0].root(), {"spec", "hostname"})) == "a # b");
+    CHECK(names(ds[0], at(ds[0].root(), {"spec", "initContainers"})) ==
+          std::vector<std::string>{"meshd-init", "meshd-proxy"});
+    CHECK(uninject_ok(r.output) == in);
+  }
+  SECTION("a keep-chomped block scalar keeps its trailing blank lines") {
+    std::string in = "kind: Pod\nmetadata:\n  name: q\n  annotations:\n    last: |+\n      keep\n\nspec:\n" + app;
+    InjectResult r = inject_ok(in);
+    CHECK(r.output.find("      keep\n\n    meshd.io/injected") != std::string::npos);
+    CHECK(uninject_ok(r.output) == in);
+  }
+  SECTION("a merge key in the pod template is refused: the merged entries would be replaced") {
+    std::string in = "kind: Pod\nmetadata:\n  name: q\nspec:\n  <<: *base\n" + app;
+    InjectResult r = inject_manifests(in, opts());
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].find("line 5: a merge key") != std::string::npos);
+  }
+  SECTION("a byte-order mark is kept and does not hide the kind") {
+    std::string in = "\xEF\xBB\xBF" + pod + app;
+    InjectResult r = inject_ok(in);
+    CHECK(
+        r.output.starts_with("\xEF\xBB\xBF"
+                             "kind: Pod\n"));
+    CHECK(r.notes == std::vector<std::string>{"pod/q injected"});
+    CHECK(uninject_ok(r.output) == in);
+  }
+  SECTION("hostNetwork: True is true to Kubernetes") {
+    InjectResult r = inject_ok(pod + "  hostNetwork: True\n" + app);
+    CHECK(r.notes[0].find("skipped (hostNetwork") != std::string::npos);
+  }
+  SECTION("a memory request above the limit is refused before the API server does") {
+    InjectOptions o = opts();
+    o.proxy_memory_request = "1Gi";
+    CHECK(meshd::ctl::check_inject_options(o).find("above its limit") != std::string::npos);
+    InjectResult r = inject_manifests(
+        "kind: Pod\nmetadata:\n  name: q\n  annotations:\n    meshd.io/proxy-memory-limit: 10Mi\nspec:\n" + app,
+        opts());
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].find("(20Mi) is above its limit (10Mi)") != std::string::npos);
+  }
+  SECTION("a List item in flow style is an error, not a silent pass") {
+    InjectResult r = inject_manifests("kind: List\nitems:\n- {kind: Pod, metadata: {name: f}}\n", opts());
+    REQUIRE(r.errors.size() == 1);
+    CHECK(r.errors[0].find("item 1 is written in flow style") != std::string::npos);
+  }
 }

@@ -19,14 +19,8 @@ Document parse(const std::string& text) {
   return *d;
 }
 
-const Node* at(const Node& root, std::vector<std::string> path) {
-  const Node* n = &root;
-  for (const auto& key : path) {
-    if (!n) return nullptr;
-    n = n->get(key);
-  }
-  return n;
-}
+// Keeps the tests' calls short: at(node, {"spec", "template"}).
+const Node* at(const Node& root, std::initializer_list<std::string_view> path) { return root.at(path); }
 
 }  // namespace
 
