@@ -6,16 +6,9 @@
 # by tests/e2e/test_packaging.py. Env: MESHD_VERSION overrides VERSION.
 set -eu
 
-if [ $# -ne 2 ]; then
-	echo "usage: $0 BINDIR OUTDIR" >&2
-	exit 2
-fi
 # shellcheck source=packaging/common.sh
 . "$(dirname "$0")/common.sh"
-BINDIR=$(cd "$1" && pwd)
-mkdir -p "$2"
-OUTDIR=$(cd "$2" && pwd)
-check_bins "$BINDIR"
+take_dirs "$@"
 case $(dpkg --print-architecture) in
 amd64) ARCH=x86_64 ;;
 arm64) ARCH=aarch64 ;;

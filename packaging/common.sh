@@ -33,6 +33,19 @@ check_bins() {
 	done
 }
 
+# take_dirs BINDIR OUTDIR: the build scripts' two arguments, made absolute
+# (OUTDIR created), the binaries checked.
+take_dirs() {
+	if [ $# -ne 2 ]; then
+		echo "usage: $0 BINDIR OUTDIR" >&2
+		exit 2
+	fi
+	BINDIR=$(cd "$1" && pwd)
+	mkdir -p "$2"
+	OUTDIR=$(cd "$2" && pwd)
+	check_bins "$BINDIR"
+}
+
 # install_bin SRC DST: a stripped copy (the build dir keeps its symbols).
 install_bin() {
 	install -D -m 0755 "$1" "$2"
