@@ -237,6 +237,10 @@ def packages_for(binary):
         if not m:
             continue
         lib = m.group(1)
+        # The sanitizers' runtimes come with a MODE=asan build of the tests;
+        # the images are built in release mode, without them.
+        if re.search(r"/lib(asan|ubsan|lsan|tsan)\.so", lib):
+            continue
         candidates = [lib, os.path.realpath(lib)]
         # /lib is a symlink to /usr/lib on merged-/usr systems; dpkg knows one of the two.
         candidates += [c.replace("/usr/lib/", "/lib/", 1) if c.startswith("/usr/lib/")
