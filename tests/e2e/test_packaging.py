@@ -360,6 +360,9 @@ def test_deb_install_upgrade_remove_purge(packages, tmp, host_passwd):
     assert os.path.isfile(os.path.join(root, "etc/meshd/init.env"))
     assert os.path.isfile(os.path.join(root, "etc/meshd/controller.env"))
     assert os.path.isfile(os.path.join(state, "registry.log"))
+    # Masked while removed, as debhelper does: an enablement left behind starts nothing.
+    for unit in ("meshd.service", "meshd-controller.service"):
+        assert os.readlink(os.path.join(root, "etc/systemd/system", unit)) == "/dev/null", unit
 
     # purge: configuration and state go; the users stay (see postrm).
     dpkg(root, "--purge", "meshd", "meshd-controller")
@@ -368,6 +371,7 @@ def test_deb_install_upgrade_remove_purge(packages, tmp, host_passwd):
                                         "unknown ok not-installed", "purge ok not-installed")
     assert not os.path.exists(os.path.join(root, "etc/meshd"))
     assert not os.path.exists(state)
+    assert not os.path.lexists(os.path.join(root, "etc/systemd/system/meshd.service"))
     assert "meshd" in passwd_entries(root) and "meshd-controller" in passwd_entries(root)
 
 
