@@ -20,6 +20,7 @@
 #include "admin/endpoints.h"
 #include "admin/server.h"
 #include "base/log.h"
+#include "base/sd_notify.h"
 #include "config/config.h"
 #include "discovery/client.h"
 #include "discovery/registrar.h"
@@ -353,6 +354,10 @@ int run(int argc, char** argv) {
   for (const auto& s : specs) where += " " + s.name + "=" + s.address.str();
   LOG_INFO("meshd", "meshd %s serving with %u threads:%s%s", MESHD_VERSION, n, where.c_str(),
            config.admin ? (" admin=" + config.admin->str()).c_str() : "");
+  // After the log line: a service manager that installs the redirect rules
+  // on READY=1 (meshd.service) finds every listener bound.
+  if (std::string err = sd_notify("READY=1\nSTATUS=serving"); !err.empty())
+    LOG_WARN("meshd", "telling the service manager it is ready: %s", err.c_str());
 
   int sig = 0;
   while (sigwait(&signals, &sig) == 0 && sig == SIGHUP)
@@ -360,6 +365,7 @@ int run(int argc, char** argv) {
   LOG_INFO("meshd", "%s: draining (up to %llu ms)", strsignal(sig),
            static_cast<unsigned long long>(config.drain_timeout_ms));
   draining.store(true);
+  sd_notify("STOPPING=1\nSTATUS=draining");
   // Leave the registry first, so that no new traffic is sent here.
   registrar.stop();
   for (auto& w : workers) w->command(proxy::Worker::Command::kDrain);

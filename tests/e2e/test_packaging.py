@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import tempfile
@@ -206,7 +207,9 @@ def check_units(root):
     unitdir = os.path.join(root, "usr/lib/systemd/system")
     meshd = unit_settings(os.path.join(unitdir, "meshd.service"))
     assert meshd["User"] == ["meshd"] and meshd["Group"] == ["meshd"]
-    assert meshd["ExecStartPre"] == ["+/usr/bin/meshd-init"]
+    # The rules go in after meshd's READY=1, never before it listens.
+    assert meshd["Type"] == ["notify"] and "ExecStartPre" not in meshd
+    assert meshd["ExecStartPost"] == ["+/usr/bin/meshd-init"]
     assert meshd["ExecStart"] == ["/usr/bin/meshd --config /etc/meshd/meshd.conf"]
     assert meshd["ExecStopPost"] == ["+/usr/bin/meshd-init --cleanup"]
     # The rules go before the drain (new connections are not refused), and
@@ -513,20 +516,33 @@ def test_packaged_config_runs_as_the_unit_would(packages, tmp):
     ns = f"pk{os.getpid()}-{next(_counter)}"
     run(["ip", "netns", "add", ns])
     procs = []
+    notify_dir = None
     try:
         run(["ip", "-n", ns, "link", "set", "lo", "up"])
         drop = ["setpriv", f"--reuid={PROXY_UID}", f"--regid={PROXY_UID}", "--clear-groups",
                 "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs"]
         log = open(os.path.join(tmp, "meshd.log"), "w")
+        # systemd's notification socket (Type=notify): the unit installs the
+        # rules once meshd says READY=1, so every listener must be bound by then.
+        notify_dir = tempfile.mkdtemp(prefix="meshd-notify-")
+        os.chmod(notify_dir, 0o755)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify_path = os.path.join(notify_dir, "notify")
+        notify.bind(notify_path)
+        os.chmod(notify_path, 0o777)
+        notify.settimeout(15)
         procs.append(subprocess.Popen(
             # The unit's User= and no privilege. (Its LimitNOFILE= is not
             # emulated: raising a hard limit may be refused in a container.)
             ["ip", "netns", "exec", ns, *drop,
              os.path.join(root, "usr/bin/meshd"), "--config", os.path.join(root, "etc/meshd/meshd.conf")],
-            stdout=log, stderr=subprocess.STDOUT, env={"PATH": os.environ["PATH"]}))
-        wait_until(lambda: procs[0].poll() is not None or http_get(ns, "http://127.0.0.1:4191/ready"),
-                   15, "meshd /ready")
-        assert procs[0].poll() is None, open(log.name).read()
+            stdout=log, stderr=subprocess.STDOUT, env={"PATH": os.environ["PATH"], "NOTIFY_SOCKET": notify_path}))
+        try:
+            assert notify.recv(256) == b"READY=1\nSTATUS=serving", open(log.name).read()
+        except socket.timeout:
+            raise AssertionError("meshd sent no READY=1: " + open(log.name).read())
+        listening = run(["ip", "netns", "exec", ns, "ss", "-ltnH"]).stdout
+        assert "127.0.0.1:4140" in listening and ":4143" in listening and "127.0.0.1:4191" in listening, listening
         assert "ready" in http_get(ns, "http://127.0.0.1:4191/ready")
 
         env = dict(PATH=os.environ["PATH"], **env_file(os.path.join(root, "etc/meshd/init.env")))
@@ -549,6 +565,11 @@ def test_packaged_config_runs_as_the_unit_would(packages, tmp):
                    15, "meshd-controller /ready")
         assert procs[1].poll() is None, open(clog.name).read()
         assert os.path.isfile(os.path.join(state, "registry.log"))
+
+        # A stop: meshd says it is draining, then exits cleanly.
+        procs[0].terminate()
+        assert notify.recv(256) == b"STOPPING=1\nSTATUS=draining"
+        assert procs[0].wait(timeout=40) == 0, open(log.name).read()
     finally:
         for p in procs:
             if p.poll() is None:
@@ -559,3 +580,5 @@ def test_packaged_config_runs_as_the_unit_would(packages, tmp):
                 p.kill()
                 p.wait(timeout=10)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=20)
+        if notify_dir:
+            shutil.rmtree(notify_dir, ignore_errors=True)
