@@ -6,6 +6,8 @@
 #include <unordered_set>
 #include <utility>
 
+#include "base/json.h"
+
 namespace meshd::ctl::yaml {
 
 namespace {
@@ -590,18 +592,12 @@ Edit remove_lines(const Document& d, size_t first, size_t end) {
   return Edit{begin, stop, ""};
 }
 
+// JSON's escaping is valid in a YAML double-quoted scalar, control
+// characters included.
 std::string double_quote(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
-    }
-  }
-  return out + "\"";
+  std::string out;
+  JsonWriter::escape_into(out, s);
+  return out;
 }
 
 Value Value::str(std::string_view s) {
