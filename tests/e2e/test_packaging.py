@@ -32,9 +32,10 @@ import socket
 import stat
 import subprocess
 import tempfile
-import time
 
 import pytest
+
+from mesh import wait_for
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -489,16 +490,6 @@ def http_get(ns, url):
     return r.stdout if r.returncode == 0 else None
 
 
-def wait_until(fn, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.mark.timeout(120)
 def test_packaged_config_runs_as_the_unit_would(packages, tmp):
     """The packaged defaults work as meshd.service and meshd-controller.service
@@ -561,7 +552,7 @@ def test_packaged_config_runs_as_the_unit_would(packages, tmp):
         procs.append(subprocess.Popen(
             ["ip", "netns", "exec", ns, *ctl_drop, os.path.join(root, "usr/bin/meshd-controller")],
             stdout=clog, stderr=subprocess.STDOUT, env=env))
-        wait_until(lambda: procs[1].poll() is not None or http_get(ns, "http://127.0.0.1:4194/ready"),
+        wait_for(lambda: procs[1].poll() is not None or http_get(ns, "http://127.0.0.1:4194/ready"),
                    15, "meshd-controller /ready")
         assert procs[1].poll() is None, open(clog.name).read()
         assert os.path.isfile(os.path.join(state, "registry.log"))
